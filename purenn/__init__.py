@@ -1,0 +1,47 @@
+"""purenn: neural networks from first principles in NumPy.
+
+Networks are immutable specs; parameters are nested dicts of arrays; training
+is a handful of pure functions::
+
+    spec = purenn.Network(16, [purenn.Dense(64), purenn.Dense(10, "softmax")])
+    params = purenn.init(spec, rng=0)
+    params = purenn.sgd_step(params, purenn.grads(params, x, y), lr=0.1)
+"""
+
+from purenn.core import forward, grads, init, loss, loss_and_grads, predict, sgd_step
+from purenn.layers import Dense, Dropout
+from purenn.network import Network
+from purenn.tree import (
+    SPEC_KEY,
+    tree_allclose,
+    tree_check_like,
+    tree_equal,
+    tree_items,
+    tree_leaves,
+    tree_map,
+    tree_zeros_like,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SPEC_KEY",
+    "Dense",
+    "Dropout",
+    "Network",
+    "__version__",
+    "forward",
+    "grads",
+    "init",
+    "loss",
+    "loss_and_grads",
+    "predict",
+    "sgd_step",
+    "tree_allclose",
+    "tree_check_like",
+    "tree_equal",
+    "tree_items",
+    "tree_leaves",
+    "tree_map",
+    "tree_zeros_like",
+]

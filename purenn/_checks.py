@@ -1,0 +1,43 @@
+"""Argument checks shared by the public functions (validate once, at the boundary)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def as_generator(rng: object, name: str = "rng") -> np.random.Generator:
+    """Turn ``rng`` (a ``numpy.random.Generator`` or an int seed) into a Generator.
+
+    Raises:
+        TypeError: for anything else, including ``np.random.RandomState`` and bools.
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise TypeError(
+        f"{name} must be a numpy.random.Generator or an int seed; got {type(rng).__name__}. "
+        f"Pass e.g. {name}=np.random.default_rng(0)"
+    )
+
+
+def positive_int(value: object, name: str) -> int:
+    """Return ``value`` as an int, refusing bools, non-integers and values < 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int; got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value}")
+    return int(value)
+
+
+def float_dtype(dtype: object) -> np.dtype:
+    """Return ``dtype`` as float32 or float64, refusing any other dtype."""
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError as err:
+        raise TypeError(f"dtype must be float32 or float64; got {dtype!r}") from err
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64; got {dt}")
+    return dt

@@ -1,0 +1,332 @@
+"""The pure functions of the design card: init, forward, grads, sgd_step, and friends.
+
+Nothing here keeps state or writes into a caller's array. Inputs are checked
+once, here at the public boundary, with cheap shape, dtype and range checks;
+the layer math below assumes valid input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from purenn._checks import as_generator, float_dtype
+from purenn.losses import LOSSES
+from purenn.network import Network
+from purenn.tree import SPEC_KEY, tree_check_like, tree_map
+
+Params = dict[str, Any]
+
+
+def init(spec: Network, rng: np.random.Generator | int, dtype: Any = np.float32) -> Params:
+    """Create a network's parameters.
+
+    Args:
+        spec: the network to initialise.
+        rng: a ``numpy.random.Generator`` or an int seed.
+        dtype: ``np.float32`` (default) or ``np.float64``.
+
+    Returns:
+        ``{"spec": spec, "dense_0": {"w": (d_in, d_out), "b": (d_out,)}, ...}``:
+        one entry per layer that has parameters, keyed by :meth:`Network.layer_names`.
+
+    Raises:
+        TypeError: if ``spec`` is not a Network or ``rng`` is neither a Generator
+            nor an int.
+        ValueError: for a dtype other than float32 or float64.
+    """
+    if not isinstance(spec, Network):
+        raise TypeError(f"init expects a purenn.Network spec; got {type(spec).__name__}")
+    rng = as_generator(rng)
+    dtype = float_dtype(dtype)
+    params: Params = {SPEC_KEY: spec}
+    shapes = spec.shapes()
+    for layer, name, in_shape in zip(spec.layers, spec.layer_names(), shapes, strict=False):
+        p = layer.init_params(rng, in_shape, dtype)
+        if p is not None:
+            params[name] = p
+    return params
+
+
+def _spec_of(params: Any) -> Network:
+    if not isinstance(params, dict) or not isinstance(params.get(SPEC_KEY), Network):
+        raise TypeError(
+            f"params must be a dict made by purenn.init, with its Network under {SPEC_KEY!r}; "
+            f"got {type(params).__name__}"
+            + (f" with keys {sorted(params)}" if isinstance(params, dict) else "")
+        )
+    return params[SPEC_KEY]
+
+
+def _params_dtype(params: Params, spec: Network) -> np.dtype:
+    """The dtype of the params (checked to be one float dtype for all leaves)."""
+    dtype = None
+    for name, layer in zip(spec.layer_names(), spec.layers, strict=True):
+        if layer.param_prefix is None:
+            continue
+        p = params.get(name)
+        if not isinstance(p, dict):
+            raise ValueError(f"params has no entry {name!r} for {type(layer).__name__} layer")
+        for leaf in p.values():
+            if not isinstance(leaf, np.ndarray):
+                raise TypeError(
+                    f"params[{name!r}] must hold NumPy arrays; got {type(leaf).__name__}"
+                )
+            if dtype is None:
+                dtype = leaf.dtype
+            elif leaf.dtype != dtype:
+                raise ValueError(
+                    f"params mix dtypes: {name!r} holds {leaf.dtype}, earlier leaves {dtype}; "
+                    "make all leaves one dtype"
+                )
+    return dtype if dtype is not None else np.dtype(np.float32)
+
+
+def _check_x(spec: Network, x: Any, dtype: np.dtype) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"x must be a NumPy array of shape (batch, *{spec.input_shape}); got {type(x).__name__}"
+        )
+    want = spec.input_shape
+    if x.shape[1:] != want or x.ndim != len(want) + 1:
+        raise ValueError(
+            f"{spec.layer_names()[0]} expects x of shape (batch, {', '.join(map(str, want))}); "
+            f"got {x.shape}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch (0 samples); pass at least one sample")
+    if x.dtype != dtype:
+        raise TypeError(
+            f"x has dtype {x.dtype} but the params are {dtype}; convert with "
+            f"x.astype(np.{dtype}) (no silent casts), or init the network with dtype=np.{x.dtype}"
+            if x.dtype.kind == "f"
+            else f"x has dtype {x.dtype} but the params are {dtype}; scale the data to floats "
+            f"first, e.g. x.astype(np.{dtype}) / 255"
+        )
+    return x
+
+
+def _check_y(spec: Network, y: Any, n: int, dtype: np.dtype) -> np.ndarray:
+    """Check targets against the loss; return int labels (n,) or dense targets (n, k)."""
+    if not isinstance(y, np.ndarray):
+        raise TypeError(f"y must be a NumPy array; got {type(y).__name__}")
+    (k,) = spec.output_shape
+    if spec.loss == "cross_entropy" and y.ndim == 1:
+        if y.dtype.kind not in "iu":
+            raise TypeError(
+                f"cross-entropy labels of shape (n,) must be int class indices; got dtype "
+                f"{y.dtype}. Use y.astype(np.int64), or pass one-hot targets of shape (n, {k})"
+            )
+        if y.shape[0] != n:
+            raise ValueError(f"y has {y.shape[0]} labels but x has {n} samples")
+        lo, hi = y.min(), y.max()
+        if lo < 0 or hi >= k:
+            raise ValueError(
+                f"labels must be class indices in [0, {k - 1}] for a {k}-way output; "
+                f"got values from {lo} to {hi}"
+            )
+        return y
+    if y.shape != (n, k):
+        if spec.loss == "cross_entropy":
+            expected = f"int labels of shape ({n},) or one-hot targets of shape ({n}, {k})"
+        else:
+            expected = f"targets of shape ({n}, {k})"
+        raise ValueError(f"loss {spec.loss!r} expects {expected}; got y of shape {y.shape}")
+    if y.dtype.kind in "biu":
+        return y.astype(dtype)
+    if y.dtype != dtype:
+        raise TypeError(
+            f"targets have dtype {y.dtype} but the params are {dtype}; convert with "
+            f"y.astype(np.{dtype}) (no silent casts)"
+        )
+    return y
+
+
+def _prepare(params: Any, x: Any) -> tuple[Network, np.dtype, np.ndarray]:
+    spec = _spec_of(params)
+    dtype = _params_dtype(params, spec)
+    return spec, dtype, _check_x(spec, x, dtype)
+
+
+def _check_train_rng(spec: Network, rng: Any) -> np.random.Generator | None:
+    """A Generator when the pass needs randomness; raise if it needs one and has none."""
+    needs = [
+        n
+        for n, l in zip(spec.layer_names(), spec.layers, strict=True)
+        if getattr(l, "rate", 0.0) > 0.0
+    ]
+    if rng is None:
+        if needs:
+            raise ValueError(
+                f"training-mode pass through {', '.join(needs)} needs randomness: pass "
+                "rng=np.random.default_rng(seed) (or an int seed), or remove the dropout"
+            )
+        return None
+    return as_generator(rng)
+
+
+def _forward(
+    spec: Network, params: Params, x: np.ndarray, train: bool, rng: Any, activate_last: bool
+) -> tuple[np.ndarray, list]:
+    """Run every layer; return the output and the per-layer caches."""
+    caches = []
+    last = len(spec.layers) - 1
+    for i, (layer, name) in enumerate(zip(spec.layers, spec.layer_names(), strict=True)):
+        p = params.get(name)
+        if i == last and not activate_last:
+            x, cache = layer.forward(p, x, train=train, rng=rng, activate=False)
+        else:
+            x, cache = layer.forward(p, x, train=train, rng=rng)
+        caches.append(cache)
+    return x, caches
+
+
+def forward(params: Params, x: np.ndarray, *, train: bool = False, rng: Any = None) -> np.ndarray:
+    """Run the network on a batch.
+
+    Args:
+        params: a tree from :func:`init`.
+        x: inputs of shape ``(n, *input_shape)`` in the params' dtype.
+        train: training mode (dropout active); then ``rng`` is needed if the
+            network has dropout.
+        rng: a Generator or int seed for dropout masks.
+
+    Returns:
+        The output layer's activations, shape ``(n, k)``: probabilities for a
+        softmax or sigmoid output.
+
+    Raises:
+        TypeError, ValueError: for malformed params, x or rng.
+    """
+    spec, _, x = _prepare(params, x)
+    rng = _check_train_rng(spec, rng) if train else None
+    out, _ = _forward(spec, params, x, train, rng, activate_last=True)
+    return out
+
+
+def _loss_and_grads(
+    params: Params, x: np.ndarray, y: np.ndarray, rng: Any, need_grad: bool, train: bool
+) -> tuple[float, Params | None]:
+    spec, dtype, x = _prepare(params, x)
+    y = _check_y(spec, y, x.shape[0], dtype)
+    rng = _check_train_rng(spec, rng) if train else None
+    fused, loss_fn = LOSSES[spec.loss]
+    out, caches = _forward(spec, params, x, train, rng, activate_last=fused is None)
+    value, dy = loss_fn(out, y, need_grad)
+    if not need_grad:
+        return value, None
+    grads: Params = {SPEC_KEY: spec}
+    names = spec.layer_names()
+    for i in range(len(spec.layers) - 1, -1, -1):
+        layer, name = spec.layers[i], names[i]
+        kwargs = {"activated": False} if (i == len(spec.layers) - 1 and fused) else {}
+        dy, g = layer.backward(params.get(name), caches[i], dy, need_dx=i > 0, **kwargs)
+        if g is not None:
+            grads[name] = g
+    # same key order as params, so the trees print and iterate alike
+    return value, {key: grads[key] for key in params}
+
+
+def loss(
+    params: Params, x: np.ndarray, y: np.ndarray, *, train: bool = False, rng: Any = None
+) -> float:
+    """The mean loss on a batch.
+
+    Evaluation mode by default (dropout off). With ``train=True`` and a Generator
+    seeded like the one given to :func:`grads`, it is exactly the loss those
+    gradients are of.
+
+    Args:
+        params: a tree from :func:`init`.
+        x: inputs of shape ``(n, *input_shape)``.
+        y: targets: int labels ``(n,)`` or ``(n, k)`` targets, as the loss needs.
+        train: training mode (dropout active).
+        rng: a Generator or int seed, needed with ``train=True`` and dropout.
+
+    Returns:
+        The mean loss as a Python float.
+    """
+    return _loss_and_grads(params, x, y, rng, need_grad=False, train=train)[0]
+
+
+def loss_and_grads(
+    params: Params, x: np.ndarray, y: np.ndarray, *, rng: Any = None
+) -> tuple[float, Params]:
+    """The training-mode loss and its gradients in one forward and backward pass.
+
+    Args:
+        params: a tree from :func:`init`.
+        x: inputs of shape ``(n, *input_shape)`` in the params' dtype.
+        y: int labels ``(n,)`` or one-hot ``(n, k)`` for cross-entropy; ``(n, k)``
+            targets for MSE and binary cross-entropy.
+        rng: a Generator or int seed; required when the network has dropout.
+
+    Returns:
+        ``(loss, grads)``: the mean loss as a float, and a tree with exactly the
+        structure, shapes and dtype of ``params``.
+
+    Raises:
+        ValueError: for shape or label errors, or dropout without an rng.
+        TypeError: for inputs of the wrong kind or dtype.
+    """
+    value, g = _loss_and_grads(params, x, y, rng, need_grad=True, train=True)
+    return value, g  # type: ignore[return-value]
+
+
+def grads(params: Params, x: np.ndarray, y: np.ndarray, *, rng: Any = None) -> Params:
+    """Gradients of the mean training-mode loss; see :func:`loss_and_grads`."""
+    return loss_and_grads(params, x, y, rng=rng)[1]
+
+
+def predict(params: Params, x: np.ndarray) -> np.ndarray:
+    """Predicted labels (evaluation mode).
+
+    Returns:
+        For cross-entropy, the argmax class, int64 of shape ``(n,)``. For binary
+        cross-entropy, 1 where the probability exceeds 0.5: shape ``(n,)`` for a
+        single output, ``(n, k)`` for several.
+
+    Raises:
+        ValueError: for an MSE (regression) network; use :func:`forward` there.
+    """
+    spec = _spec_of(params)
+    if spec.loss == "mse":
+        raise ValueError(
+            "predict gives class labels; an 'mse' network is a regressor: "
+            "use forward(params, x) for its outputs"
+        )
+    out = forward(params, x)
+    if spec.loss == "cross_entropy":
+        return out.argmax(axis=1)
+    labels = (out > 0.5).astype(np.int64)
+    return labels[:, 0] if labels.shape[1] == 1 else labels
+
+
+def sgd_step(params: Params, grads: Params, lr: float) -> Params:
+    """One plain gradient-descent step, ``p - lr * g`` leaf by leaf.
+
+    Args:
+        params: a tree from :func:`init`.
+        grads: gradients of that very network (same spec, shapes and dtype).
+        lr: learning rate, a finite float >= 0.
+
+    Returns:
+        New params; ``params`` and ``grads`` are left untouched.
+
+    Raises:
+        ValueError: if ``grads`` belong to another network or ``lr`` is invalid.
+    """
+    _spec_of(params)
+    tree_check_like(grads, params, "grads")
+    lr = _check_lr(lr)
+    return tree_map(lambda p, g: p - lr * g, params, grads)
+
+
+def _check_lr(lr: Any) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, int | float | np.integer | np.floating):
+        raise TypeError(f"lr must be a float; got {lr!r} ({type(lr).__name__})")
+    lr = float(lr)  # a Python float: weak scalar, keeps float32 params float32
+    if not np.isfinite(lr) or lr < 0:
+        raise ValueError(f"lr must be finite and >= 0; got {lr}")
+    return lr

@@ -1,0 +1,105 @@
+"""Losses, each value beside its gradient.
+
+Cross-entropy and binary cross-entropy are fused with their output activation
+(softmax, sigmoid): they take the *logits* ``z`` of shape ``(n, k)`` and return
+the gradient with respect to ``z``, which is both cheaper and numerically
+stable. MSE takes the output activation ``a`` and returns ``dL/da``.
+
+Reductions follow PyTorch's defaults: cross-entropy is the mean over samples;
+MSE and binary cross-entropy are means over all ``n * k`` elements.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class LossInfo(NamedTuple):
+    fused_activation: str | None
+    """The output activation the loss is fused with (None: not fused)."""
+    fn: object
+
+
+def cross_entropy(z: np.ndarray, y: np.ndarray, need_grad: bool = True):
+    """Softmax cross-entropy from logits.
+
+    Args:
+        z: logits, shape ``(n, k)``, float.
+        y: int class indices of shape ``(n,)``, or target probabilities (one-hot)
+            of shape ``(n, k)`` in ``z.dtype``.
+        need_grad: also return ``dL/dz``.
+
+    Returns:
+        ``(loss, dz)``: the mean loss as a float and ``dz = (p - y) / n`` of
+        shape ``(n, k)`` (None when ``need_grad`` is False).
+    """
+    n = z.shape[0]
+    # log-sum-exp with the row max taken out: finite for logits of any size
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    s = e.sum(axis=1, keepdims=True)
+    log_p = shifted - np.log(s)
+    if y.ndim == 1:
+        rows = np.arange(n)
+        loss = -float(log_p[rows, y].mean(dtype=z.dtype))
+    else:
+        loss = -float((y * log_p).sum(axis=1).mean(dtype=z.dtype))
+    if not need_grad:
+        return loss, None
+    dz = e / s  # p
+    # dL/dz = (p - y) / n
+    if y.ndim == 1:
+        dz[rows, y] -= 1.0
+    else:
+        dz -= y
+    dz *= 1.0 / n
+    return loss, dz
+
+
+def binary_cross_entropy(z: np.ndarray, y: np.ndarray, need_grad: bool = True):
+    """Sigmoid binary cross-entropy from logits, mean over all elements.
+
+    Args:
+        z: logits, shape ``(n, k)``.
+        y: targets in [0, 1], shape ``(n, k)``, ``z.dtype``.
+        need_grad: also return ``dL/dz``.
+
+    Returns:
+        ``(loss, dz)`` with ``dz = (sigmoid(z) - y) / (n * k)``.
+    """
+    # -[y log s(z) + (1 - y) log(1 - s(z))] = max(z, 0) - z y + log(1 + exp(-|z|))
+    elementwise = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    loss = float(elementwise.mean(dtype=z.dtype))
+    if not need_grad:
+        return loss, None
+    p = 0.5 * (1.0 + np.tanh(0.5 * z))
+    # dL/dz = (sigmoid(z) - y) / (n k)
+    return loss, (p - y) * (1.0 / z.size)
+
+
+def mse(a: np.ndarray, y: np.ndarray, need_grad: bool = True):
+    """Mean squared error over all elements.
+
+    Args:
+        a: network output, shape ``(n, k)``.
+        y: targets, shape ``(n, k)``, ``a.dtype``.
+        need_grad: also return ``dL/da``.
+
+    Returns:
+        ``(loss, da)`` with ``da = 2 (a - y) / (n * k)``.
+    """
+    diff = a - y
+    loss = float((diff * diff).mean(dtype=a.dtype))
+    if not need_grad:
+        return loss, None
+    # dL/da = 2 (a - y) / (n k)
+    return loss, diff * (2.0 / a.size)
+
+
+LOSSES: dict[str, LossInfo] = {
+    "cross_entropy": LossInfo("softmax", cross_entropy),
+    "binary_cross_entropy": LossInfo("sigmoid", binary_cross_entropy),
+    "mse": LossInfo(None, mse),
+}
