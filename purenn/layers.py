@@ -169,7 +169,3 @@ class Dropout:
         if cache is None:
             return dy, None
         return dy * cache, None  # dL/dx = dL/dy * mask / (1 - rate)
-
-
-LAYER_TYPES: dict[str, type] = {"Dense": Dense, "Dropout": Dropout}
-"""Layer class name -> class, used to rebuild specs from JSON."""

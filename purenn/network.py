@@ -8,8 +8,11 @@ from typing import Any
 import attrs
 import numpy as np
 
-from purenn.layers import LAYER_TYPES, Shape
+from purenn.layers import Dense, Dropout, Shape
 from purenn.losses import LOSSES
+
+LAYER_TYPES: dict[str, type] = {"Dense": Dense, "Dropout": Dropout}
+"""Every layer class a Network accepts, by name (the name is stored in JSON specs)."""
 
 
 def _as_shape(value: Any) -> Shape:
@@ -72,6 +75,12 @@ class Network:
     def __attrs_post_init__(self) -> None:
         self.shapes()  # chains and checks every layer's shape
         last = self.layers[-1]
+        if len(self.output_shape) != 1:
+            raise ValueError(
+                f"the network must end in a flat output of shape (k,); the last layer "
+                f"{self.layer_names()[-1]} gives {self.output_shape}; "
+                "end with Flatten() and Dense(k)"
+            )
         wanted = LOSSES[self.loss].fused_activation
         if not hasattr(last, "activation"):
             raise ValueError(
