@@ -149,8 +149,15 @@ def _prepare(params: Any, x: Any) -> tuple[Network, np.dtype, np.ndarray]:
     return spec, dtype, _check_x(spec, x, dtype)
 
 
-def _check_train_rng(spec: Network, rng: Any) -> np.random.Generator | None:
-    """A Generator when the pass needs randomness; raise if it needs one and has none."""
+def _check_rng(spec: Network, rng: Any, train: bool) -> np.random.Generator | None:
+    """A Generator when the pass needs randomness; raise if it needs one and has none.
+
+    An evaluation pass draws nothing, but a wrong kind of rng is refused there too.
+    """
+    if not train:
+        if rng is not None:
+            as_generator(rng)
+        return None
     needs = [
         n
         for n, l in zip(spec.layer_names(), spec.layers, strict=True)
@@ -200,7 +207,7 @@ def forward(params: Params, x: np.ndarray, *, train: bool = False, rng: Any = No
         TypeError, ValueError: for malformed params, x or rng.
     """
     spec, _, x = _prepare(params, x)
-    rng = _check_train_rng(spec, rng) if train else None
+    rng = _check_rng(spec, rng, train)
     out, _ = _forward(spec, params, x, train, rng, activate_last=True)
     return out
 
@@ -210,7 +217,7 @@ def _loss_and_grads(
 ) -> tuple[float, Params | None]:
     spec, dtype, x = _prepare(params, x)
     y = _check_y(spec, y, x.shape[0], dtype)
-    rng = _check_train_rng(spec, rng) if train else None
+    rng = _check_rng(spec, rng, train)
     fused, loss_fn = LOSSES[spec.loss]
     out, caches = _forward(spec, params, x, train, rng, activate_last=fused is None)
     value, dy = loss_fn(out, y, need_grad)

@@ -60,6 +60,23 @@ def _finite_float(value: Any) -> float:
     return value
 
 
+def _finite_float_named(name: str):
+    """attrs converter like :func:`_finite_float` whose messages name the field."""
+
+    def convert(value: Any) -> float:
+        try:
+            return _finite_float(value)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{name}: {err}") from None
+
+    return convert
+
+
+def _int_if_integer(value: Any) -> Any:
+    """attrs converter: NumPy ints become Python ints (hashable alike, JSON-able)."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
 @attrs.frozen
 class Dense:
     """Fully connected layer: ``y = activation(x @ w + b)``.
@@ -78,12 +95,12 @@ class Dense:
 
     param_prefix: ClassVar[str | None] = "dense"
 
-    units: int = attrs.field(validator=_positive_int)
+    units: int = attrs.field(converter=_int_if_integer, validator=_positive_int)
     activation: str = attrs.field(default="relu", validator=_one_of(ACTIVATIONS))
     weight_init: str | None = attrs.field(
         default=None, validator=_one_of(INITIALIZERS, allow_none=True)
     )
-    bias_init: float = attrs.field(default=0.0, converter=_finite_float)
+    bias_init: float = attrs.field(default=0.0, converter=_finite_float_named("Dense.bias_init"))
 
     def output_shape(self, in_shape: Shape, name: str) -> Shape:
         if len(in_shape) != 1:
@@ -137,7 +154,7 @@ class Dropout:
 
     param_prefix: ClassVar[str | None] = None
 
-    rate: float = attrs.field(converter=_finite_float)
+    rate: float = attrs.field(converter=_finite_float_named("Dropout.rate"))
 
     @rate.validator
     def _check_rate(self, attribute: attrs.Attribute, value: float) -> None:
