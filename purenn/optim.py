@@ -1,0 +1,602 @@
+"""Pure optimizers: each one a small immutable value with ``init`` and ``update``.
+
+The contract follows optax, with one deliberate difference::
+
+    opt = purenn.optim.adam(1e-3)
+    state = opt.init(params)                              # moments + count
+    params, state = opt.update(grads, state, params)      # one step
+
+``update`` returns the *new params* rather than optax's "updates to add":
+params here are plain dicts of arrays, and applying the step inside the
+optimizer saves one pass over the tree per step and one way to get it wrong.
+
+Nothing is mutated: ``params``, ``grads`` and ``state`` may be read-only and are
+left exactly as they were. A state is a frozen record holding ``count`` (how
+many updates have been applied, a Python int) and, where the method needs them,
+moment trees with exactly the structure, shapes and dtype of ``params`` (spec
+entry included). float32 stays float32: every hyperparameter is a Python float,
+which NumPy treats as a "weak" scalar that takes the array's dtype.
+
+Every optimizer takes:
+
+* ``lr``: a float, or a schedule (any callable ``step -> float``; see
+  :mod:`purenn.schedules`), evaluated at ``state.count`` (0 for the first step).
+* ``weight_decay``: L2 regularisation, ``g <- g + weight_decay * p``, on every
+  leaf (biases included). For Adam, ``decoupled_weight_decay=True`` (what
+  :func:`adamw` builds) applies it to the params directly instead.
+* ``clip_norm``: when set, gradients whose global L2 norm (over all leaves)
+  exceeds it are scaled down to that norm, *before* weight decay is added.
+
+The update equations are written out in ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import numpy as np
+
+from purenn.tree import SPEC_KEY, tree_check_like, tree_leaves, tree_map, tree_zeros_like
+
+Tree = dict[str, Any]
+Schedule = Callable[[int], float]
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamState",
+    "RMSprop",
+    "RMSpropState",
+    "SGDState",
+    "adam",
+    "adamw",
+    "clip_by_global_norm",
+    "global_norm",
+    "rmsprop",
+    "sgd",
+]
+
+
+# --------------------------------------------------------------------------- validators
+
+
+def _lr(value: Any) -> float | Schedule:
+    """Converter: a number becomes a Python float >= 0; a callable is kept."""
+    if callable(value) and not isinstance(value, numbers.Number):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"lr must be a float or a schedule (a callable step -> lr, e.g. "
+            f"purenn.schedules.CosineDecay(0.1, 1000)); got {value!r} ({type(value).__name__})"
+        )
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"lr must be finite and >= 0; got {value}")
+    return value
+
+
+def _real(lo: float, hi: float, *, hi_open: bool = True) -> Callable[[Any], float]:
+    """Converter factory: a Python float in ``[lo, hi)`` (or ``[lo, hi]``)."""
+
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"expected a float; got {value!r} ({type(value).__name__})")
+        value = float(value)
+        above = value >= hi if hi_open else value > hi
+        if not math.isfinite(value) or value < lo or above:
+            bracket = ")" if hi_open else "]"
+            raise ValueError(f"expected a float in [{lo}, {hi}{bracket}; got {value}")
+        return value
+
+    return convert
+
+
+def _clip_norm(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"clip_norm must be a positive float or None; got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"clip_norm must be a positive finite float or None; got {value}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"expected True or False; got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+_unit = _real(0.0, 1.0)
+_nonneg = _real(0.0, math.inf)
+_positive_eps = _real(0.0, math.inf)
+
+
+# --------------------------------------------------------------------------- tree helpers
+
+
+def _multimap(fn: Callable[..., tuple], n_out: int, tree: Tree, *rest: Tree) -> tuple[Tree, ...]:
+    """Like ``tree_map`` but ``fn`` returns ``n_out`` leaves: build ``n_out`` trees.
+
+    Structures are assumed equal (checked at the public boundary); the spec entry
+    of ``tree`` is copied into every output.
+    """
+    outs: tuple[Tree, ...] = tuple({} for _ in range(n_out))
+    for key, value in tree.items():
+        if key == SPEC_KEY:
+            for out in outs:
+                out[key] = value
+        elif isinstance(value, dict):
+            subs = _multimap(fn, n_out, value, *(other[key] for other in rest))
+            for out, sub in zip(outs, subs, strict=True):
+                out[key] = sub
+        else:
+            leaves = fn(value, *(other[key] for other in rest))
+            for out, leaf in zip(outs, leaves, strict=True):
+                out[key] = leaf
+    return outs
+
+
+def global_norm(tree: Tree) -> float:
+    """The L2 norm of all leaves taken together, ``sqrt(sum_i sum(leaf_i ** 2))``.
+
+    Args:
+        tree: a tree of float arrays (e.g. gradients); the spec entry is skipped.
+
+    Returns:
+        The norm as a Python float (leaves summed in sorted-path order, so the
+        result does not depend on dict order).
+    """
+    total = 0.0
+    for leaf in tree_leaves(tree):
+        flat = leaf.ravel()
+        total += float(np.dot(flat, flat))
+    return math.sqrt(total)
+
+
+def clip_by_global_norm(grads: Tree, max_norm: float) -> Tree:
+    """Scale ``grads`` by ``max_norm / global_norm(grads)`` when that norm is larger.
+
+    Gradients within the bound are returned unchanged (the same tree object), so
+    clipping never perturbs a step that did not need it. A non-finite norm is
+    left alone: the NaN/inf then shows in the loss, where it is reported.
+
+    Args:
+        grads: a gradient tree.
+        max_norm: the largest allowed global norm, > 0.
+
+    Returns:
+        A tree like ``grads`` (same dtypes) with global norm at most ``max_norm``.
+    """
+    max_norm = _clip_norm(max_norm)
+    if max_norm is None:
+        return grads
+    norm = global_norm(grads)
+    if not math.isfinite(norm) or norm <= max_norm:
+        return grads
+    scale = max_norm / norm  # a Python float: keeps float32 leaves float32
+    return tree_map(lambda g: g * scale, grads)
+
+
+def _check_count(count: Any, cls: str) -> int:
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
+        raise ValueError(f"{cls}.count must be an int >= 0; got {count!r}")
+    return int(count)
+
+
+def _check_tree_or_none(tree: Any, params: Tree, what: str, needed: bool) -> None:
+    if needed:
+        if tree is None:
+            raise ValueError(
+                f"{what} is None but this optimizer needs it; make the state with "
+                "optimizer.init(params) using the same optimizer"
+            )
+        tree_check_like(tree, params, what)
+    elif tree is not None:
+        raise ValueError(
+            f"{what} is set but this optimizer does not use it; the state was made by a "
+            "different optimizer configuration: make it with optimizer.init(params)"
+        )
+
+
+def _check_params(params: Any) -> None:
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict tree from purenn.init; got {type(params).__name__}")
+    for leaf in tree_leaves(params):
+        if not isinstance(leaf, np.ndarray) or leaf.dtype.kind != "f":
+            raise TypeError(
+                "every params leaf must be a float NumPy array; got "
+                f"{type(leaf).__name__}{'' if not hasattr(leaf, 'dtype') else ' ' + str(leaf.dtype)}"
+            )
+
+
+# --------------------------------------------------------------------------- base
+
+
+class _Optimizer:
+    """Shared plumbing: learning rate lookup, boundary checks, clipping and L2."""
+
+    _state_type: type
+    _needs: tuple[str, ...] = ()
+
+    def learning_rate(self, count: int) -> float:
+        """The learning rate used by the update with ``state.count == count``."""
+        lr = self.lr  # type: ignore[attr-defined]
+        if isinstance(lr, float):
+            return lr
+        value = lr(count)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"the lr schedule returned {value!r} at step {count}; expected a float")
+        value = float(value)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"the lr schedule returned {value} at step {count}; it must be finite and >= 0"
+            )
+        return value
+
+    def update(self, grads: Tree, state: Any, params: Tree) -> tuple[Tree, Any]:
+        """Apply one optimization step.
+
+        Args:
+            grads: gradients, a tree with the structure, shapes and dtype of ``params``.
+            state: this optimizer's state, from :meth:`init` or an earlier update.
+            params: the current parameters.
+
+        Returns:
+            ``(new_params, new_state)``; ``new_state.count == state.count + 1``.
+            No input is modified.
+
+        Raises:
+            TypeError: for a state of another optimizer, or non-float leaves.
+            ValueError: if grads or the state's moments do not match ``params``.
+        """
+        _check_params(params)
+        tree_check_like(grads, params, "grads")
+        if not isinstance(state, self._state_type):
+            raise TypeError(
+                f"{type(self).__name__}.update expects a {self._state_type.__name__} from "
+                f"{type(self).__name__}.init(params); got {type(state).__name__}"
+            )
+        _check_count(state.count, type(state).__name__)
+        for name in self._moment_fields():
+            _check_tree_or_none(
+                getattr(state, name),
+                params,
+                f"state.{name}",
+                needed=name in self._needs_now(),
+            )
+        return self._update(grads, state, params)
+
+    def _moment_fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in attrs.fields(self._state_type) if f.name != "count")
+
+    def _needs_now(self) -> tuple[str, ...]:
+        return self._needs
+
+    def _zeros_or_none(self, params: Tree, name: str) -> Tree | None:
+        return tree_zeros_like(params) if name in self._needs_now() else None
+
+    def init(self, params: Tree) -> Any:
+        """A fresh state for ``params``: ``count`` 0 and zero moments like ``params``.
+
+        Args:
+            params: a tree from :func:`purenn.init` (float arrays).
+
+        Returns:
+            This optimizer's state record.
+        """
+        _check_params(params)
+        moments = {name: self._zeros_or_none(params, name) for name in self._moment_fields()}
+        return self._state_type(count=0, **moments)
+
+    def _prepare_grads(self, grads: Tree, params: Tree) -> Tree:
+        """Clip by global norm, then add the L2 term ``weight_decay * p``."""
+        if self.clip_norm is not None:  # type: ignore[attr-defined]
+            grads = clip_by_global_norm(grads, self.clip_norm)  # type: ignore[attr-defined]
+        wd = self.weight_decay  # type: ignore[attr-defined]
+        if wd and not getattr(self, "decoupled_weight_decay", False):
+            # d/dp (wd/2 * |p|^2) = wd * p
+            grads = tree_map(lambda g, p: g + wd * p, grads, params)
+        return grads
+
+
+# --------------------------------------------------------------------------- SGD
+
+
+@attrs.frozen
+class SGDState:
+    """State of :class:`SGD`.
+
+    Attributes:
+        count: number of updates applied so far.
+        momentum: the velocity tree ``v`` (like params), or None without momentum.
+    """
+
+    count: int
+    momentum: Tree | None = None
+
+
+@attrs.frozen
+class SGD(_Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum.
+
+    With ``g`` the (clipped, L2-augmented) gradient and ``mu = momentum``::
+
+        v <- mu * v + g                       (when mu > 0)
+        p <- p - lr * v                        (classical)
+        p <- p - lr * (g + mu * v)             (nesterov=True)
+        p <- p - lr * g                        (mu == 0: exactly purenn.sgd_step)
+
+    This is PyTorch's formulation (no dampening). Build with :func:`sgd`.
+    """
+
+    _state_type = SGDState
+
+    lr: float | Schedule = attrs.field(converter=_lr)
+    momentum: float = attrs.field(default=0.0, converter=_unit)
+    nesterov: bool = attrs.field(default=False, converter=_bool)
+    weight_decay: float = attrs.field(default=0.0, converter=_nonneg)
+    clip_norm: float | None = attrs.field(default=None, converter=_clip_norm)
+
+    def __attrs_post_init__(self) -> None:
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0, e.g. sgd(lr, momentum=0.9)")
+
+    def _needs_now(self) -> tuple[str, ...]:
+        return ("momentum",) if self.momentum > 0.0 else ()
+
+    def _update(self, grads: Tree, state: SGDState, params: Tree) -> tuple[Tree, SGDState]:
+        lr = self.learning_rate(state.count)
+        g = self._prepare_grads(grads, params)
+        if self.momentum == 0.0:
+            # same expression as purenn.sgd_step, so the result is bit-identical
+            new = tree_map(lambda p, g: p - lr * g, params, g)
+            return new, SGDState(count=state.count + 1, momentum=None)
+        mu, nesterov = self.momentum, self.nesterov
+
+        def step(p: np.ndarray, g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            v_new = mu * v + g
+            d = g + mu * v_new if nesterov else v_new
+            return p - lr * d, v_new
+
+        new, velocity = _multimap(step, 2, params, g, state.momentum)
+        return new, SGDState(count=state.count + 1, momentum=velocity)
+
+
+def sgd(
+    lr: float | Schedule,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+) -> SGD:
+    """Stochastic gradient descent; see :class:`SGD` for the update.
+
+    Args:
+        lr: learning rate (float >= 0) or schedule ``step -> lr``.
+        momentum: ``mu`` in ``[0, 1)``; 0 disables the velocity state.
+        nesterov: use Nesterov momentum (needs ``momentum > 0``).
+        weight_decay: L2 coefficient, added to the gradient as ``wd * p``.
+        clip_norm: clip the global gradient norm to this value (None: no clipping).
+
+    Returns:
+        An immutable :class:`SGD` optimizer.
+    """
+    return SGD(lr, momentum, nesterov, weight_decay, clip_norm)
+
+
+# --------------------------------------------------------------------------- RMSprop
+
+
+@attrs.frozen
+class RMSpropState:
+    """State of :class:`RMSprop`.
+
+    Attributes:
+        count: number of updates applied so far.
+        nu: running mean of squared gradients (like params).
+        momentum: momentum buffer (like params), or None without momentum.
+    """
+
+    count: int
+    nu: Tree | None = None
+    momentum: Tree | None = None
+
+
+@attrs.frozen
+class RMSprop(_Optimizer):
+    """RMSprop (Hinton's lecture 6e), PyTorch's formulation::
+
+        nu <- rho * nu + (1 - rho) * g**2
+        d   = g / (sqrt(nu) + eps)
+        b  <- momentum * b + d                 (when momentum > 0; then d = b)
+        p  <- p - lr * d
+
+    Build with :func:`rmsprop`.
+    """
+
+    _state_type = RMSpropState
+
+    lr: float | Schedule = attrs.field(converter=_lr)
+    rho: float = attrs.field(default=0.9, converter=_unit)
+    eps: float = attrs.field(default=1e-8, converter=_positive_eps)
+    momentum: float = attrs.field(default=0.0, converter=_unit)
+    weight_decay: float = attrs.field(default=0.0, converter=_nonneg)
+    clip_norm: float | None = attrs.field(default=None, converter=_clip_norm)
+
+    def _needs_now(self) -> tuple[str, ...]:
+        return ("nu", "momentum") if self.momentum > 0.0 else ("nu",)
+
+    def _update(
+        self, grads: Tree, state: RMSpropState, params: Tree
+    ) -> tuple[Tree, RMSpropState]:
+        lr = self.learning_rate(state.count)
+        g = self._prepare_grads(grads, params)
+        rho, eps, mu = self.rho, self.eps, self.momentum
+        one_minus_rho = 1.0 - rho
+
+        if mu == 0.0:
+
+            def step(p: np.ndarray, g: np.ndarray, nu: np.ndarray) -> tuple:
+                nu_new = rho * nu + one_minus_rho * (g * g)
+                return p - lr * (g / (np.sqrt(nu_new) + eps)), nu_new
+
+            new, nu = _multimap(step, 2, params, g, state.nu)
+            return new, RMSpropState(count=state.count + 1, nu=nu, momentum=None)
+
+        def step_m(p: np.ndarray, g: np.ndarray, nu: np.ndarray, b: np.ndarray) -> tuple:
+            nu_new = rho * nu + one_minus_rho * (g * g)
+            b_new = mu * b + g / (np.sqrt(nu_new) + eps)
+            return p - lr * b_new, nu_new, b_new
+
+        new, nu, buf = _multimap(step_m, 3, params, g, state.nu, state.momentum)
+        return new, RMSpropState(count=state.count + 1, nu=nu, momentum=buf)
+
+
+def rmsprop(
+    lr: float | Schedule = 1e-3,
+    rho: float = 0.9,
+    eps: float = 1e-8,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+) -> RMSprop:
+    """RMSprop; see :class:`RMSprop` for the update.
+
+    Args:
+        lr: learning rate or schedule.
+        rho: decay of the squared-gradient average, in ``[0, 1)``.
+        eps: added to ``sqrt(nu)`` so the step stays finite.
+        momentum: momentum on the scaled step, in ``[0, 1)``.
+        weight_decay: L2 coefficient added to the gradient.
+        clip_norm: global-norm gradient clipping (None: off).
+
+    Returns:
+        An immutable :class:`RMSprop` optimizer.
+    """
+    return RMSprop(lr, rho, eps, momentum, weight_decay, clip_norm)
+
+
+# --------------------------------------------------------------------------- Adam / AdamW
+
+
+@attrs.frozen
+class AdamState:
+    """State of :class:`Adam`.
+
+    Attributes:
+        count: number of updates applied so far (``t - 1`` in the paper's notation).
+        mu: first-moment estimate (like params).
+        nu: second-moment estimate (like params).
+    """
+
+    count: int
+    mu: Tree | None = None
+    nu: Tree | None = None
+
+
+@attrs.frozen
+class Adam(_Optimizer):
+    """Adam (Kingma and Ba, 2015), and AdamW (Loshchilov and Hutter, 2019).
+
+    With ``t = count + 1``::
+
+        m <- b1 * m + (1 - b1) * g
+        v <- b2 * v + (1 - b2) * g**2
+        m_hat = m / (1 - b1**t),   v_hat = v / (1 - b2**t)
+        p <- p - lr * m_hat / (sqrt(v_hat) + eps)
+
+    ``weight_decay`` is L2 (added to ``g``) unless ``decoupled_weight_decay`` is
+    True (AdamW): then ``p <- p - lr * (m_hat / (sqrt(v_hat) + eps) + wd * p)``.
+    Build with :func:`adam` or :func:`adamw`.
+    """
+
+    _state_type = AdamState
+    _needs = ("mu", "nu")
+
+    lr: float | Schedule = attrs.field(converter=_lr)
+    b1: float = attrs.field(default=0.9, converter=_unit)
+    b2: float = attrs.field(default=0.999, converter=_unit)
+    eps: float = attrs.field(default=1e-8, converter=_positive_eps)
+    weight_decay: float = attrs.field(default=0.0, converter=_nonneg)
+    decoupled_weight_decay: bool = attrs.field(default=False, converter=_bool)
+    clip_norm: float | None = attrs.field(default=None, converter=_clip_norm)
+
+    def _update(self, grads: Tree, state: AdamState, params: Tree) -> tuple[Tree, AdamState]:
+        lr = self.learning_rate(state.count)
+        g = self._prepare_grads(grads, params)
+        b1, b2, eps = self.b1, self.b2, self.eps
+        t = state.count + 1
+        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t  # bias corrections, Python floats
+        wd = self.weight_decay if self.decoupled_weight_decay else 0.0
+
+        def step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray) -> tuple:
+            m_new = b1 * m + (1.0 - b1) * g
+            v_new = b2 * v + (1.0 - b2) * (g * g)
+            d = (m_new / bc1) / (np.sqrt(v_new / bc2) + eps)
+            if wd:
+                d = d + wd * p
+            return p - lr * d, m_new, v_new
+
+        new, mu, nu = _multimap(step, 3, params, g, state.mu, state.nu)
+        return new, AdamState(count=t, mu=mu, nu=nu)
+
+
+def adam(
+    lr: float | Schedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+) -> Adam:
+    """Adam with optional L2 weight decay; see :class:`Adam`.
+
+    Args:
+        lr: learning rate or schedule.
+        b1: first-moment decay, in ``[0, 1)``.
+        b2: second-moment decay, in ``[0, 1)``.
+        eps: added to ``sqrt(v_hat)``.
+        weight_decay: L2 coefficient added to the gradient (coupled; see :func:`adamw`).
+        clip_norm: global-norm gradient clipping (None: off).
+
+    Returns:
+        An immutable :class:`Adam` optimizer.
+    """
+    return Adam(lr, b1, b2, eps, weight_decay, False, clip_norm)
+
+
+def adamw(
+    lr: float | Schedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+    clip_norm: float | None = None,
+) -> Adam:
+    """AdamW: Adam with decoupled weight decay ``p <- p - lr * wd * p``; see :class:`Adam`.
+
+    Args:
+        lr: learning rate or schedule (it also scales the decay, as in PyTorch).
+        b1: first-moment decay, in ``[0, 1)``.
+        b2: second-moment decay, in ``[0, 1)``.
+        eps: added to ``sqrt(v_hat)``.
+        weight_decay: decoupled decay coefficient (PyTorch's default 0.01).
+        clip_norm: global-norm gradient clipping (None: off).
+
+    Returns:
+        An immutable :class:`Adam` optimizer with ``decoupled_weight_decay=True``.
+    """
+    return Adam(lr, b1, b2, eps, weight_decay, True, clip_norm)
+
+
+OPTIMIZERS: dict[str, type] = {"SGD": SGD, "RMSprop": RMSprop, "Adam": Adam}
+"""Optimizer classes by name (checkpoints store optimizers by these names)."""
+
+STATES: dict[str, type] = {"SGDState": SGDState, "RMSpropState": RMSpropState, "AdamState": AdamState}
+"""Optimizer state classes by name."""

@@ -1,0 +1,230 @@
+"""Learning-rate schedules: pure functions of the step, as small frozen values.
+
+A schedule is called with the optimizer's step count (0 for the first update)
+and returns the learning rate as a Python float::
+
+    lr = purenn.schedules.LinearWarmup(purenn.schedules.CosineDecay(0.1, 900), 100)
+    opt = purenn.optim.sgd(lr, momentum=0.9)
+    lr(0), lr(50), lr(100), lr(1000)   # 0.0, 0.05, 0.1, 0.0
+
+Steps count optimizer updates, not epochs: for a decay every epoch, use
+``step_size = ceil(n_train / batch_size)``. Schedules are immutable, comparable
+and JSON-able (:func:`to_dict` / :func:`from_dict`), so they are saved with a
+checkpoint and a resumed run continues on the same curve.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "Constant",
+    "CosineDecay",
+    "ExponentialDecay",
+    "LinearWarmup",
+    "StepDecay",
+    "from_dict",
+    "to_dict",
+]
+
+
+def _rate(value: Any) -> float:
+    """Converter: a finite Python float >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"expected a float >= 0; got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"expected a finite float >= 0; got {value}")
+    return value
+
+
+def _steps(value: Any) -> int:
+    """Converter: an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"expected a positive int number of steps; got {value!r}")
+    if value < 1:
+        raise ValueError(f"expected a positive int number of steps; got {value}")
+    return int(value)
+
+
+def _factor(value: Any) -> float:
+    """Converter: a multiplicative factor, finite and > 0 (below 1 decays)."""
+    value = _rate(value)
+    if value == 0.0:
+        raise ValueError("a decay factor must be > 0; got 0.0")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected True or False; got {value!r}")
+    return value
+
+
+def _step(step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"a schedule takes the step count, an int >= 0; got {step!r}")
+    return int(step)
+
+
+@attrs.frozen
+class Constant:
+    """``lr(step) = value``.
+
+    Args:
+        value: the learning rate, >= 0.
+    """
+
+    value: float = attrs.field(converter=_rate)
+
+    def __call__(self, step: int) -> float:
+        _step(step)
+        return self.value
+
+
+@attrs.frozen
+class StepDecay:
+    """``lr(step) = init_value * factor ** floor(step / step_size)``.
+
+    Args:
+        init_value: the learning rate for the first ``step_size`` steps.
+        step_size: steps between drops.
+        factor: multiplier applied at each drop (0.1 divides by ten).
+    """
+
+    init_value: float = attrs.field(converter=_rate)
+    step_size: int = attrs.field(converter=_steps)
+    factor: float = attrs.field(default=0.1, converter=_factor)
+
+    def __call__(self, step: int) -> float:
+        return self.init_value * self.factor ** (_step(step) // self.step_size)
+
+
+@attrs.frozen
+class ExponentialDecay:
+    """``lr(step) = init_value * decay_rate ** (step / decay_steps)``.
+
+    Args:
+        init_value: the learning rate at step 0.
+        decay_rate: the factor applied over every ``decay_steps`` steps.
+        decay_steps: the steps over which the rate is multiplied by ``decay_rate``.
+        staircase: use ``floor(step / decay_steps)``: drops in discrete stairs.
+    """
+
+    init_value: float = attrs.field(converter=_rate)
+    decay_rate: float = attrs.field(converter=_factor)
+    decay_steps: int = attrs.field(converter=_steps)
+    staircase: bool = attrs.field(default=False, converter=_bool)
+
+    def __call__(self, step: int) -> float:
+        step = _step(step)
+        power = step // self.decay_steps if self.staircase else step / self.decay_steps
+        return self.init_value * self.decay_rate**power
+
+
+@attrs.frozen
+class CosineDecay:
+    """Half a cosine from ``init_value`` down to ``final_value`` over ``decay_steps``::
+
+        lr(step) = final + (init - final) * (1 + cos(pi * min(step, T) / T)) / 2
+
+    and ``final_value`` after step ``T = decay_steps``.
+
+    Args:
+        init_value: the learning rate at step 0.
+        decay_steps: the length ``T`` of the decay.
+        final_value: the learning rate from step ``T`` on.
+    """
+
+    init_value: float = attrs.field(converter=_rate)
+    decay_steps: int = attrs.field(converter=_steps)
+    final_value: float = attrs.field(default=0.0, converter=_rate)
+
+    def __call__(self, step: int) -> float:
+        frac = min(_step(step), self.decay_steps) / self.decay_steps
+        cosine = 0.5 * (1.0 + math.cos(math.pi * frac))
+        return self.final_value + (self.init_value - self.final_value) * cosine
+
+
+def _schedule_or_rate(value: Any) -> Any:
+    if callable(value) and not isinstance(value, numbers.Number):
+        return value
+    return Constant(value)
+
+
+@attrs.frozen
+class LinearWarmup:
+    """Ramp linearly from ``start_value`` up to ``after(0)``, then follow ``after``.
+
+    ::
+
+        lr(step) = start + (after(0) - start) * step / W     for step < W
+        lr(step) = after(step - W)                           for step >= W
+
+    The wrapped schedule starts its own clock when the warm-up ends, so
+    ``LinearWarmup(CosineDecay(0.1, 900), 100)`` spends 1000 steps in all.
+
+    Args:
+        after: the schedule (or a constant float) that follows the warm-up.
+        warmup_steps: the length ``W`` of the ramp.
+        start_value: the learning rate at step 0.
+    """
+
+    after: Any = attrs.field(converter=_schedule_or_rate)
+    warmup_steps: int = attrs.field(converter=_steps)
+    start_value: float = attrs.field(default=0.0, converter=_rate)
+
+    def __call__(self, step: int) -> float:
+        step = _step(step)
+        if step >= self.warmup_steps:
+            return float(self.after(step - self.warmup_steps))
+        peak = float(self.after(0))
+        return self.start_value + (peak - self.start_value) * (step / self.warmup_steps)
+
+
+SCHEDULES: dict[str, type] = {
+    cls.__name__: cls for cls in (Constant, StepDecay, ExponentialDecay, CosineDecay, LinearWarmup)
+}
+"""Schedule classes by name (the name is stored in JSON)."""
+
+
+def to_dict(schedule: Any) -> dict:
+    """A JSON-able dict, ``{"type": "CosineDecay", "init_value": 0.1, ...}``.
+
+    Raises:
+        TypeError: for a schedule that is not one of :data:`SCHEDULES` (a plain
+            function cannot be stored; wrap its logic in a schedule class).
+    """
+    if type(schedule) not in SCHEDULES.values():
+        raise TypeError(
+            f"only purenn.schedules values can be stored as JSON; got {schedule!r}. "
+            f"Use one of {', '.join(SCHEDULES)}"
+        )
+    out: dict[str, Any] = {"type": type(schedule).__name__}
+    for field in attrs.fields(type(schedule)):
+        value = getattr(schedule, field.name)
+        out[field.name] = to_dict(value) if type(value) in SCHEDULES.values() else value
+    return out
+
+
+def from_dict(data: dict) -> Any:
+    """Rebuild a schedule from :func:`to_dict`'s output (validators run again).
+
+    Raises:
+        ValueError: for an unknown type or malformed fields.
+    """
+    if not isinstance(data, dict) or data.get("type") not in SCHEDULES:
+        raise ValueError(
+            f"not a stored schedule: {data!r}; expected a dict with 'type' one of "
+            f"{', '.join(SCHEDULES)}"
+        )
+    fields = {k: v for k, v in data.items() if k != "type"}
+    fields = {k: from_dict(v) if isinstance(v, dict) else v for k, v in fields.items()}
+    try:
+        return SCHEDULES[data["type"]](**fields)
+    except TypeError as err:
+        raise ValueError(f"malformed {data['type']} schedule {data!r}: {err}") from err
