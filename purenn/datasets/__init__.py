@@ -1,0 +1,29 @@
+"""Data sets that load anywhere: pendigits, MNIST, Fashion-MNIST and CSV files.
+
+Every loader returns raw values as ``(x_train, y_train), (x_test, y_test)`` and
+verifies what it reads against pinned checksums. Files are looked for in the
+``data_dir`` argument, then ``$PURENN_DATA``, then the user cache
+(``$XDG_CACHE_HOME/purenn`` or ``~/.cache/purenn``); missing files are
+downloaded into the cache when ``download=True``. See ``docs/data.md``.
+
+    (x_train, y_train), (x_test, y_test) = purenn.datasets.load_mnist()
+"""
+
+from purenn.datasets._csv import load_csv
+from purenn.datasets._errors import CorruptFileError, DataNotFoundError
+from purenn.datasets._idx import read_idx
+from purenn.datasets._images import load_fashion_mnist, load_mnist
+from purenn.datasets._paths import cache_dir, search_dirs
+from purenn.datasets._pendigits import load_pendigits
+
+__all__ = [
+    "CorruptFileError",
+    "DataNotFoundError",
+    "cache_dir",
+    "load_csv",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_pendigits",
+    "read_idx",
+    "search_dirs",
+]

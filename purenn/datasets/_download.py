@@ -1,0 +1,291 @@
+"""Verified, atomic downloads with mirrors, progress and timeouts.
+
+A download streams into a temporary file in the destination folder, is checked
+(MD5 as published, and/or a parser-level ``verify`` callback), and only then is
+renamed onto its final name with :func:`os.replace`, which is atomic on POSIX and
+Windows. An interrupted, truncated or corrupt download therefore never looks
+complete: either the final file is there and verified, or it is not there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+
+__all__ = [
+    "MirrorsFailedError",
+    "download_first",
+    "download_zip_members",
+    "fetch_to_temp",
+    "file_md5",
+]
+
+#: Seconds a connect or a single read may take before the mirror counts as down.
+TIMEOUT_SECONDS = 30.0
+#: Downloads larger than this show a progress line on stderr.
+PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+_CHUNK = 1 << 16
+_SCHEMES = ("http", "https")
+
+
+class DownloadFailedError(Exception):
+    """One URL failed; the message says why. Internal: turned into a list of reasons."""
+
+
+class MirrorsFailedError(Exception):
+    """Every mirror failed. ``errors`` holds one ``"url: reason"`` line per attempt."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("every mirror failed:\n" + "\n".join(errors))
+        self.errors = list(errors)
+
+
+def file_md5(path: Path) -> str:
+    """The MD5 hex digest of a file's bytes (integrity check against published sums)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Progress:
+    """A one-line progress report on stderr, shown only for large downloads."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self.label = label
+        self.total = total
+        self.shown = False
+        self.last_step = -1
+
+    def update(self, done: int) -> None:
+        big = (self.total or done) >= PROGRESS_MIN_BYTES
+        if not big:
+            return
+        step = done * 50 // self.total if self.total else done // (1 << 20)
+        if step == self.last_step:
+            return
+        self.last_step = step
+        mb = done / 1e6
+        if self.total:
+            text = f"{mb:.1f}/{self.total / 1e6:.1f} MB ({100 * done // self.total}%)"
+        else:
+            text = f"{mb:.1f} MB"
+        sys.stderr.write(f"\rdownloading {self.label}: {text}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def fetch_to_temp(url: str, directory: Path, timeout: float | None = None) -> Iterator[Path]:
+    """Download ``url`` into a temporary file in ``directory``; delete it on exit.
+
+    The caller verifies the file and moves it with :func:`os.replace` inside the
+    ``with`` block; whatever is left at exit (a failure, an exception) is removed.
+
+    Args:
+        url: An ``http://`` or ``https://`` URL.
+        directory: Folder for the temporary file (created if needed); use the
+            destination's folder so that the final rename stays atomic.
+        timeout: Seconds per connect/read; default :data:`TIMEOUT_SECONDS`.
+
+    Yields:
+        The temporary file's path, holding the complete response body.
+
+    Raises:
+        DownloadFailedError: On HTTP errors, refused connections, timeouts, a
+            body shorter than its ``Content-Length``, or a non-HTTP URL.
+    """
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in _SCHEMES:
+        raise DownloadFailedError(f"refusing scheme {scheme!r}; only http and https are used")
+    timeout = TIMEOUT_SECONDS if timeout is None else timeout
+    directory.mkdir(parents=True, exist_ok=True)
+    name = url.rstrip("/").rsplit("/", 1)[-1] or "download"
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _stream(url, out, timeout, label=name)
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _stream(url: str, out, timeout: float, label: str) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "purenn"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            progress = _Progress(label, total)
+            done = 0
+            try:
+                while True:
+                    block = response.read(_CHUNK)
+                    if not block:
+                        break
+                    out.write(block)
+                    done += len(block)
+                    progress.update(done)
+            finally:
+                progress.close()
+    except urllib.error.HTTPError as e:
+        raise DownloadFailedError(f"HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:
+        raise DownloadFailedError(f"cannot connect ({e.reason})") from None
+    except TimeoutError:
+        raise DownloadFailedError(f"timed out after {timeout:g} s") from None
+    except OSError as e:  # connection reset, IncompleteRead, disk full, ...
+        raise DownloadFailedError(f"transfer failed ({type(e).__name__}: {e})") from None
+    if total is not None and done != total:
+        raise DownloadFailedError(
+            f"connection dropped: got {done} of {total} bytes (Content-Length)"
+        )
+
+
+def download_first(
+    urls: Sequence[str],
+    dest: Path,
+    *,
+    md5: str | None = None,
+    verify: Callable[[Path], None] | None = None,
+    timeout: float | None = None,
+) -> str:
+    """Download the first URL that works and verifies, atomically, to ``dest``.
+
+    Args:
+        urls: Mirrors in preference order, all for the same file.
+        dest: Final path. Written only after verification, by rename.
+        md5: Expected MD5 hex digest of the bytes as served, or None.
+        verify: Called with the temporary file's path; raises ``ValueError``
+            (e.g. :class:`CorruptFileError`) when the content is wrong.
+        timeout: Seconds per connect/read; default :data:`TIMEOUT_SECONDS`.
+
+    Returns:
+        The URL that succeeded.
+
+    Raises:
+        MirrorsFailedError: When no mirror delivered a file that verifies; its
+            ``errors`` say what each mirror answered. Nothing is left at ``dest``.
+    """
+    errors: list[str] = []
+    for url in urls:
+        try:
+            with fetch_to_temp(url, dest.parent, timeout) as tmp:
+                if md5 is not None:
+                    got = file_md5(tmp)
+                    if got != md5:
+                        raise DownloadFailedError(
+                            f"checksum mismatch: MD5 {got}, expected {md5}; file refused"
+                        )
+                if verify is not None:
+                    try:
+                        verify(tmp)
+                    except ValueError as e:
+                        raise DownloadFailedError(f"content refused: {e}") from None
+                os.replace(tmp, dest)
+            return url
+        except DownloadFailedError as e:
+            errors.append(f"{url}: {e}")
+    raise MirrorsFailedError(errors)
+
+
+def download_zip_members(
+    url: str,
+    members: dict[str, Path],
+    *,
+    verify: Callable[[str, Path], None] | None = None,
+    timeout: float | None = None,
+    max_member_bytes: int = 1 << 27,
+) -> None:
+    """Download a zip archive and extract some members, each verified and atomic.
+
+    The archive itself is a temporary file, removed afterwards. Members are found
+    by base name anywhere in the archive.
+
+    Args:
+        url: The archive's ``http(s)`` URL.
+        members: Base name inside the archive -> final path on disk.
+        verify: Called as ``verify(name, tmp_path)`` before a member is renamed
+            into place; raises ``ValueError`` when the content is wrong.
+        timeout: Seconds per connect/read; default :data:`TIMEOUT_SECONDS`.
+        max_member_bytes: Refuse members larger than this (zip bombs).
+
+    Raises:
+        MirrorsFailedError: With one ``"url: reason"`` line, when the download,
+            the archive or a member fails. Members verified before the failure
+            stay in place.
+    """
+    if not members:
+        return
+    dest_dir = next(iter(members.values())).parent
+    try:
+        with fetch_to_temp(url, dest_dir, timeout) as tmp:
+            try:
+                archive = zipfile.ZipFile(tmp)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise DownloadFailedError(f"not a valid zip archive ({e})") from None
+            with archive:
+                by_name = {
+                    PurePosixPath(i.filename).name: i
+                    for i in archive.infolist()
+                    if not i.is_dir() and not i.filename.startswith("__MACOSX")
+                }
+                for name, dest in members.items():
+                    _extract_member(archive, by_name, name, dest, verify, max_member_bytes)
+    except DownloadFailedError as e:
+        raise MirrorsFailedError([f"{url}: {e}"]) from None
+
+
+def _extract_member(
+    archive: zipfile.ZipFile,
+    by_name: dict[str, zipfile.ZipInfo],
+    name: str,
+    dest: Path,
+    verify: Callable[[str, Path], None] | None,
+    max_bytes: int,
+) -> None:
+    info = by_name.get(name)
+    if info is None:
+        raise DownloadFailedError(
+            f"archive has no member {name!r}; it holds {sorted(by_name) or 'nothing'}"
+        )
+    if info.file_size > max_bytes:
+        raise DownloadFailedError(
+            f"member {name!r} is {info.file_size} bytes, more than the {max_bytes} expected"
+        )
+    try:
+        data = archive.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        raise DownloadFailedError(f"member {name!r} is corrupt ({e})") from None
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        if verify is not None:
+            try:
+                verify(name, tmp)
+            except ValueError as e:
+                raise DownloadFailedError(f"member {name!r} refused: {e}") from None
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
