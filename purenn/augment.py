@@ -1,0 +1,227 @@
+"""Seeded image augmentation: random shifts, small rotations and scaling.
+
+Each image gets its own random affine map about the image centre. The output is
+computed by the inverse map: for every output pixel, find where it came from in
+the input and sample there bilinearly; pixels that come from outside the image
+take ``fill``. Everything is vectorised over the batch (no Python loop over
+samples), pure (the input is never written) and seeded (same rng state, same
+output).
+
+Coordinates are ``(col, row)`` with rows pointing down, relative to the centre
+``((w - 1) / 2, (h - 1) / 2)``. The forward map of an image with rotation ``a``
+(degrees, counter-clockwise as displayed), scale ``s`` and shift ``(dr, dc)``::
+
+    p_out = s * R(a) @ p_in + (dc, dr),      R(a) = [[cos a,  sin a],
+                                                     [-sin a, cos a]]
+
+and its inverse, which is what the sampler evaluates::
+
+    p_in = R(-a) @ (p_out - (dc, dr)) / s
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import numpy.typing as npt
+
+from purenn._checks import as_generator
+
+__all__ = ["augment_images", "warp_images"]
+
+
+def _as_images(
+    x: npt.ArrayLike, image_shape: tuple[int, ...] | None, fn: str
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """``x`` as an array plus its per-image ``(channels, h, w)``."""
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{fn} expects numeric images (uint8 or float); got dtype {arr.dtype}. "
+            "Convert with x.astype(np.float32)."
+        )
+    if image_shape is not None:
+        shape = tuple(int(s) for s in image_shape)
+        if len(shape) not in (2, 3) or min(shape) < 1:
+            raise ValueError(
+                f"{fn}: image_shape must be (h, w) or (c, h, w) of positive ints; "
+                f"got {image_shape!r}."
+            )
+        chw = shape if len(shape) == 3 else (1, *shape)
+        if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != int(np.prod(chw)):
+            raise ValueError(
+                f"{fn}: x of shape {arr.shape} does not hold images of shape {shape}: "
+                f"expected (n, {int(np.prod(chw))}) or (n, {', '.join(map(str, shape))})."
+            )
+        return arr, chw  # type: ignore[return-value]
+    if arr.ndim == 3:
+        return arr, (1, arr.shape[1], arr.shape[2])
+    if arr.ndim == 4:
+        return arr, (arr.shape[1], arr.shape[2], arr.shape[3])
+    hint = " Flat images need their shape: pass image_shape=(28, 28)." if arr.ndim == 2 else ""
+    raise ValueError(
+        f"{fn} expects images of shape (n, h, w) or (n, c, h, w); got {arr.shape}.{hint}"
+    )
+
+
+def _per_sample(value: npt.ArrayLike, n: int, width: int, name: str) -> np.ndarray:
+    """Broadcast a scalar or per-sample parameter to shape ``(n,)`` or ``(n, width)``."""
+    arr = np.asarray(value, dtype=np.float64)
+    target = (n,) if width == 1 else (n, width)
+    try:
+        out = np.broadcast_to(arr, target)
+    except ValueError:
+        raise ValueError(
+            f"warp_images expects {name} as a scalar or of shape {target}; got {arr.shape}."
+        ) from None
+    if not np.isfinite(out).all():
+        raise ValueError(f"warp_images expects finite {name}; got NaN/inf.")
+    return out
+
+
+def warp_images(
+    x: npt.ArrayLike,
+    rotation: npt.ArrayLike = 0.0,
+    scale: npt.ArrayLike = 1.0,
+    shift: npt.ArrayLike = (0.0, 0.0),
+    *,
+    image_shape: tuple[int, ...] | None = None,
+    fill: float = 0.0,
+) -> np.ndarray:
+    """Apply given affine maps (one per image) with bilinear sampling.
+
+    Args:
+        x: Images of shape ``(n, h, w)``, ``(n, c, h, w)``, or flat ``(n, d)``
+            with ``image_shape``; uint8/int or float.
+        rotation: Degrees counter-clockwise as displayed, scalar or ``(n,)``.
+        scale: Zoom factor (> 0; above 1 enlarges), scalar or ``(n,)``.
+        shift: ``(rows down, cols right)`` in pixels, shape ``(2,)`` or ``(n, 2)``.
+        image_shape: ``(h, w)`` or ``(c, h, w)``; required for flat input.
+        fill: Value for pixels that map from outside the image.
+
+    Returns:
+        A new array of ``x``'s shape and dtype. Integer images are rounded and
+        clipped to their dtype's range.
+
+    Raises:
+        TypeError: If ``x`` is not numeric.
+        ValueError: On bad shapes, non-positive scales, or non-finite values.
+    """
+    arr, (c, h, w) = _as_images(x, image_shape, "warp_images")
+    n = arr.shape[0]
+    angle = np.deg2rad(_per_sample(rotation, n, 1, "rotation"))
+    zoom = _per_sample(scale, n, 1, "scale")
+    if (zoom <= 0).any():
+        raise ValueError(f"warp_images expects scale > 0; got min {zoom.min()}.")
+    move = _per_sample(shift, n, 2, "shift")
+    if not (isinstance(fill, numbers.Real) and np.isfinite(fill)):
+        raise ValueError(f"warp_images expects a finite number as fill; got {fill!r}.")
+    return _warp(arr, (c, h, w), angle, zoom, move, float(fill))
+
+
+def augment_images(
+    x: npt.ArrayLike,
+    rng: np.random.Generator | int,
+    max_shift: float = 2.0,
+    max_rotation: float = 10.0,
+    max_scale: float = 0.1,
+    *,
+    image_shape: tuple[int, ...] | None = None,
+    fill: float = 0.0,
+) -> np.ndarray:
+    """Randomly shift, rotate and scale each image of a batch (for training only).
+
+    Per image, independently and uniformly: a shift of up to ``max_shift``
+    pixels along each axis, a rotation of up to ``max_rotation`` degrees either
+    way, and a scale factor in ``[1 - max_scale, 1 + max_scale]``. Apply it to
+    each mini-batch, not to the whole training set at once (it needs a few
+    float arrays the size of the batch).
+
+    Args:
+        x: Images of shape ``(n, h, w)``, ``(n, c, h, w)``, or flat ``(n, d)``
+            with ``image_shape``; uint8/int or float (e.g. scaled to [0, 1]).
+        rng: A ``numpy.random.Generator`` or an int seed.
+        max_shift: Largest shift in pixels, >= 0.
+        max_rotation: Largest rotation in degrees, in ``[0, 180]``.
+        max_scale: Largest relative zoom, in ``[0, 1)``.
+        image_shape: ``(h, w)`` or ``(c, h, w)``; required for flat input.
+        fill: Value for pixels that come from outside the image (background).
+
+    Returns:
+        A new array of ``x``'s shape and dtype; ``x`` is not modified.
+
+    Raises:
+        TypeError: On a bad ``rng`` or non-numeric ``x``.
+        ValueError: On bad shapes or out-of-range limits.
+    """
+    arr, chw = _as_images(x, image_shape, "augment_images")
+    gen = as_generator(rng)
+    for name, value, lo, hi, closed in (
+        ("max_shift", max_shift, 0.0, np.inf, True),
+        ("max_rotation", max_rotation, 0.0, 180.0, True),
+        ("max_scale", max_scale, 0.0, 1.0, False),
+    ):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        ok = ok and np.isfinite(value) and lo <= value and (value <= hi if closed else value < hi)
+        if not ok:
+            bracket = "]" if closed else ")"
+            raise ValueError(
+                f"augment_images expects {name} in [{lo:g}, {hi:g}{bracket}; got {value!r}."
+            )
+    if not (isinstance(fill, numbers.Real) and np.isfinite(fill)):
+        raise ValueError(f"augment_images expects a finite number as fill; got {fill!r}.")
+    n = arr.shape[0]
+    u = gen.uniform(-1.0, 1.0, size=(n, 4))  # one draw: shift rows, shift cols, angle, zoom
+    move = u[:, :2] * float(max_shift)
+    angle = np.deg2rad(u[:, 2] * float(max_rotation))
+    zoom = 1.0 + u[:, 3] * float(max_scale)
+    return _warp(arr, chw, angle, zoom, move, float(fill))
+
+
+def _warp(
+    arr: np.ndarray,
+    chw: tuple[int, int, int],
+    angle: np.ndarray,
+    zoom: np.ndarray,
+    move: np.ndarray,
+    fill: float,
+) -> np.ndarray:
+    """Inverse-map bilinear sampling; arguments already validated, angle in radians."""
+    c, h, w = chw
+    n = arr.shape[0]
+    work = np.float64 if arr.dtype == np.float64 else np.float32
+    if n == 0:
+        return arr.copy()
+    src = arr.reshape(n, c, h * w)
+    # Output grid relative to the centre, minus the shift: (n, h, w) each.
+    rows = np.arange(h, dtype=work)[None, :, None] - work((h - 1) / 2)
+    cols = np.arange(w, dtype=work)[None, None, :] - work((w - 1) / 2)
+    v = rows - move[:, 0, None, None].astype(work)
+    u = cols - move[:, 1, None, None].astype(work)
+    cos = (np.cos(angle) / zoom).astype(work)[:, None, None]
+    sin = (np.sin(angle) / zoom).astype(work)[:, None, None]
+    # p_in = R(-a) @ (u, v) / s  with R(-a) = [[cos, -sin], [sin, cos]]
+    col_in = cos * u - sin * v + work((w - 1) / 2)
+    row_in = sin * u + cos * v + work((h - 1) / 2)
+    c0 = np.floor(col_in)
+    r0 = np.floor(row_in)
+    wc = (col_in - c0).reshape(n, 1, h * w)
+    wr = (row_in - r0).reshape(n, 1, h * w)
+    c0 = c0.astype(np.intp).reshape(n, h * w)
+    r0 = r0.astype(np.intp).reshape(n, h * w)
+
+    def tap(r: np.ndarray, cc: np.ndarray) -> np.ndarray:
+        """Pixel values at integer (r, cc), ``fill`` outside: shape (n, c, h*w)."""
+        inside = (r >= 0) & (r < h) & (cc >= 0) & (cc < w)
+        flat = np.clip(r, 0, h - 1) * w + np.clip(cc, 0, w - 1)
+        vals = np.take_along_axis(src, flat[:, None, :], axis=2).astype(work, copy=False)
+        return np.where(inside[:, None, :], vals, work(fill))
+
+    top = tap(r0, c0) * (1 - wc) + tap(r0, c0 + 1) * wc
+    bottom = tap(r0 + 1, c0) * (1 - wc) + tap(r0 + 1, c0 + 1) * wc
+    out = (top * (1 - wr) + bottom * wr).reshape(arr.shape)
+    if arr.dtype.kind in "iu":
+        info = np.iinfo(arr.dtype)
+        return np.clip(np.rint(out), info.min, info.max).astype(arr.dtype)
+    return out.astype(arr.dtype, copy=False)
