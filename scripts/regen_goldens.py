@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     with os.fdopen(fd, "w") as f:
         json.dump(result, f, indent=1)
         f.write("\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, target)  # atomic: never a half-written golden file
     print(f"wrote {target}: losses {result['losses'][0]:.4f} -> {result['losses'][-1]:.4f}")
     return 0
