@@ -8,6 +8,7 @@ is a handful of pure functions::
     params = purenn.sgd_step(params, purenn.grads(params, x, y), lr=0.1)
 """
 
+from purenn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
 from purenn.core import forward, grads, init, loss, loss_and_grads, predict, sgd_step
 from purenn.layers import Dense, Dropout
 from purenn.network import Network
@@ -26,8 +27,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SPEC_KEY",
+    "AvgPool2D",
+    "Conv2D",
     "Dense",
     "Dropout",
+    "Flatten",
+    "MaxPool2D",
     "Network",
     "__version__",
     "forward",

@@ -8,10 +8,18 @@ from typing import Any
 import attrs
 import numpy as np
 
+from purenn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
 from purenn.layers import Dense, Dropout, Shape
 from purenn.losses import LOSSES
 
-LAYER_TYPES: dict[str, type] = {"Dense": Dense, "Dropout": Dropout}
+LAYER_TYPES: dict[str, type] = {
+    "Dense": Dense,
+    "Dropout": Dropout,
+    "Conv2D": Conv2D,
+    "MaxPool2D": MaxPool2D,
+    "AvgPool2D": AvgPool2D,
+    "Flatten": Flatten,
+}
 """Every layer class a Network accepts, by name (the name is stored in JSON specs)."""
 
 
@@ -82,7 +90,7 @@ class Network:
                 "end with Flatten() and Dense(k)"
             )
         wanted = LOSSES[self.loss].fused_activation
-        if not hasattr(last, "activation"):
+        if not isinstance(last, Dense):
             raise ValueError(
                 f"the last layer must be a Dense layer that produces the output; "
                 f"got {type(last).__name__} as {self.layer_names()[-1]}"

@@ -1,0 +1,654 @@
+"""Convolution and pooling layers for channels-first images: Conv2D, MaxPool2D,
+AvgPool2D and Flatten.
+
+Arrays are batch-first and channels-first: ``x`` is ``(n, c, h, w)``. The layers
+follow the protocol of :mod:`purenn.layers`: frozen ``attrs`` specs with
+``output_shape``, ``init_params``, ``forward`` and ``backward``.
+
+How the convolution is computed (derived in full in ``docs/math.md``):
+
+* **im2col.** Every ``kh x kw`` window of the (zero-padded) input is read
+  through :func:`numpy.lib.stride_tricks.sliding_window_view` and copied once
+  into a matrix ``cols`` of shape ``(c*kh*kw, n*oh*ow)``: one column per output
+  pixel, one row per (channel, kernel row, kernel column). The whole layer is
+  then one matrix product ``z = w.reshape(f, -1) @ cols``.
+* **col2im.** The backward pass turns ``dcols = w2d.T @ dz`` back into an image
+  gradient by looping over the ``kh*kw`` kernel offsets and adding each offset's
+  slab into a strided slice of ``dx`` (no ``np.add.at``, no loop over pixels).
+* **Bounded memory.** ``cols`` for a big batch can be huge (a 3x3 conv on
+  ``(1024, 64, 32, 32)`` float32 would need 2.4 GB), so the batch is processed
+  in chunks of samples whose ``cols`` stays under :data:`MAX_WORK_BYTES`.
+* **Layout.** The product gives ``z`` as ``(f, n, oh, ow)`` in memory; the layer
+  returns the ``(n, f, oh, ow)`` *view* of it rather than copying. NumPy's
+  elementwise functions keep that memory order, so the next pooling and
+  convolution layers read it without any transposing copy. Callers see an
+  ordinary ``(n, f, oh, ow)`` array (use ``np.ascontiguousarray`` if C order
+  matters to you).
+
+Padding ``"same"`` follows TensorFlow: the output has ``ceil(h / stride)`` rows,
+and the ``max((oh - 1) * stride + kh - h, 0)`` zero rows needed are split with
+the smaller half on top (left) and the larger half at the bottom (right). With
+stride 1 this keeps the spatial size for any kernel, also an even one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from purenn.activations import ACTIVATIONS
+from purenn.initializers import INITIALIZERS, default_initializer
+from purenn.layers import Shape, _finite_float, _one_of, _positive_int
+
+MAX_WORK_BYTES = 64 * 2**20
+"""Upper bound, in bytes, on one im2col matrix (and on its gradient).
+
+A batch whose ``cols`` would be bigger is processed in chunks of samples. The
+result is the same up to the order of floating-point sums.
+"""
+
+Pads = tuple[int, int, int, int]
+"""Zero padding of an image as ``(top, bottom, left, right)``."""
+
+
+# ---------------------------------------------------------------------------
+# Field converters and validators
+# ---------------------------------------------------------------------------
+
+
+def _to_pair(value: Any) -> Any:
+    """``3`` -> ``(3, 3)``; ``[3, 2]`` -> ``(3, 2)``; anything else unchanged
+    (the validator then names the field in its error)."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return (int(value), int(value))
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return tuple(int(v) if isinstance(v, np.integer) else v for v in value)
+    return value
+
+
+def _pair_of(minimum: int):
+    """attrs validator: a pair of ints ``>= minimum``."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        what = "positive ints" if minimum == 1 else f"ints >= {minimum}"
+        ok = (
+            isinstance(value, tuple)
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        )
+        if not ok:
+            raise TypeError(
+                f"{type(instance).__name__}.{attribute.name} must be an int or a pair of "
+                f"{what}, e.g. 3 or (3, 3); got {value!r}"
+            )
+        if min(value) < minimum:
+            raise ValueError(
+                f"{type(instance).__name__}.{attribute.name} must hold {what}; got {value!r}"
+            )
+
+    return check
+
+
+def _to_padding(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    return _to_pair(value)
+
+
+def _check_padding(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, str):
+        if value not in ("valid", "same"):
+            raise ValueError(
+                f"{type(instance).__name__}.padding must be 'valid', 'same', an int >= 0 "
+                f"or a pair of them; got {value!r}"
+            )
+        return
+    _pair_of(0)(instance, attribute, value)
+
+
+def _to_optional_pair(value: Any) -> Any:
+    return None if value is None else _to_pair(value)
+
+
+def _check_optional_pair(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        _pair_of(1)(instance, attribute, value)
+
+
+# ---------------------------------------------------------------------------
+# Geometry
+# ---------------------------------------------------------------------------
+
+
+def _image_shape(layer: Any, in_shape: Shape, name: str) -> Shape:
+    if len(in_shape) != 3:
+        raise ValueError(
+            f"{name} ({type(layer).__name__}) expects channels-first images of shape "
+            f"(channels, height, width); got {in_shape}. Give the Network an input_shape "
+            "like (1, 28, 28), and put image layers before Flatten()"
+        )
+    return in_shape
+
+
+def _same_pads(size: int, k: int, s: int) -> tuple[int, int, int]:
+    """TensorFlow's "same": ``(out, pad_lo, pad_hi)`` with ``out = ceil(size / s)``."""
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def _window_fit(
+    layer: Any,
+    name: str,
+    in_shape: Shape,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    what: str,
+    pads: Pads,
+) -> tuple[int, int]:
+    """Output ``(oh, ow)`` of sliding ``kernel`` over the padded image, or a clear error."""
+    _, h, w = in_shape
+    hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    if hp < kernel[0] or wp < kernel[1]:
+        padded = f" (padded to {hp}x{wp})" if any(pads) else ""
+        raise ValueError(
+            f"{name} ({type(layer).__name__}): the {kernel[0]}x{kernel[1]} {what} does not fit "
+            f"the input of shape {in_shape}{padded}; use a smaller {what}, more padding, "
+            "or fewer downsampling layers before it"
+        )
+    return (hp - kernel[0]) // stride[0] + 1, (wp - kernel[1]) // stride[1] + 1
+
+
+# ---------------------------------------------------------------------------
+# Pure convolution math (im2col, matrix product, col2im), chunked over samples
+# ---------------------------------------------------------------------------
+
+
+def _pad(x: np.ndarray, pads: Pads) -> np.ndarray:
+    """Zero-pad the two spatial axes of ``x`` (n, c, h, w); a new array if padded."""
+    if not any(pads):
+        return x
+    n, c, h, w = x.shape
+    t, b, l, r = pads
+    # padded copy laid out like x (keeps the (c, n, ...) memory order of conv outputs)
+    xp = np.zeros((c, n, h + t + b, w + l + r), dtype=x.dtype).transpose(1, 0, 2, 3)
+    xp[:, :, t : t + h, l : l + w] = x
+    return xp
+
+
+def _chunk_size(n: int, row_bytes: int, max_bytes: int) -> int:
+    """How many samples fit in one work matrix of at most ``max_bytes``."""
+    return max(1, min(n, max_bytes // max(row_bytes, 1)))
+
+
+def _im2col(
+    xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]
+) -> np.ndarray:
+    """Windows of the padded chunk ``xp`` (m, c, hp, wp) as ``cols`` (c*kh*kw, m*oh*ow).
+
+    Row ``(ci, i, j)`` of ``cols`` holds ``xp[:, ci, i + sh*r, j + sw*q]`` for every
+    sample and output pixel ``(r, q)``, in (sample, r, q) order.
+    """
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out
+    m, c = xp.shape[:2]
+    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))  # (m, c, hp-kh+1, wp-kw+1, kh, kw)
+    win = win[:, :, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw]  # (m, c, oh, ow, kh, kw)
+    return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, m * oh * ow)  # one copy
+
+
+def conv2d_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    stride: tuple[int, int],
+    pads: Pads,
+    *,
+    keep_cols: bool = False,
+    max_bytes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cross-correlation ``z[s, f, r, q] = b[f] + sum_{c,i,j} w[f, c, i, j] *
+    xp[s, c, sh*r + i, sw*q + j]`` with ``xp`` the zero-padded ``x``.
+
+    Args:
+        x: input ``(n, c, h, w)``, float32 or float64 (not modified).
+        w: kernels ``(f, c, kh, kw)`` of the same dtype.
+        b: biases ``(f,)``.
+        stride: ``(sh, sw)``.
+        pads: zero padding ``(top, bottom, left, right)``.
+        keep_cols: return the im2col matrix for the backward pass when the batch
+            fits in one chunk (otherwise None is returned and backward rebuilds it).
+        max_bytes: bound on one im2col chunk; default :data:`MAX_WORK_BYTES`.
+
+    Returns:
+        ``(z, cols)``: ``z`` of shape ``(n, f, oh, ow)`` and dtype of ``x`` (a view
+        of an ``(f, n, oh, ow)`` array); ``cols`` ``(c*kh*kw, n*oh*ow)`` or None.
+    """
+    max_bytes = MAX_WORK_BYTES if max_bytes is None else max_bytes
+    n, c = x.shape[:2]
+    f, _, kh, kw = w.shape
+    xp = _pad(x, pads)
+    oh = (xp.shape[2] - kh) // stride[0] + 1
+    ow = (xp.shape[3] - kw) // stride[1] + 1
+    k, npix = c * kh * kw, oh * ow
+    w2d = w.reshape(f, k)
+    step = _chunk_size(n, k * npix * x.dtype.itemsize, max_bytes)
+    z = np.empty((f, n * npix), dtype=x.dtype)
+    cols = None
+    for s0 in range(0, n, step):
+        s1 = min(n, s0 + step)
+        cols = _im2col(xp[s0:s1], (kh, kw), stride, (oh, ow))
+        np.matmul(w2d, cols, out=z[:, s0 * npix : s1 * npix])  # z = w2d @ cols
+    z += b[:, None]
+    z = z.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
+    return z, (cols if keep_cols and step == n else None)
+
+
+def conv2d_backward(
+    dz: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: tuple[int, int],
+    pads: Pads,
+    *,
+    cols: np.ndarray | None = None,
+    need_dx: bool = True,
+    max_bytes: int | None = None,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv2d_forward` given ``dz = dL/dz``.
+
+    Args:
+        dz: ``(n, f, oh, ow)``, the gradient of the pre-activation output.
+        x: the forward input ``(n, c, h, w)``.
+        w: kernels ``(f, c, kh, kw)``.
+        stride, pads: as in the forward pass.
+        cols: the forward's im2col matrix, if it kept it; else rebuilt per chunk.
+        need_dx: whether to compute ``dL/dx`` (the first layer does not need it).
+        max_bytes: bound on one im2col chunk; default :data:`MAX_WORK_BYTES`.
+
+    Returns:
+        ``(dx, dw, db)`` with the shapes and dtype of ``x`` (or None), ``w`` and ``(f,)``.
+    """
+    max_bytes = MAX_WORK_BYTES if max_bytes is None else max_bytes
+    n, c, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    _, _, oh, ow = dz.shape
+    sh, sw = stride
+    k, npix = c * kh * kw, oh * ow
+    w2d = w.reshape(f, k)
+    dz2d = dz.transpose(1, 0, 2, 3).reshape(f, n * npix)  # free for (f, n, ...) memory
+    db = dz2d.sum(axis=1)  # dL/db[f] = sum over samples and pixels of dz
+    dw = np.zeros((f, k), dtype=x.dtype)
+    xp = _pad(x, pads) if cols is None else None
+    hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
+    # dL/dxp gathered as (c, n, hp, wp) so each kernel offset adds an aligned slab
+    dxp = np.zeros((c, n, hp, wp), dtype=x.dtype) if need_dx else None
+    step = n if cols is not None else _chunk_size(n, k * npix * x.dtype.itemsize, max_bytes)
+    for s0 in range(0, n, step):
+        s1 = min(n, s0 + step)
+        dzc = dz2d[:, s0 * npix : s1 * npix]
+        colc = cols if cols is not None else _im2col(xp[s0:s1], (kh, kw), stride, (oh, ow))
+        dw += dzc @ colc.T  # dL/dw2d = dz2d @ cols.T
+        if need_dx:
+            dcols = (w2d.T @ dzc).reshape(c, kh, kw, s1 - s0, oh, ow)  # dL/dcols = w2d.T @ dz2d
+            for i in range(kh):  # col2im: each window position adds back where it read
+                for j in range(kw):
+                    dxp[
+                        :, s0:s1, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw
+                    ] += dcols[:, i, j]
+    dx = None
+    if need_dx:
+        t, l = pads[0], pads[2]
+        dx = dxp[:, :, t : t + h, l : l + wd].transpose(1, 0, 2, 3)  # drop the padding
+    return dx, dw.reshape(w.shape), db
+
+
+# ---------------------------------------------------------------------------
+# Pure pooling math: a loop over the pool's kernel offsets, vectorised over all else
+# ---------------------------------------------------------------------------
+
+
+def _offset_slices(
+    pool: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]
+) -> list[tuple[int, tuple[slice, slice, slice, slice]]]:
+    """``(i * pw + j, index)`` for each pool offset: ``x[index]`` is ``(n, c, oh, ow)``
+    holding element ``(i, j)`` of every window."""
+    (ph, pw), (sh, sw), (oh, ow) = pool, stride, out
+    full = slice(None)
+    return [
+        (
+            i * pw + j,
+            (full, full, slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)),
+        )
+        for i in range(ph)
+        for j in range(pw)
+    ]
+
+
+def _pool_out(x_shape: tuple[int, ...], pool: tuple[int, int], stride: tuple[int, int]):
+    return (x_shape[2] - pool[0]) // stride[0] + 1, (x_shape[3] - pool[1]) // stride[1] + 1
+
+
+def _like(x: np.ndarray) -> np.ndarray:
+    """Zeros with the shape, dtype and memory order of ``x``."""
+    return np.zeros_like(x, order="K")
+
+
+def maxpool_forward(
+    x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], *, keep_argmax: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Window maxima ``y[s, c, r, q] = max_{i,j} x[s, c, sh*r + i, sw*q + j]``.
+
+    Args:
+        x: ``(n, c, h, w)``, float32 or float64 (not modified).
+        pool: ``(ph, pw)``; stride: ``(sh, sw)``.
+        keep_argmax: also return which window element won.
+
+    Returns:
+        ``(y, arg)``: ``y`` ``(n, c, oh, ow)`` of x's dtype; ``arg`` ``(n, c, oh, ow)``
+        holds ``i * pw + j`` of the winner, the first in row-major order on ties
+        (as PyTorch); None without ``keep_argmax``. A NaN in a window makes its
+        maximum NaN; where its gradient goes is then unspecified.
+    """
+    out = _pool_out(x.shape, pool, stride)
+    offsets = _offset_slices(pool, stride, out)
+    y = x[offsets[0][1]].copy(order="K")
+    arg = None
+    if keep_argmax:
+        arg = np.zeros_like(y, dtype=_index_dtype(pool[0] * pool[1]))
+    for k, index in offsets[1:]:
+        v = x[index]
+        if arg is not None:
+            # k exceeds every index so far, so max(arg, k * better) sets arg = k exactly
+            # where v beats the running maximum (strictly: the first maximum keeps its
+            # place); plain arithmetic is much faster than masked assignment
+            np.maximum(arg, (v > y) * arg.dtype.type(k), out=arg)
+        np.maximum(y, v, out=y)
+    return y, arg
+
+
+def _index_dtype(size: int) -> np.dtype:
+    """The smallest unsigned int dtype that holds ``0 .. size - 1``."""
+    return np.dtype(np.uint8 if size <= 256 else np.uint16 if size <= 65536 else np.uint32)
+
+
+def maxpool_backward(
+    dy: np.ndarray,
+    arg: np.ndarray,
+    like: np.ndarray,
+    pool: tuple[int, int],
+    stride: tuple[int, int],
+) -> np.ndarray:
+    """Route ``dy`` (n, c, oh, ow) to each window's winning element; zeros elsewhere.
+
+    ``like`` is the forward input (only its shape, dtype and memory order are used).
+    """
+    out = dy.shape[2:]
+    dx = _like(like)
+    overlap = stride[0] < pool[0] or stride[1] < pool[1]
+    for k, index in _offset_slices(pool, stride, out):
+        if overlap:
+            dx[index] += dy * (arg == k)  # an element in several windows collects from each
+        else:
+            np.multiply(dy, arg == k, out=dx[index])  # dL/dx[winner] = dL/dy; 0 elsewhere
+    return dx
+
+
+def avgpool_forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """Window means ``y[s, c, r, q] = mean_{i,j} x[s, c, sh*r + i, sw*q + j]``.
+
+    Args:
+        x: ``(n, c, h, w)``, float32 or float64 (not modified).
+        pool: ``(ph, pw)``; stride: ``(sh, sw)``.
+
+    Returns:
+        ``y`` of shape ``(n, c, oh, ow)`` and x's dtype.
+    """
+    out = _pool_out(x.shape, pool, stride)
+    offsets = _offset_slices(pool, stride, out)
+    y = x[offsets[0][1]].copy(order="K")
+    for _, index in offsets[1:]:
+        y += x[index]
+    y *= 1.0 / (pool[0] * pool[1])  # Python float: a weak scalar, the dtype stays
+    return y
+
+
+def avgpool_backward(
+    dy: np.ndarray, like: np.ndarray, pool: tuple[int, int], stride: tuple[int, int]
+) -> np.ndarray:
+    """Spread ``dy`` (n, c, oh, ow) evenly over each window; ``like`` is the forward input."""
+    g = dy * (1.0 / (pool[0] * pool[1]))  # dL/dx[window element] = dL/dy / (ph * pw)
+    dx = _like(like)
+    overlap = stride[0] < pool[0] or stride[1] < pool[1]
+    for _, index in _offset_slices(pool, stride, dy.shape[2:]):
+        if overlap:
+            dx[index] += g
+        else:
+            dx[index] = g
+    return dx
+
+
+# ---------------------------------------------------------------------------
+# Layer specs
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Conv2D:
+    """2-D convolution (cross-correlation, as in PyTorch and TensorFlow) over
+    channels-first images: ``y = activation(conv(x, w) + b)``.
+
+    Args:
+        filters: number of output channels ``f``.
+        kernel_size: ``k`` or ``(kh, kw)``.
+        stride: ``s`` or ``(sh, sw)``; default 1.
+        padding: ``"valid"`` (no padding), ``"same"`` (output ``ceil(h / sh)`` by
+            ``ceil(w / sw)``, TensorFlow's rule; the input size when the stride is 1),
+            or an int ``p`` / a pair ``(ph, pw)`` of zeros added on both sides.
+        activation: as for :class:`purenn.Dense`, e.g. ``"relu"`` or ``"linear"``.
+        weight_init: an initialiser name, or None for He (ReLU family) / Glorot;
+            ``fan_in = c_in * kh * kw`` and ``fan_out = filters * kh * kw``.
+        bias_init: constant every bias starts at.
+
+    Params: ``w`` of shape ``(filters, c_in, kh, kw)`` (PyTorch's layout) and ``b``
+    of shape ``(filters,)``, under the key ``conv2d_<i>``.
+
+    Shapes: ``x`` ``(n, c_in, h, w)`` -> ``y`` ``(n, filters, oh, ow)`` with
+    ``oh = (h + pad_top + pad_bottom - kh) // sh + 1`` (likewise ``ow``).
+    """
+
+    param_prefix: ClassVar[str | None] = "conv2d"
+
+    filters: int = attrs.field(validator=_positive_int)
+    kernel_size: tuple[int, int] = attrs.field(converter=_to_pair, validator=_pair_of(1))
+    stride: tuple[int, int] = attrs.field(default=1, converter=_to_pair, validator=_pair_of(1))
+    padding: str | tuple[int, int] = attrs.field(
+        default="valid", converter=_to_padding, validator=_check_padding
+    )
+    activation: str = attrs.field(default="relu", validator=_one_of(ACTIVATIONS))
+    weight_init: str | None = attrs.field(
+        default=None, validator=_one_of(INITIALIZERS, allow_none=True)
+    )
+    bias_init: float = attrs.field(default=0.0, converter=_finite_float)
+
+    @activation.validator
+    def _no_softmax(self, attribute: attrs.Attribute, value: str) -> None:
+        if value == "softmax":
+            raise ValueError(
+                "Conv2D.activation 'softmax' would normalise over width, not classes; "
+                "use it on the final Dense layer and pick e.g. 'relu' here"
+            )
+
+    def pads(self, in_shape: Shape) -> Pads:
+        """Zero padding ``(top, bottom, left, right)`` for a ``(c, h, w)`` input."""
+        if self.padding == "valid":
+            return (0, 0, 0, 0)
+        if self.padding == "same":
+            _, t, b = _same_pads(in_shape[1], self.kernel_size[0], self.stride[0])
+            _, l, r = _same_pads(in_shape[2], self.kernel_size[1], self.stride[1])
+            return (t, b, l, r)
+        ph, pw = self.padding
+        return (ph, ph, pw, pw)
+
+    def output_shape(self, in_shape: Shape, name: str) -> Shape:
+        _image_shape(self, in_shape, name)
+        oh, ow = _window_fit(
+            self, name, in_shape, self.kernel_size, self.stride, "kernel", self.pads(in_shape)
+        )
+        return (self.filters, oh, ow)
+
+    def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> dict:
+        c_in, (kh, kw) = in_shape[0], self.kernel_size
+        scheme = self.weight_init or default_initializer(self.activation)
+        shape = (self.filters, c_in, kh, kw)
+        w = INITIALIZERS[scheme](rng, shape, c_in * kh * kw, self.filters * kh * kw)
+        b = np.full(self.filters, self.bias_init, dtype=dtype)
+        return {"w": w.astype(dtype), "b": b}
+
+    def forward(self, p: dict, x: np.ndarray, *, train: bool, rng: Any) -> tuple[np.ndarray, Any]:
+        """``x`` (n, c_in, h, w) -> ``a`` (n, filters, oh, ow), same dtype."""
+        pads = self.pads(x.shape[1:])
+        z, cols = conv2d_forward(x, p["w"], p["b"], self.stride, pads, keep_cols=train)
+        fn = ACTIVATIONS[self.activation][0]
+        if self.activation == "relu":
+            a = np.maximum(z, 0, out=z)  # z is ours and not needed again
+        else:
+            a = fn(z)
+        return a, (x, cols, a, pads)
+
+    def backward(
+        self, p: dict, cache: Any, dy: np.ndarray, *, need_dx: bool = True
+    ) -> tuple[np.ndarray | None, dict]:
+        """``dy`` = dL/da (n, filters, oh, ow) -> (dL/dx, {w, b})."""
+        x, cols, a, pads = cache
+        dz = ACTIVATIONS[self.activation][1](a, dy)  # dL/dz = dL/da * da/dz
+        dx, dw, db = conv2d_backward(dz, x, p["w"], self.stride, pads, cols=cols, need_dx=need_dx)
+        return dx, {"w": dw, "b": db}
+
+
+@attrs.frozen
+class MaxPool2D:
+    """Max pooling: each output pixel is the largest input in its window.
+
+    Args:
+        pool_size: ``p`` or ``(ph, pw)``.
+        stride: ``s`` or ``(sh, sw)``; None (default) means ``pool_size``, so the
+            windows tile the image. No padding: rows and columns that do not fill a
+            whole window at the bottom/right are dropped (PyTorch's default).
+
+    Shapes: ``(n, c, h, w)`` -> ``(n, c, (h - ph) // sh + 1, (w - pw) // sw + 1)``.
+    The gradient goes to the window's maximum; on ties to the first in row-major
+    order, as in PyTorch.
+    """
+
+    param_prefix: ClassVar[str | None] = None
+
+    pool_size: tuple[int, int] = attrs.field(converter=_to_pair, validator=_pair_of(1))
+    stride: tuple[int, int] | None = attrs.field(
+        default=None, converter=_to_optional_pair, validator=_check_optional_pair
+    )
+
+    @property
+    def strides(self) -> tuple[int, int]:
+        """The stride in effect: ``stride``, or ``pool_size`` when it is None."""
+        return self.pool_size if self.stride is None else self.stride
+
+    def output_shape(self, in_shape: Shape, name: str) -> Shape:
+        _image_shape(self, in_shape, name)
+        oh, ow = _window_fit(
+            self, name, in_shape, self.pool_size, self.strides, "pool", (0, 0, 0, 0)
+        )
+        return (in_shape[0], oh, ow)
+
+    def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> None:
+        return None
+
+    def forward(self, p: None, x: np.ndarray, *, train: bool, rng: Any) -> tuple[np.ndarray, Any]:
+        """``x`` (n, c, h, w) -> ``y`` (n, c, oh, ow), same dtype."""
+        y, arg = maxpool_forward(x, self.pool_size, self.strides, keep_argmax=train)
+        return y, (x, arg)
+
+    def backward(
+        self, p: None, cache: Any, dy: np.ndarray, *, need_dx: bool = True
+    ) -> tuple[np.ndarray | None, None]:
+        x, arg = cache
+        if arg is None:
+            raise ValueError(
+                "MaxPool2D.backward needs the cache of a forward pass with train=True "
+                "(evaluation mode does not record the argmax)"
+            )
+        if not need_dx:
+            return None, None
+        return maxpool_backward(dy, arg, x, self.pool_size, self.strides), None
+
+
+@attrs.frozen
+class AvgPool2D:
+    """Average pooling: each output pixel is the mean of its window.
+
+    Args:
+        pool_size: ``p`` or ``(ph, pw)``.
+        stride: ``s`` or ``(sh, sw)``; None (default) means ``pool_size``. No
+            padding; incomplete windows at the bottom/right are dropped.
+
+    Shapes: ``(n, c, h, w)`` -> ``(n, c, (h - ph) // sh + 1, (w - pw) // sw + 1)``.
+    """
+
+    param_prefix: ClassVar[str | None] = None
+
+    pool_size: tuple[int, int] = attrs.field(converter=_to_pair, validator=_pair_of(1))
+    stride: tuple[int, int] | None = attrs.field(
+        default=None, converter=_to_optional_pair, validator=_check_optional_pair
+    )
+
+    @property
+    def strides(self) -> tuple[int, int]:
+        """The stride in effect: ``stride``, or ``pool_size`` when it is None."""
+        return self.pool_size if self.stride is None else self.stride
+
+    def output_shape(self, in_shape: Shape, name: str) -> Shape:
+        _image_shape(self, in_shape, name)
+        oh, ow = _window_fit(
+            self, name, in_shape, self.pool_size, self.strides, "pool", (0, 0, 0, 0)
+        )
+        return (in_shape[0], oh, ow)
+
+    def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> None:
+        return None
+
+    def forward(self, p: None, x: np.ndarray, *, train: bool, rng: Any) -> tuple[np.ndarray, Any]:
+        """``x`` (n, c, h, w) -> ``y`` (n, c, oh, ow), same dtype."""
+        return avgpool_forward(x, self.pool_size, self.strides), x
+
+    def backward(
+        self, p: None, cache: Any, dy: np.ndarray, *, need_dx: bool = True
+    ) -> tuple[np.ndarray | None, None]:
+        if not need_dx:
+            return None, None
+        return avgpool_backward(dy, cache, self.pool_size, self.strides), None
+
+
+@attrs.frozen
+class Flatten:
+    """Flatten each sample to a vector: ``(n, c, h, w)`` -> ``(n, c*h*w)``, in
+    C order (channel, then row, then column), as ``torch.flatten(x, 1)``."""
+
+    param_prefix: ClassVar[str | None] = None
+
+    def output_shape(self, in_shape: Shape, name: str) -> Shape:
+        return (math.prod(in_shape),)
+
+    def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> None:
+        return None
+
+    def forward(self, p: None, x: np.ndarray, *, train: bool, rng: Any) -> tuple[np.ndarray, Any]:
+        """``x`` (n, *shape) -> ``(n, prod(shape))``; a copy only if x is not C-ordered."""
+        return x.reshape(x.shape[0], -1), x.shape
+
+    def backward(
+        self, p: None, cache: Any, dy: np.ndarray, *, need_dx: bool = True
+    ) -> tuple[np.ndarray | None, None]:
+        return (dy.reshape(cache) if need_dx else None), None  # dL/dx = dL/dy, unflattened
