@@ -8,10 +8,13 @@ is a handful of pure functions::
     params = purenn.sgd_step(params, purenn.grads(params, x, y), lr=0.1)
 """
 
+from purenn import metrics, optim, schedules
+from purenn.checkpoint import Checkpoint, load, save
 from purenn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
 from purenn.core import forward, grads, init, loss, loss_and_grads, predict, sgd_step
 from purenn.layers import Dense, Dropout
 from purenn.network import Network
+from purenn.training import NonFiniteLossError, fit
 from purenn.tree import (
     SPEC_KEY,
     tree_allclose,
@@ -28,19 +31,27 @@ __version__ = "0.1.0"
 __all__ = [
     "SPEC_KEY",
     "AvgPool2D",
+    "Checkpoint",
     "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
     "MaxPool2D",
     "Network",
+    "NonFiniteLossError",
     "__version__",
+    "fit",
     "forward",
     "grads",
     "init",
+    "load",
     "loss",
     "loss_and_grads",
+    "metrics",
+    "optim",
     "predict",
+    "save",
+    "schedules",
     "sgd_step",
     "tree_allclose",
     "tree_check_like",

@@ -209,10 +209,8 @@ def _check_params(params: Any) -> None:
         raise TypeError(f"params must be a dict tree from purenn.init; got {type(params).__name__}")
     for leaf in tree_leaves(params):
         if not isinstance(leaf, np.ndarray) or leaf.dtype.kind != "f":
-            raise TypeError(
-                "every params leaf must be a float NumPy array; got "
-                f"{type(leaf).__name__}{'' if not hasattr(leaf, 'dtype') else ' ' + str(leaf.dtype)}"
-            )
+            got = f"{type(leaf).__name__} of dtype {getattr(leaf, 'dtype', None)}"
+            raise TypeError(f"every params leaf must be a float NumPy array; got {got}")
 
 
 # --------------------------------------------------------------------------- base
@@ -432,9 +430,7 @@ class RMSprop(_Optimizer):
     def _needs_now(self) -> tuple[str, ...]:
         return ("nu", "momentum") if self.momentum > 0.0 else ("nu",)
 
-    def _update(
-        self, grads: Tree, state: RMSpropState, params: Tree
-    ) -> tuple[Tree, RMSpropState]:
+    def _update(self, grads: Tree, state: RMSpropState, params: Tree) -> tuple[Tree, RMSpropState]:
         lr = self.learning_rate(state.count)
         g = self._prepare_grads(grads, params)
         rho, eps, mu = self.rho, self.eps, self.momentum
@@ -598,5 +594,9 @@ def adamw(
 OPTIMIZERS: dict[str, type] = {"SGD": SGD, "RMSprop": RMSprop, "Adam": Adam}
 """Optimizer classes by name (checkpoints store optimizers by these names)."""
 
-STATES: dict[str, type] = {"SGDState": SGDState, "RMSpropState": RMSpropState, "AdamState": AdamState}
+STATES: dict[str, type] = {
+    "SGDState": SGDState,
+    "RMSpropState": RMSpropState,
+    "AdamState": AdamState,
+}
 """Optimizer state classes by name."""

@@ -1,0 +1,575 @@
+"""``fit``: mini-batch training with history, early stopping, checkpoints and resume.
+
+::
+
+    opt = purenn.optim.adam(1e-3)
+    params, history = purenn.fit(params, (x, y), optimizer=opt, epochs=20,
+                                 batch_size=64, rng=0, val=(xv, yv), patience=3)
+
+``fit`` is a loop over pure functions: each step is ``loss_and_grads`` on a
+batch followed by ``optimizer.update``. Inputs are validated once, before the
+first step (shapes, dtypes, labels, finiteness); the steps themselves do no
+per-step data checks, only a test that the loss is a finite float.
+
+History (plain JSON-able data; one list entry per epoch)::
+
+    {"epoch": [1, 2, ...],                 # 1-based
+     "train_loss": [...], "train_accuracy": [...],
+     "val_loss": [...], "val_accuracy": [...],
+     "lr": [...], "seconds": [...],
+     "best_epoch": int | None, "stopped_early": bool, "stop_reason": str | None}
+
+``train_loss`` and ``train_accuracy`` are running means over the epoch's
+batches, weighted by batch size, measured in training mode while the params
+change (as Keras reports them): cheap, since they come from the very forward
+pass that the gradients need. ``val_*`` are exact evaluation-mode values at the
+end of the epoch (None without ``val``; accuracies are None for an MSE network).
+``lr`` is the learning rate of the epoch's last update; ``seconds`` its wall time.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from purenn._checks import as_generator, positive_int
+from purenn.core import _check_x, _check_y, _forward, _params_dtype, _spec_of
+from purenn.losses import LOSSES
+from purenn.metrics import _evaluate, _first_nonfinite, _predictions, _task, _true_labels
+from purenn.network import Network
+from purenn.preprocessing import batches
+from purenn.tree import SPEC_KEY, tree_check_like
+
+__all__ = ["HISTORY_KEYS", "NonFiniteLossError", "fit", "new_history"]
+
+HISTORY_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "seconds",
+)
+"""The list-valued history keys, one entry per epoch."""
+
+_LIVE_AFTER = 2.0  # seconds into an epoch before the live bar appears
+_LIVE_EVERY = 0.25  # seconds between bar redraws
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss.
+
+    Attributes:
+        epoch: the 1-based epoch in which it happened.
+        step: the 1-based batch within that epoch (None when it was the
+            validation loss at the end of the epoch).
+        params: the last parameters whose loss was finite (the params before
+            the update that led to the failure).
+        opt_state: the optimizer state that goes with ``params``.
+        history: the history of the completed epochs.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        epoch: int,
+        step: int | None,
+        params: dict,
+        opt_state: Any,
+        history: dict,
+    ) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+        self.params = params
+        self.opt_state = opt_state
+        self.history = history
+
+
+def new_history() -> dict[str, Any]:
+    """An empty history in the format :func:`fit` returns."""
+    history: dict[str, Any] = {key: [] for key in HISTORY_KEYS}
+    history.update(best_epoch=None, stopped_early=False, stop_reason=None)
+    return history
+
+
+# --------------------------------------------------------------------------- one step
+
+
+def _loss_grads_output(
+    spec: Network, params: dict, x: np.ndarray, y: np.ndarray, rng: Any
+) -> tuple[float, dict, np.ndarray]:
+    """``purenn.loss_and_grads`` on checked inputs, also returning the output.
+
+    The output (logits for the fused losses) gives the training accuracy at no
+    extra cost. Bit-identical to ``loss_and_grads`` (tests check it).
+    """
+    fused, loss_fn = LOSSES[spec.loss]
+    out, caches = _forward(spec, params, x, True, rng, activate_last=fused is None)
+    value, dy = loss_fn(out, y, True)
+    grads: dict = {SPEC_KEY: spec}
+    names, last = spec.layer_names(), len(spec.layers) - 1
+    for i in range(last, -1, -1):
+        layer, name = spec.layers[i], names[i]
+        kwargs = {"activated": False} if (i == last and fused) else {}
+        dy, g = layer.backward(params.get(name), caches[i], dy, need_dx=i > 0, **kwargs)
+        if g is not None:
+            grads[name] = g
+    return value, {key: grads[key] for key in params}, out
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_data(spec: Network, dtype: np.dtype, data: Any, name: str) -> tuple:
+    if not isinstance(data, tuple | list) or len(data) != 2:
+        raise TypeError(
+            f"{name} must be a pair (x, y) of arrays; got {type(data).__name__}"
+            + (f" of length {len(data)}" if isinstance(data, tuple | list) else "")
+        )
+    x = _check_x(spec, data[0], dtype)
+    y = _check_y(spec, data[1], x.shape[0], dtype)
+    for what, a in ((f"{name} x", x), (f"{name} y", y)):
+        bad = _first_nonfinite(a)
+        if bad is not None:
+            raise ValueError(
+                f"{what} holds NaN or inf (first at sample {bad}); training would diverge. "
+                "Clean or drop those samples (np.isfinite(x).all(axis=1) finds them)"
+            )
+    return x, y
+
+
+def _check_int(value: Any, name: str, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {value!r} ({type(value).__name__})")
+    if value < lo:
+        raise ValueError(f"{name} must be >= {lo}; got {value}")
+    return int(value)
+
+
+def _check_history(history: Any, initial_epoch: int) -> dict:
+    if not isinstance(history, dict) or any(
+        not isinstance(history.get(k), list) for k in HISTORY_KEYS
+    ):
+        raise TypeError(
+            "history must be a dict from fit (keys "
+            f"{', '.join(HISTORY_KEYS)} holding lists); got {type(history).__name__}"
+        )
+    lengths = {len(history[k]) for k in HISTORY_KEYS}
+    if lengths != {initial_epoch}:
+        raise ValueError(
+            f"history holds {sorted(lengths)} epochs but initial_epoch is {initial_epoch}; "
+            "pass the history saved with the checkpoint you resume from"
+        )
+    out = new_history()
+    for k in HISTORY_KEYS:
+        out[k] = list(history[k])  # a copy: the caller's history is not changed
+    out["best_epoch"] = history.get("best_epoch")
+    return out
+
+
+class _Monitor:
+    """Tracks the best monitored value, its epoch and params, and the patience."""
+
+    def __init__(self, key: str, min_delta: float) -> None:
+        self.key = key
+        self.minimize = key.endswith("loss")
+        self.min_delta = min_delta
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+
+    def see(self, value: float, epoch: int) -> bool:
+        """Record an epoch's value; True when it improves on the best."""
+        if self.best is None:
+            better = True
+        elif self.minimize:
+            better = value < self.best - self.min_delta
+        else:
+            better = value > self.best + self.min_delta
+        if better:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+        else:
+            self.wait += 1
+        return better
+
+
+def _storable(value: Any) -> bool:
+    from purenn.checkpoint import _Encoder
+
+    try:
+        _Encoder().encode(value, "optimizer")
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
+
+
+def _epoch_line(history: dict, epochs: int, eta: float | None, improved: bool) -> str:
+    width = len(str(epochs))
+    parts = [
+        f"epoch {history['epoch'][-1]:>{width}}/{epochs}",
+        f"loss {_fmt(history['train_loss'][-1])} acc {_fmt(history['train_accuracy'][-1])}",
+    ]
+    if history["val_loss"][-1] is not None:
+        star = " *" if improved else ""
+        parts.append(
+            f"val loss {_fmt(history['val_loss'][-1])} "
+            f"acc {_fmt(history['val_accuracy'][-1])}{star}"
+        )
+    lr = history["lr"][-1]
+    if lr is not None:
+        parts.append(f"lr {lr:.3g}")
+    parts.append(_duration(history["seconds"][-1]))
+    if eta is not None:
+        parts.append(f"ETA {_duration(eta)}")
+    return " | ".join(parts)
+
+
+def _bar(epoch: int, epochs: int, step: int, steps: int, loss: float, elapsed: float) -> str:
+    filled = int(30 * step / steps)
+    eta = elapsed / step * (steps - step)
+    return (
+        f"\repoch {epoch}/{epochs} [{'=' * filled}{'.' * (30 - filled)}] {step}/{steps} "
+        f"loss {loss:.4f} {_duration(elapsed)} ETA {_duration(eta)} "
+    )
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit(
+    params: dict,
+    train: tuple[np.ndarray, np.ndarray],
+    *,
+    optimizer: Any,
+    epochs: int,
+    batch_size: int,
+    rng: np.random.Generator | int,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    monitor: str = "val_loss",
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    restore_best: bool = True,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 1,
+    opt_state: Any = None,
+    initial_epoch: int = 0,
+    history: dict | None = None,
+    best_params: dict | None = None,
+    verbose: int = 1,
+) -> tuple[dict, dict]:
+    """Train ``params`` with mini-batches of ``train`` for ``epochs`` epochs.
+
+    Each epoch draws one permutation from ``rng`` (when ``shuffle``), then for
+    every batch computes the training-mode loss and gradients (dropout masks
+    drawn from ``rng`` too) and applies ``optimizer.update``. Same inputs and
+    seed give identical history (timings aside) and bit-identical params.
+
+    Args:
+        params: a tree from :func:`purenn.init`; not modified.
+        train: ``(x, y)``: inputs ``(n, *input_shape)`` in the params' dtype and
+            targets as the loss takes them (int labels ``(n,)`` for cross-entropy).
+        optimizer: an optimizer from :mod:`purenn.optim` (or any value with
+            ``init(params)`` and ``update(grads, state, params)``).
+        epochs: the number of the last epoch to run (Keras' convention): with
+            ``initial_epoch=3, epochs=6`` epochs 4, 5 and 6 run.
+        batch_size: samples per step; the last batch may be smaller unless
+            ``drop_last``.
+        rng: a Generator (advanced in place, so a caller can continue with it)
+            or an int seed.
+        val: optional ``(x, y)`` validation data, evaluated after every epoch.
+        monitor: ``"val_loss"`` (lower is better) or ``"val_accuracy"`` (higher).
+        patience: stop after this many epochs without improvement of ``monitor``
+            (None: never stop early). Needs ``val``.
+        min_delta: the smallest change that counts as an improvement.
+        restore_best: with ``val``, return the params of the best epoch
+            (``history["best_epoch"]``) instead of the last ones.
+        shuffle: reshuffle every epoch (False: batches in data order).
+        drop_last: skip the last, smaller batch of each epoch.
+        checkpoint_dir: if set, every ``checkpoint_every`` epochs and after the
+            last one, write ``epoch_NNNN.npz`` and ``last.npz`` there, each holding
+            everything needed to resume (see :meth:`purenn.checkpoint.Checkpoint.resume_kwargs`).
+            The folder is created if needed.
+        checkpoint_every: epochs between checkpoints.
+        opt_state: the optimizer state to start from (None: ``optimizer.init(params)``).
+        initial_epoch: the number of epochs already done (when resuming).
+        history: the history of those epochs (when resuming); it is copied, not changed.
+        best_params: the best params so far (when resuming with ``val``, if the
+            best epoch came before ``initial_epoch``).
+        verbose: 0 prints nothing; 1 prints one line per epoch to stderr and a
+            live bar within epochs that take more than a couple of seconds.
+
+    Returns:
+        ``(params, history)``: the trained (or best) params, and the history
+        described in the module docstring, now covering epochs
+        ``1 .. last run``.
+
+    Raises:
+        TypeError, ValueError: for malformed arguments, data that does not fit
+            the network, or NaN/inf in the data (all before the first step).
+        NonFiniteLossError: if the loss becomes NaN or inf; it names the epoch
+            and step and keeps the last params with a finite loss.
+    """
+    spec = _spec_of(params)
+    dtype = _params_dtype(params, spec)
+    x, y = _check_data(spec, dtype, train, "train")
+    if val is not None:
+        xv, yv = _check_data(spec, dtype, val, "val")
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise TypeError(
+            "optimizer must have init(params) and update(grads, state, params), e.g. "
+            f"purenn.optim.adam(1e-3); got {optimizer!r}"
+        )
+    rng = as_generator(rng)
+    epochs = _check_int(epochs, "epochs", 0)
+    initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
+    if epochs < initial_epoch:
+        raise ValueError(
+            f"epochs is the number of the last epoch ({epochs}) and must be >= initial_epoch "
+            f"({initial_epoch}); to train 3 more epochs after 3, pass initial_epoch=3, epochs=6"
+        )
+    batch_size = positive_int(batch_size, "batch_size")
+    n = x.shape[0]
+    if drop_last and batch_size > n:
+        raise ValueError(
+            f"batch_size {batch_size} exceeds the {n} training samples and drop_last=True "
+            "leaves no batch; lower batch_size or set drop_last=False"
+        )
+    if monitor not in ("val_loss", "val_accuracy"):
+        raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy'; got {monitor!r}")
+    if patience is not None:
+        patience = positive_int(patience, "patience")
+        if val is None:
+            raise ValueError("early stopping (patience=...) needs validation data: pass val=(x, y)")
+    if val is not None and monitor == "val_accuracy" and _task(spec) == "regression":
+        raise ValueError(
+            "monitor='val_accuracy' needs a classifier; this network uses the 'mse' loss: "
+            "use monitor='val_loss'"
+        )
+    if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or min_delta < 0:
+        raise ValueError(f"min_delta must be a float >= 0; got {min_delta!r}")
+    checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+    verbose = _check_int(verbose, "verbose", 0)
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    history = new_history() if history is None else _check_history(history, initial_epoch)
+    history["stopped_early"], history["stop_reason"] = False, None
+    monitor_state = _Monitor(monitor, float(min_delta))
+    if val is not None:
+        for epoch, value in zip(history["epoch"], history[monitor], strict=True):
+            if value is not None:
+                monitor_state.see(value, epoch)
+        recorded = history["best_epoch"]
+        if best_params is not None:
+            tree_check_like(best_params, params, "best_params")
+            if recorded is not None and recorded != monitor_state.best_epoch:
+                raise ValueError(
+                    f"best_params come from epoch {recorded} but {monitor!r} in the history "
+                    f"is best at epoch {monitor_state.best_epoch}; resume with the same monitor"
+                )
+        elif (
+            restore_best
+            and monitor_state.best_epoch is not None
+            and monitor_state.best_epoch != initial_epoch
+        ):
+            raise ValueError(
+                f"the history's best epoch is {monitor_state.best_epoch}, before "
+                f"initial_epoch {initial_epoch}, but best_params were not given; pass the "
+                "checkpoint's best_params (Checkpoint.resume_kwargs() does) or restore_best=False"
+            )
+        history["best_epoch"] = monitor_state.best_epoch
+        if best_params is None and monitor_state.best_epoch is not None:
+            best_params = params
+    else:
+        history["best_epoch"] = None
+        best_params = None
+
+    # The first update goes through the optimizer's public, checking update;
+    # later ones skip the checks (the trees keep their structure by construction).
+    state = optimizer.init(params) if opt_state is None else opt_state
+    fast_update = getattr(optimizer, "_update", None)
+    lr_at = getattr(optimizer, "learning_rate", None)
+    store_optimizer = checkpoint_dir is not None and _storable(optimizer)
+
+    task = _task(spec)
+    scored = task != "regression"
+    per_sample = spec.output_shape[0] if task == "multilabel" else 1
+    steps = (n // batch_size) if drop_last else -(-n // batch_size)
+    eval_batch = max(batch_size, 1024)
+    first_step = True
+    prev_params, prev_state = params, state  # the last params known to give a finite loss
+    run_seconds = 0.0
+    out_stream = sys.stderr
+
+    for epoch in range(initial_epoch + 1, epochs + 1):
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        live, last_draw = False, t0
+        order_rng = rng if shuffle else None
+        for step, (xb, yb) in enumerate(batches(x, y, batch_size, order_rng, drop_last), 1):
+            value, g, out = _loss_grads_output(spec, params, xb, yb, rng)
+            if not math.isfinite(value):
+                if verbose and live:
+                    out_stream.write("\n")
+                raise NonFiniteLossError(
+                    f"the training loss became {value} at epoch {epoch}, step {step}/{steps} "
+                    f"(update {getattr(state, 'count', '?')}); the learning rate is probably "
+                    "too high: lower it (e.g. by 10x), add clip_norm=, or check the data "
+                    "scaling. The last params with a finite loss are on this exception as "
+                    ".params",
+                    epoch=epoch,
+                    step=step,
+                    params=prev_params,
+                    opt_state=prev_state,
+                    history=history,
+                )
+            nb = xb.shape[0]
+            loss_sum += value * nb
+            seen += nb
+            if scored:
+                hits = _predictions(task, out) == _true_labels(task, yb)
+                correct += int(np.count_nonzero(hits))
+            prev_params, prev_state = params, state
+            if first_step or fast_update is None:
+                params, state = optimizer.update(g, state, params)
+                first_step = False
+            else:
+                params, state = fast_update(g, state, params)
+            if verbose:
+                now = time.perf_counter()
+                if not live and now - t0 > _LIVE_AFTER:
+                    live = True
+                if live and (now - last_draw > _LIVE_EVERY or step == steps):
+                    last_draw = now
+                    out_stream.write(_bar(epoch, epochs, step, steps, loss_sum / seen, now - t0))
+                    out_stream.flush()
+
+        train_acc = correct / (seen * per_sample) if scored else None
+        val_loss = val_acc = None
+        if val is not None:
+            result = _evaluate(spec, params, xv, yv, eval_batch, confusion=False)
+            val_loss, val_acc = result["loss"], result["accuracy"]
+            if not math.isfinite(val_loss):
+                raise NonFiniteLossError(
+                    f"the validation loss became {val_loss} after epoch {epoch}; the learning "
+                    "rate is probably too high: lower it (e.g. by 10x) or add clip_norm=",
+                    epoch=epoch,
+                    step=None,
+                    params=prev_params,
+                    opt_state=prev_state,
+                    history=history,
+                )
+        count = getattr(state, "count", None)
+        lr = None
+        if callable(lr_at) and isinstance(count, int) and count > 0:
+            lr = float(lr_at(count - 1))
+        seconds = time.perf_counter() - t0
+        run_seconds += seconds
+        for key, value in (
+            ("epoch", epoch),
+            ("train_loss", loss_sum / seen),
+            ("train_accuracy", train_acc),
+            ("val_loss", val_loss),
+            ("val_accuracy", val_acc),
+            ("lr", lr),
+            ("seconds", seconds),
+        ):
+            history[key].append(value)
+
+        improved = False
+        if val is not None:
+            improved = monitor_state.see(history[monitor][-1], epoch)
+            if improved:
+                best_params = params
+            history["best_epoch"] = monitor_state.best_epoch
+            if patience is not None and monitor_state.wait >= patience:
+                history["stopped_early"] = True
+                history["stop_reason"] = (
+                    f"{monitor} did not improve for {patience} epoch"
+                    f"{'s' if patience > 1 else ''}: best {monitor_state.best:.6g} "
+                    f"at epoch {monitor_state.best_epoch}"
+                )
+        last = epoch == epochs or history["stopped_early"]
+
+        if checkpoint_dir is not None and (epoch % checkpoint_every == 0 or last):
+            _write_checkpoint(
+                checkpoint_dir,
+                epoch,
+                params,
+                state,
+                rng,
+                history,
+                None if best_params is params else best_params,
+                optimizer if store_optimizer else None,
+            )
+
+        if verbose:
+            done = epoch - initial_epoch
+            eta = None if last else run_seconds / done * (epochs - epoch)
+            if live:
+                out_stream.write("\r" + " " * 100 + "\r")
+            out_stream.write(_epoch_line(history, epochs, eta, improved) + "\n")
+            if history["stopped_early"]:
+                out_stream.write(f"stopped early: {history['stop_reason']}\n")
+            out_stream.flush()
+        if history["stopped_early"]:
+            break
+
+    if val is not None and restore_best and best_params is not None:
+        params = best_params
+    return params, history
+
+
+def _write_checkpoint(
+    folder: Path,
+    epoch: int,
+    params: dict,
+    state: Any,
+    rng: np.random.Generator,
+    history: dict,
+    best_params: dict | None,
+    optimizer: Any,
+) -> None:
+    from purenn.checkpoint import save
+
+    extra: dict[str, Any] = {
+        "opt_state": state,
+        "rng": rng,
+        "epoch": epoch,
+        "history": history,
+        "best_params": best_params,
+    }
+    if optimizer is not None:
+        extra["optimizer"] = optimizer
+    save(folder / f"epoch_{epoch:04d}.npz", params, **extra)
+    save(folder / "last.npz", params, **extra)
