@@ -155,6 +155,8 @@ def _line_of(lines: list[str], start: int, row: int) -> int:
 
 def _parse_body(path: Path, lines: list[str], start: int, n_cols: int) -> np.ndarray:
     body = "\n".join(lines[start:])
+    if not body.strip():
+        raise ValueError(f"{path}: expected data rows after the header; got none.")
     try:
         data = np.loadtxt(
             io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None
@@ -162,8 +164,6 @@ def _parse_body(path: Path, lines: list[str], start: int, n_cols: int) -> np.nda
     except ValueError:
         data = None
     if data is not None and data.shape[1:] == (n_cols,):
-        if data.shape[0] == 0:
-            raise ValueError(f"{path}: expected data rows after the header; got none.")
         return data
     # Slow path, only for a broken file: find the first bad line and say what is wrong.
     for i in range(start, len(lines)):
