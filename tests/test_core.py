@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import purenn as pn
 from purenn.activations import ACTIVATIONS
@@ -114,6 +116,43 @@ def test_read_only_inputs_unchanged_and_repeatable(loss_name, one_hot, dtype):
         assert same(first, second), f"{name}: two identical calls differ"
         assert same((params, x, y), before), f"{name} changed its inputs"
         assert params[pn.SPEC_KEY] is spec
+
+
+@st.composite
+def random_setups(draw):
+    """A random network (any activations, dropout, loss), dtype, seed and one-hot flag."""
+    acts = list(ACTIVATIONS)
+    layers = []
+    for _ in range(draw(st.integers(0, 3))):
+        layers.append(pn.Dense(draw(st.integers(1, 5)), draw(st.sampled_from(acts))))
+        if draw(st.booleans()):
+            layers.append(pn.Dropout(draw(st.sampled_from([0.0, 0.5]))))
+    loss = draw(st.sampled_from(list(SPECS)))
+    out = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss)
+    layers.append(pn.Dense(draw(st.integers(1, 4)), out or draw(st.sampled_from(acts))))
+    spec = pn.Network(draw(st.integers(1, 4)), layers, loss)
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return spec, dtype, draw(st.integers(0, 1000)), draw(st.booleans())
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(random_setups())
+def test_random_networks_are_pure_and_keep_their_dtype(setup):
+    spec, dtype, seed, one_hot = setup
+    params = read_only(pn.init(spec, seed, dtype))
+    x, y = data(spec, dtype, seed=seed, one_hot=one_hot)
+    x, y = read_only(x), read_only(y)
+    before = snapshot(params), snapshot(x), snapshot(y)
+    for name, call in public_calls(spec.loss):
+        first = call(params, x, y)
+        assert same(first, call(params, x, y)), name
+        results = first if isinstance(first, tuple) else (first,)
+        for result in results:
+            leaves = pn.tree_leaves(result) if isinstance(result, dict) else [result]
+            for leaf in leaves:
+                if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f":
+                    assert leaf.dtype == dtype, name
+    assert same((params, x, y), before)
 
 
 def test_sgd_step_writes_nothing_and_shares_nothing():

@@ -325,7 +325,8 @@ def architectures(draw):
     loss = draw(st.sampled_from(["cross_entropy", "mse", "binary_cross_entropy"]))
     k = draw(st.integers(1, 4))
     out_act = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss)
-    layers.append(pn.Dense(k, out_act or draw(st.sampled_from(ACTS))))
+    out_act = out_act or draw(st.sampled_from(ACTS))
+    layers.append(pn.Dense(k, out_act, bias_init=0.1 if out_act in KINKED else 0.0))
     spec = pn.Network(d_in, layers, loss)
     seed = draw(st.integers(0, 2**16))
     n = draw(st.integers(1, 6))
@@ -334,7 +335,7 @@ def architectures(draw):
 
 
 @settings(
-    max_examples=40,
+    max_examples=80,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
