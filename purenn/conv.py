@@ -18,12 +18,15 @@ How the convolution is computed (derived in full in ``docs/math.md``):
 * **Bounded memory.** ``cols`` for a big batch can be huge (a 3x3 conv on
   ``(1024, 64, 32, 32)`` float32 would need 2.4 GB), so the batch is processed
   in chunks of samples whose ``cols`` stays under :data:`MAX_WORK_BYTES`.
-* **Layout.** The product gives ``z`` as ``(f, n, oh, ow)`` in memory; the layer
-  returns the ``(n, f, oh, ow)`` *view* of it rather than copying. NumPy's
-  elementwise functions keep that memory order, so the next pooling and
-  convolution layers read it without any transposing copy. Callers see an
-  ordinary ``(n, f, oh, ow)`` array (use ``np.ascontiguousarray`` if C order
-  matters to you).
+* **Layout.** Internally images are stored *batch-last*, ``(c, h, w, n)`` in
+  memory, so that every kernel-offset slice (in im2col, col2im and pooling) is
+  a long contiguous run instead of rows of a few pixels. The product gives
+  ``z`` as ``(f, oh, ow, n)``; the layer returns the ``(n, f, oh, ow)`` *view*
+  of it rather than copying. NumPy's elementwise functions keep that memory
+  order, so the next pooling and convolution layers read it without a
+  transposing copy, and only Flatten (or the first convolution, for an
+  ordinary C-ordered batch) reorders memory. Callers see an ordinary
+  ``(n, f, oh, ow)`` array (``np.ascontiguousarray`` gives C order if needed).
 
 Padding ``"same"`` follows TensorFlow: the output has ``ceil(h / stride)`` rows,
 and the ``max((oh - 1) * stride + kh - h, 0)`` zero rows needed are split with
@@ -168,15 +171,20 @@ def _window_fit(
 # ---------------------------------------------------------------------------
 
 
-def _pad(x: np.ndarray, pads: Pads) -> np.ndarray:
-    """Zero-pad the two spatial axes of ``x`` (n, c, h, w); a new array if padded."""
+def _batch_last(x: np.ndarray) -> np.ndarray:
+    """``x`` (n, c, h, w) stored as ``(c, h, w, n)`` in C order: a free view for the
+    arrays this module makes, one copy for an ordinary C-ordered batch."""
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0))
+
+
+def _pad(xt: np.ndarray, pads: Pads) -> np.ndarray:
+    """Zero-pad the spatial axes of a batch-last ``xt`` (c, h, w, n); new array if padded."""
     if not any(pads):
-        return x
-    n, c, h, w = x.shape
+        return xt
+    c, h, w, n = xt.shape
     t, b, l, r = pads
-    # padded copy laid out like x (keeps the (c, n, ...) memory order of conv outputs)
-    xp = np.zeros((c, n, h + t + b, w + l + r), dtype=x.dtype).transpose(1, 0, 2, 3)
-    xp[:, :, t : t + h, l : l + w] = x
+    xp = np.zeros((c, h + t + b, w + l + r, n), dtype=xt.dtype)
+    xp[:, t : t + h, l : l + w] = xt
     return xp
 
 
@@ -188,16 +196,17 @@ def _chunk_size(n: int, row_bytes: int, max_bytes: int) -> int:
 def _im2col(
     xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]
 ) -> np.ndarray:
-    """Windows of the padded chunk ``xp`` (m, c, hp, wp) as ``cols`` (c*kh*kw, m*oh*ow).
+    """Windows of a padded batch-last chunk ``xp`` (c, hp, wp, m) as ``cols``
+    of shape (c*kh*kw, oh*ow*m).
 
-    Row ``(ci, i, j)`` of ``cols`` holds ``xp[:, ci, i + sh*r, j + sw*q]`` for every
-    sample and output pixel ``(r, q)``, in (sample, r, q) order.
+    Row ``(ci, i, j)`` of ``cols`` holds ``xp[ci, i + sh*r, j + sw*q, s]`` for every
+    output pixel ``(r, q)`` and sample ``s``, in (r, q, s) order.
     """
     (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out
-    m, c = xp.shape[:2]
-    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))  # (m, c, hp-kh+1, wp-kw+1, kh, kw)
-    win = win[:, :, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw]  # (m, c, oh, ow, kh, kw)
-    return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, m * oh * ow)  # one copy
+    c, m = xp.shape[0], xp.shape[3]
+    win = sliding_window_view(xp, (kh, kw), axis=(1, 2))  # (c, hp-kh+1, wp-kw+1, m, kh, kw)
+    win = win[:, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw]  # (c, oh, ow, m, kh, kw)
+    return win.transpose(0, 4, 5, 1, 2, 3).reshape(c * kh * kw, oh * ow * m)  # one copy
 
 
 def conv2d_forward(
@@ -225,26 +234,32 @@ def conv2d_forward(
 
     Returns:
         ``(z, cols)``: ``z`` of shape ``(n, f, oh, ow)`` and dtype of ``x`` (a view
-        of an ``(f, n, oh, ow)`` array); ``cols`` ``(c*kh*kw, n*oh*ow)`` or None.
+        of a batch-last ``(f, oh, ow, n)`` array); ``cols`` ``(c*kh*kw, oh*ow*n)``
+        or None.
     """
     max_bytes = MAX_WORK_BYTES if max_bytes is None else max_bytes
     n, c = x.shape[:2]
     f, _, kh, kw = w.shape
-    xp = _pad(x, pads)
-    oh = (xp.shape[2] - kh) // stride[0] + 1
-    ow = (xp.shape[3] - kw) // stride[1] + 1
+    xp = _pad(_batch_last(x), pads)  # (c, hp, wp, n)
+    oh = (xp.shape[1] - kh) // stride[0] + 1
+    ow = (xp.shape[2] - kw) // stride[1] + 1
     k, npix = c * kh * kw, oh * ow
     w2d = w.reshape(f, k)
     step = _chunk_size(n, k * npix * x.dtype.itemsize, max_bytes)
-    z = np.empty((f, n * npix), dtype=x.dtype)
-    cols = None
-    for s0 in range(0, n, step):
-        s1 = min(n, s0 + step)
-        cols = _im2col(xp[s0:s1], (kh, kw), stride, (oh, ow))
-        np.matmul(w2d, cols, out=z[:, s0 * npix : s1 * npix])  # z = w2d @ cols
+    if step == n:
+        cols = _im2col(xp, (kh, kw), stride, (oh, ow))
+        z = w2d @ cols  # z = w2d @ cols, (f, oh*ow*n)
+    else:
+        cols = None
+        z = np.empty((f, oh, ow, n), dtype=x.dtype)
+        for s0 in range(0, n, step):
+            s1 = min(n, s0 + step)
+            colc = _im2col(xp[..., s0:s1], (kh, kw), stride, (oh, ow))
+            z[..., s0:s1] = (w2d @ colc).reshape(f, oh, ow, s1 - s0)
+        z = z.reshape(f, npix * n)
     z += b[:, None]
-    z = z.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
-    return z, (cols if keep_cols and step == n else None)
+    z = z.reshape(f, oh, ow, n).transpose(3, 0, 1, 2)
+    return z, (cols if keep_cols else None)
 
 
 def conv2d_backward(
@@ -270,7 +285,8 @@ def conv2d_backward(
         max_bytes: bound on one im2col chunk; default :data:`MAX_WORK_BYTES`.
 
     Returns:
-        ``(dx, dw, db)`` with the shapes and dtype of ``x`` (or None), ``w`` and ``(f,)``.
+        ``(dx, dw, db)`` with the shapes and dtype of ``x`` (or None), ``w`` and ``(f,)``;
+        ``dx`` is a view of a batch-last array, like the forward's output.
     """
     max_bytes = MAX_WORK_BYTES if max_bytes is None else max_bytes
     n, c, h, wd = x.shape
@@ -278,31 +294,36 @@ def conv2d_backward(
     _, _, oh, ow = dz.shape
     sh, sw = stride
     k, npix = c * kh * kw, oh * ow
-    w2d = w.reshape(f, k)
-    dz2d = dz.transpose(1, 0, 2, 3).reshape(f, n * npix)  # free for (f, n, ...) memory
-    db = dz2d.sum(axis=1)  # dL/db[f] = sum over samples and pixels of dz
-    dw = np.zeros((f, k), dtype=x.dtype)
-    xp = _pad(x, pads) if cols is None else None
-    hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
-    # dL/dxp gathered as (c, n, hp, wp) so each kernel offset adds an aligned slab
-    dxp = np.zeros((c, n, hp, wp), dtype=x.dtype) if need_dx else None
+    wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0))  # (kh, kw, c, f): wt[i, j] = w[:, :, i, j].T
+    dzt = _batch_last(dz)  # (f, oh, ow, n): free for the arrays this module makes
+    db = dzt.reshape(f, npix * n).sum(axis=1)  # dL/db[f] = sum over samples and pixels of dz
     step = n if cols is not None else _chunk_size(n, k * npix * x.dtype.itemsize, max_bytes)
+    xp = _pad(_batch_last(x), pads) if cols is None else None
+    t, l = pads[0], pads[2]
+    # dL/dxp, batch-last (c, hp, wp, n): each kernel offset adds one long contiguous slab
+    dxp = np.zeros((c, h + t + pads[1], wd + l + pads[3], n), x.dtype) if need_dx else None
+    dw = np.zeros((f, k), dtype=x.dtype)
     for s0 in range(0, n, step):
         s1 = min(n, s0 + step)
-        dzc = dz2d[:, s0 * npix : s1 * npix]
-        colc = cols if cols is not None else _im2col(xp[s0:s1], (kh, kw), stride, (oh, ow))
+        dzc = dzt.reshape(f, npix * n) if step == n else dzt[..., s0:s1].reshape(f, -1)
+        colc = cols if cols is not None else _im2col(xp[..., s0:s1], (kh, kw), stride, (oh, ow))
         dw += dzc @ colc.T  # dL/dw2d = dz2d @ cols.T
-        if need_dx:
-            dcols = (w2d.T @ dzc).reshape(c, kh, kw, s1 - s0, oh, ow)  # dL/dcols = w2d.T @ dz2d
-            for i in range(kh):  # col2im: each window position adds back where it read
-                for j in range(kw):
-                    dxp[
-                        :, s0:s1, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw
-                    ] += dcols[:, i, j]
+        if not need_dx:
+            continue
+        # col2im, one kernel offset (i, j) at a time: its rows of dL/dcols = w2d.T @ dz2d
+        # are w[:, :, i, j].T @ dz2d, and every window adds them back where it read
+        # (one small product per offset keeps the temporary at c*oh*ow*m, not k*oh*ow*m)
+        for i in range(kh):
+            for j in range(kw):
+                dcols_ij = (wt[i, j] @ dzc).reshape(c, oh, ow, s1 - s0)
+                rows, cols_ = (
+                    slice(i, i + sh * (oh - 1) + 1, sh),
+                    slice(j, j + sw * (ow - 1) + 1, sw),
+                )
+                dxp[:, rows, cols_, s0:s1] += dcols_ij
     dx = None
     if need_dx:
-        t, l = pads[0], pads[2]
-        dx = dxp[:, :, t : t + h, l : l + wd].transpose(1, 0, 2, 3)  # drop the padding
+        dx = dxp[:, t : t + h, l : l + wd].transpose(3, 0, 1, 2)  # drop the padding
     return dx, dw.reshape(w.shape), db
 
 
@@ -335,6 +356,17 @@ def _pool_out(x_shape: tuple[int, ...], pool: tuple[int, int], stride: tuple[int
 def _like(x: np.ndarray) -> np.ndarray:
     """Zeros with the shape, dtype and memory order of ``x``."""
     return np.zeros_like(x, order="K")
+
+
+def _in_layout_of(a: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``a`` itself if its axes are ordered in memory like ``ref``'s, else a copy
+    that is (elementwise work on arrays of mixed layouts is several times slower)."""
+    order = np.argsort(ref.strides, kind="stable")[::-1]  # ref's axes, outermost first
+    if np.array_equal(np.argsort(a.strides, kind="stable")[::-1], order):
+        return a
+    out = np.empty([a.shape[i] for i in order], dtype=a.dtype).transpose(np.argsort(order))
+    out[...] = a
+    return out
 
 
 def maxpool_forward(
@@ -387,6 +419,7 @@ def maxpool_backward(
     ``like`` is the forward input (only its shape, dtype and memory order are used).
     """
     out = dy.shape[2:]
+    dy = _in_layout_of(dy, arg)
     dx = _like(like)
     overlap = stride[0] < pool[0] or stride[1] < pool[1]
     for k, index in _offset_slices(pool, stride, out):
@@ -420,6 +453,7 @@ def avgpool_backward(
     dy: np.ndarray, like: np.ndarray, pool: tuple[int, int], stride: tuple[int, int]
 ) -> np.ndarray:
     """Spread ``dy`` (n, c, oh, ow) evenly over each window; ``like`` is the forward input."""
+    dy = _in_layout_of(dy, like)
     g = dy * (1.0 / (pool[0] * pool[1]))  # dL/dx[window element] = dL/dy / (ph * pw)
     dx = _like(like)
     overlap = stride[0] < pool[0] or stride[1] < pool[1]
