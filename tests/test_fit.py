@@ -1,0 +1,387 @@
+"""fit: history format, determinism, equivalence with a bare loop, early stopping,
+NaN handling, checkpoints and exact resume (in a fresh process)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import purenn
+from purenn import optim, training
+from purenn import schedules as S
+from purenn.preprocessing import batches
+
+LIST_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+def blobs(n=240, seed=0, dtype=np.float32):
+    """Three Gaussian blobs in 5-d: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    centres = np.array([[2, 0, 0, 1, 0], [0, 2, 0, 0, 1], [0, 0, 2, 1, 1]], dtype=np.float64)
+    x = (centres[y] + rng.normal(scale=0.8, size=(n, 5))).astype(dtype)
+    return x, y
+
+
+def model(dtype=np.float32, dropout=0.2):
+    layers = [purenn.Dense(16)]
+    if dropout:
+        layers.append(purenn.Dropout(dropout))
+    layers.append(purenn.Dense(3, "softmax"))
+    return purenn.init(purenn.Network(5, layers), rng=3, dtype=dtype)
+
+
+def without_seconds(history):
+    return {k: v for k, v in history.items() if k != "seconds"}
+
+
+def test_history_format_is_plain_json_data():
+    x, y = blobs()
+    _, history = purenn.fit(
+        model(), (x[:200], y[:200]), optimizer=optim.adam(0.01), epochs=3, batch_size=32,
+        rng=0, val=(x[200:], y[200:]), verbose=0,
+    )  # fmt: skip
+    assert set(history) == {*LIST_KEYS, "best_epoch", "stopped_early", "stop_reason"}
+    assert history["epoch"] == [1, 2, 3]
+    for key in LIST_KEYS:
+        assert len(history[key]) == 3
+        assert all(type(v) is (int if key == "epoch" else float) for v in history[key]), key
+    assert history["lr"] == [0.01] * 3
+    assert history["best_epoch"] in (1, 2, 3) and history["stopped_early"] is False
+    assert history["stop_reason"] is None
+    assert json.loads(json.dumps(history)) == history
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["val_accuracy"][-1] > 0.8
+
+
+def test_without_val_the_val_entries_are_none():
+    x, y = blobs()
+    _, history = purenn.fit(
+        model(), (x, y), optimizer=optim.sgd(0.1), epochs=2, batch_size=50, rng=1, verbose=0
+    )
+    assert history["val_loss"] == [None, None] and history["val_accuracy"] == [None, None]
+    assert history["best_epoch"] is None
+
+
+def test_running_train_metrics_are_batch_weighted_means():
+    """One epoch of SGD with lr=0: params never move, so the running mean equals the
+    evaluation of the whole set (dropout off to make both passes the same)."""
+    x, y = blobs(n=101)
+    params = model(np.float64, dropout=0)
+    x = x.astype(np.float64)
+    _, history = purenn.fit(
+        params, (x, y), optimizer=optim.sgd(0.0), epochs=1, batch_size=25, rng=0, verbose=0
+    )
+    result = purenn.metrics.evaluate(params, x, y)
+    assert history["train_loss"][0] == pytest.approx(result["loss"], rel=1e-12)
+    assert history["train_accuracy"][0] == result["accuracy"]
+
+
+def test_same_seed_same_history_and_params_different_seed_differs():
+    x, y = blobs()
+    kwargs = dict(
+        optimizer=optim.adam(S.CosineDecay(0.01, 30)),
+        epochs=3,
+        batch_size=16,
+        val=(x[200:], y[200:]),
+        verbose=0,
+    )
+    p1, h1 = purenn.fit(model(), (x[:200], y[:200]), rng=5, **kwargs)
+    p2, h2 = purenn.fit(model(), (x[:200], y[:200]), rng=np.random.default_rng(5), **kwargs)
+    p3, h3 = purenn.fit(model(), (x[:200], y[:200]), rng=6, **kwargs)
+    assert purenn.tree_equal(p1, p2) and without_seconds(h1) == without_seconds(h2)
+    assert not purenn.tree_equal(p1, p3) and h1["train_loss"] != h3["train_loss"]
+
+
+def test_one_step_is_bit_identical_to_loss_and_grads():
+    """fit's step also returns the output; its loss and grads are exactly core's."""
+    x, y = blobs(n=32)
+    params = model()
+    value, g, out = training._loss_grads_output(
+        params["spec"], params, x, y, np.random.default_rng(4)
+    )
+    want_value, want_g = purenn.loss_and_grads(params, x, y, rng=np.random.default_rng(4))
+    assert value == want_value and purenn.tree_equal(g, want_g)
+    assert out.shape == (32, 3)
+
+
+def test_fit_with_sgd_equals_a_bare_loop_bit_for_bit():
+    x, y = blobs()
+    params0 = model()
+    params, _ = purenn.fit(
+        params0, (x, y), optimizer=optim.sgd(0.05), epochs=2, batch_size=32, rng=9, verbose=0
+    )
+    rng, p = np.random.default_rng(9), params0
+    for _ in range(2):
+        for xb, yb in batches(x, y, 32, rng):
+            _, g = purenn.loss_and_grads(p, xb, yb, rng=rng)
+            p = purenn.sgd_step(p, g, 0.05)
+    assert purenn.tree_equal(params, p)
+
+
+def test_inputs_are_not_mutated_and_read_only_inputs_work():
+    x, y = blobs()
+    params = model()
+    copies = (x.copy(), y.copy(), purenn.tree_map(np.copy, params))
+    for a in (x, y, *purenn.tree_leaves(params)):
+        a.flags.writeable = False
+    out, _ = purenn.fit(
+        params, (x, y), optimizer=optim.sgd(0.1, momentum=0.9), epochs=1, batch_size=64,
+        rng=0, val=(x, y), verbose=0,
+    )  # fmt: skip
+    np.testing.assert_array_equal(x, copies[0])
+    np.testing.assert_array_equal(y, copies[1])
+    assert purenn.tree_equal(params, copies[2]) and not purenn.tree_equal(out, params)
+
+
+def test_one_hot_labels_and_float64_work():
+    x, y = blobs(dtype=np.float64)
+    params, history = purenn.fit(
+        model(np.float64), (x, np.eye(3)[y]), optimizer=optim.rmsprop(0.01), epochs=2,
+        batch_size=40, rng=0, val=(x, np.eye(3)[y]), verbose=0,
+    )  # fmt: skip
+    assert {leaf.dtype for leaf in purenn.tree_leaves(params)} == {np.dtype(np.float64)}
+    assert history["train_accuracy"][-1] > 0.5
+
+
+def test_regression_has_no_accuracies():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    t = x @ rng.normal(size=(3, 2)).astype(np.float32)
+    params = purenn.init(purenn.Network(3, [purenn.Dense(2, "linear")], "mse"), rng=0)
+    _, history = purenn.fit(
+        params, (x, t), optimizer=optim.sgd(0.1), epochs=3, batch_size=16, rng=0,
+        val=(x, t), verbose=0,
+    )  # fmt: skip
+    assert history["train_accuracy"] == [None] * 3 and history["val_accuracy"] == [None] * 3
+    assert history["val_loss"][-1] < history["val_loss"][0]
+
+
+# --------------------------------------------------------------------------- early stopping
+
+
+def misleading_val(x, y):
+    """Validation labels rotated by one class: the better the fit, the worse val gets."""
+    return x, (y + 1) % 3
+
+
+def test_early_stopping_restores_the_best_params():
+    x, y = blobs()
+    kwargs = dict(optimizer=optim.adam(0.02), batch_size=32, rng=2, verbose=0)
+    val = misleading_val(x, y)
+    params, history = purenn.fit(model(), (x, y), epochs=20, val=val, patience=2, **kwargs)
+    assert history["stopped_early"] is True
+    best = history["best_epoch"]
+    assert history["epoch"][-1] == best + 2
+    assert history["val_loss"][best - 1] == min(history["val_loss"])
+    assert "val_loss did not improve for 2 epochs" in history["stop_reason"]
+    # the returned params are those after the best epoch, bit for bit
+    at_best, _ = purenn.fit(model(), (x, y), epochs=best, val=val, restore_best=False, **kwargs)
+    assert purenn.tree_equal(params, at_best)
+    last, h = purenn.fit(
+        model(), (x, y), epochs=20, val=val, patience=2, restore_best=False, **kwargs
+    )
+    assert not purenn.tree_equal(last, params) and h["epoch"] == history["epoch"]
+
+
+def test_monitor_val_accuracy_and_min_delta():
+    x, y = blobs()
+    _, history = purenn.fit(
+        model(), (x[:200], y[:200]), optimizer=optim.adam(0.01), epochs=6, batch_size=32, rng=0,
+        val=(x[200:], y[200:]), monitor="val_accuracy", patience=1, min_delta=1.0, verbose=0,
+    )  # fmt: skip
+    # nothing can improve accuracy by more than 1.0: stop after epoch 2, best epoch 1
+    assert history["epoch"] == [1, 2] and history["best_epoch"] == 1
+    assert history["stop_reason"].startswith("val_accuracy did not improve for 1 epoch:")
+
+
+# --------------------------------------------------------------------------- NaN and bad input
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_a_diverging_loss_stops_with_a_clear_error_keeping_finite_params():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32) * 10
+    t = (x @ rng.normal(size=(3, 2)).astype(np.float32)) * 10
+    params = purenn.init(purenn.Network(3, [purenn.Dense(2, "linear")], "mse"), rng=0)
+    with pytest.raises(purenn.NonFiniteLossError) as info:
+        purenn.fit(
+            params, (x, t), optimizer=optim.sgd(5.0), epochs=50, batch_size=8, rng=0, verbose=0
+        )
+    err = info.value
+    assert isinstance(err, FloatingPointError)
+    message = str(err)
+    assert f"epoch {err.epoch}, step {err.step}/8" in message
+    assert "learning rate" in message and "lower it" in message
+    assert all(np.isfinite(leaf).all() for leaf in purenn.tree_leaves(err.params))
+    assert math.isfinite(purenn.loss(err.params, x, t))
+    assert len(err.history["epoch"]) == err.epoch - 1
+    assert err.opt_state.count >= 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_data_is_refused_before_training(bad, monkeypatch):
+    x, y = blobs()
+    x = x.copy()
+    x[17, 3] = bad
+    calls = []
+    monkeypatch.setattr(training, "_loss_grads_output", lambda *a: calls.append(a))
+    with pytest.raises(ValueError, match=r"train x holds NaN or inf \(first at sample 17\)"):
+        purenn.fit(model(), (x, y), optimizer=optim.sgd(0.1), epochs=1, batch_size=8, rng=0)
+    with pytest.raises(ValueError, match="val x holds NaN or inf"):
+        purenn.fit(
+            model(), blobs(), optimizer=optim.sgd(0.1), epochs=1, batch_size=8, rng=0, val=(x, y)
+        )
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (dict(patience=2), ValueError, "needs validation data"),
+        (dict(epochs=2, initial_epoch=3, history=None), ValueError, "must be >= initial_epoch"),
+        (dict(monitor="loss"), ValueError, "monitor must be"),
+        (dict(optimizer=0.1), TypeError, "optimizer must have init"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(batch_size=1000, drop_last=True), ValueError, "leaves no batch"),
+        (dict(rng=None), TypeError, "rng must be a numpy.random.Generator"),
+        (dict(train=([1.0], [0])), TypeError, "x must be a NumPy array"),
+        (dict(train="data"), TypeError, r"train must be a pair \(x, y\)"),
+        (dict(min_delta=-1), ValueError, "min_delta"),
+        (dict(patience=0, val=blobs()), ValueError, "patience"),
+        (dict(epochs=2.5), TypeError, "epochs must be an int"),
+    ],
+)
+def test_bad_arguments_are_refused(change, error, match):
+    kwargs = dict(train=blobs(), optimizer=optim.sgd(0.1), epochs=1, batch_size=8, rng=0)
+    kwargs.update(change)
+    train = kwargs.pop("train")
+    with pytest.raises(error, match=match):
+        purenn.fit(model(), train, **kwargs)
+
+
+def test_dtype_mismatch_is_refused():
+    x, y = blobs(dtype=np.float64)
+    with pytest.raises(TypeError, match="dtype"):
+        purenn.fit(
+            model(np.float32), (x, y), optimizer=optim.sgd(0.1), epochs=1, batch_size=8, rng=0
+        )
+
+
+# --------------------------------------------------------------------------- progress output
+
+
+def test_verbose_zero_is_silent_and_verbose_one_prints_epoch_lines(capsys):
+    x, y = blobs()
+    kwargs = dict(optimizer=optim.sgd(0.1), epochs=2, batch_size=32, rng=0, val=(x, y))
+    purenn.fit(model(), (x, y), verbose=0, **kwargs)
+    assert capsys.readouterr() == ("", "")
+    purenn.fit(model(), (x, y), verbose=1, **kwargs)
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 2 and "\r" not in err
+    assert lines[0].startswith("epoch 1/2 | loss ") and "val loss" in lines[0]
+    assert "ETA" in lines[0] and "ETA" not in lines[1]
+
+
+def test_live_bar_appears_when_an_epoch_is_slow(capsys, monkeypatch):
+    monkeypatch.setattr(training, "_LIVE_AFTER", 0.0)
+    monkeypatch.setattr(training, "_LIVE_EVERY", 0.0)
+    x, y = blobs()
+    purenn.fit(model(), (x, y), optimizer=optim.sgd(0.1), epochs=1, batch_size=32, rng=0)
+    err = capsys.readouterr().err
+    assert "\repoch 1/1 [" in err and "8/8" in err
+    assert err.rstrip("\n").splitlines()[-1].lstrip("\r ").startswith("epoch 1/1 | loss")
+
+
+# --------------------------------------------------------------------------- checkpoints, resume
+
+
+def test_periodic_checkpoints(tmp_path):
+    x, y = blobs()
+    opt = optim.sgd(0.1, momentum=0.9)
+    params, history = purenn.fit(
+        model(), (x, y), optimizer=opt, epochs=5, batch_size=32, rng=0,
+        checkpoint_dir=tmp_path / "run", checkpoint_every=2, verbose=0,
+    )  # fmt: skip
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["epoch_0002.npz", "epoch_0004.npz", "epoch_0005.npz", "last.npz"]
+    last = purenn.load(tmp_path / "run" / "last.npz")
+    assert purenn.tree_equal(last.params, params)
+    assert last.extra["epoch"] == 5 and last.extra["optimizer"] == opt
+    assert last.extra["opt_state"].count == 5 * 8
+    assert without_seconds(last.extra["history"]) == without_seconds(history)
+    assert purenn.load(tmp_path / "run" / "epoch_0002.npz").extra["history"]["epoch"] == [1, 2]
+
+
+def test_resume_in_the_same_process_matches_a_straight_run(tmp_path):
+    x, y = blobs()
+    val = misleading_val(x, y)
+    opt = optim.adamw(S.LinearWarmup(S.CosineDecay(0.02, 40), 5), clip_norm=5.0)
+    kwargs = dict(optimizer=opt, batch_size=32, val=val, verbose=0)
+    straight, h_straight = purenn.fit(model(), (x, y), epochs=6, rng=4, **kwargs)
+    purenn.fit(model(), (x, y), epochs=3, rng=4, checkpoint_dir=tmp_path, **kwargs)
+    ck = purenn.load(tmp_path / "last.npz")
+    resumed, h_resumed = purenn.fit(ck.params, (x, y), epochs=6, **kwargs, **ck.resume_kwargs())
+    assert purenn.tree_equal(resumed, straight)
+    assert without_seconds(h_resumed) == without_seconds(h_straight)
+    assert h_straight["best_epoch"] == 1  # the best params came from before the resume
+
+
+def test_resuming_without_the_best_params_is_refused(tmp_path):
+    x, y = blobs()
+    kwargs = dict(optimizer=optim.sgd(0.1), batch_size=32, val=misleading_val(x, y), verbose=0)
+    purenn.fit(model(), (x, y), epochs=3, rng=0, checkpoint_dir=tmp_path, **kwargs)
+    resume = purenn.load(tmp_path / "last.npz").resume_kwargs()
+    assert resume["best_params"] is not None
+    resume["best_params"] = None
+    with pytest.raises(ValueError, match="best_params were not given"):
+        purenn.fit(model(), (x, y), epochs=4, **kwargs, **resume)
+    history = resume["history"]
+    snapshot = json.dumps(history)
+    purenn.fit(model(), (x, y), epochs=4, restore_best=False, **kwargs, **resume)
+    assert json.dumps(history) == snapshot  # the caller's history is copied, not extended
+
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import purenn
+    from purenn import optim, schedules as S
+
+    folder = sys.argv[1]
+    data = np.load(folder + "/data.npz")
+    x, y = data["x"], data["y"]
+    ck = purenn.load(folder + "/last.npz")
+    opt = optim.sgd(S.StepDecay(0.05, 10, 0.5), momentum=0.9, nesterov=True)
+    params, history = purenn.fit(ck.params, (x, y), optimizer=opt, epochs=6, batch_size=24,
+                                 val=(x[:50], y[:50]), restore_best=False, verbose=0,
+                                 **ck.resume_kwargs())
+    purenn.save(folder + "/resumed.npz", params, history=history)
+    """
+)
+
+
+def test_six_epochs_equal_three_then_save_load_in_a_fresh_process_then_three(tmp_path):
+    x, y = blobs()
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    opt = optim.sgd(S.StepDecay(0.05, 10, 0.5), momentum=0.9, nesterov=True)
+    kwargs = dict(optimizer=opt, batch_size=24, val=(x[:50], y[:50]), restore_best=False, verbose=0)
+    straight, h_straight = purenn.fit(model(), (x, y), epochs=6, rng=11, **kwargs)
+    purenn.fit(model(), (x, y), epochs=3, rng=11, checkpoint_dir=tmp_path, **kwargs)
+    done = subprocess.run(
+        [sys.executable, "-c", RESUME_SCRIPT, str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ck = purenn.load(tmp_path / "resumed.npz")
+    assert purenn.tree_equal(ck.params, straight), "resumed params differ from the straight run"
+    assert without_seconds(ck.extra["history"]) == without_seconds(h_straight)
