@@ -115,9 +115,14 @@ def fetch_to_temp(url: str, directory: Path, timeout: float | None = None) -> It
     if scheme not in _SCHEMES:
         raise DownloadFailedError(f"refusing scheme {scheme!r}; only http and https are used")
     timeout = TIMEOUT_SECONDS if timeout is None else timeout
-    directory.mkdir(parents=True, exist_ok=True)
     name = url.rstrip("/").rsplit("/", 1)[-1] or "download"
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
+    except OSError as e:
+        raise DownloadFailedError(
+            f"cannot write to {directory} ({e}); set XDG_CACHE_HOME to a writable folder"
+        ) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
