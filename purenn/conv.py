@@ -9,12 +9,14 @@ How the convolution is computed (derived in full in ``docs/math.md``):
 
 * **im2col.** Every ``kh x kw`` window of the (zero-padded) input is read
   through :func:`numpy.lib.stride_tricks.sliding_window_view` and copied once
-  into a matrix ``cols`` of shape ``(c*kh*kw, n*oh*ow)``: one column per output
-  pixel, one row per (channel, kernel row, kernel column). The whole layer is
-  then one matrix product ``z = w.reshape(f, -1) @ cols``.
+  into a matrix ``cols`` of shape ``(c*kh*kw, oh*ow*n)``: one column per output
+  pixel and sample, one row per (channel, kernel row, kernel column). The whole
+  layer is then one matrix product ``z = w.reshape(f, -1) @ cols``, and
+  ``dw = dz @ cols.T`` in the backward pass.
 * **col2im.** The backward pass turns ``dcols = w2d.T @ dz`` back into an image
-  gradient by looping over the ``kh*kw`` kernel offsets and adding each offset's
-  slab into a strided slice of ``dx`` (no ``np.add.at``, no loop over pixels).
+  gradient by looping over the ``kh*kw`` kernel offsets: each offset's rows of
+  ``dcols`` (one small product) are added into a strided slice of ``dx``. No
+  ``np.add.at``, no loop over samples or pixels.
 * **Bounded memory.** ``cols`` for a big batch can be huge (a 3x3 conv on
   ``(1024, 64, 32, 32)`` float32 would need 2.4 GB), so the batch is processed
   in chunks of samples whose ``cols`` stays under :data:`MAX_WORK_BYTES`.
@@ -48,7 +50,7 @@ from purenn.initializers import INITIALIZERS, default_initializer
 from purenn.layers import Shape, _finite_float, _one_of, _positive_int
 
 MAX_WORK_BYTES = 64 * 2**20
-"""Upper bound, in bytes, on one im2col matrix (and on its gradient).
+"""Upper bound, in bytes, on one im2col matrix ``cols`` (forward and backward).
 
 A batch whose ``cols`` would be bigger is processed in chunks of samples. The
 result is the same up to the order of floating-point sums.
@@ -316,11 +318,9 @@ def conv2d_backward(
         for i in range(kh):
             for j in range(kw):
                 dcols_ij = (wt[i, j] @ dzc).reshape(c, oh, ow, s1 - s0)
-                rows, cols_ = (
-                    slice(i, i + sh * (oh - 1) + 1, sh),
-                    slice(j, j + sw * (ow - 1) + 1, sw),
-                )
-                dxp[:, rows, cols_, s0:s1] += dcols_ij
+                ys = slice(i, i + sh * (oh - 1) + 1, sh)
+                xs = slice(j, j + sw * (ow - 1) + 1, sw)
+                dxp[:, ys, xs, s0:s1] += dcols_ij
     dx = None
     if need_dx:
         dx = dxp[:, t : t + h, l : l + wd].transpose(3, 0, 1, 2)  # drop the padding
