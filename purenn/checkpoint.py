@@ -57,7 +57,7 @@ _TAG = "$type"
 __all__ = ["FORMAT_VERSION", "Checkpoint", "load", "save"]
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)  # holds arrays: compare the parts with purenn.tree_equal
 class Checkpoint:
     """What :func:`load` returns.
 

@@ -377,7 +377,7 @@ def fit(
     if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or min_delta < 0:
         raise ValueError(f"min_delta must be a float >= 0; got {min_delta!r}")
     checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
-    verbose = _check_int(verbose, "verbose", 0)
+    verbose = _check_int(int(verbose) if isinstance(verbose, bool) else verbose, "verbose", 0)
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
