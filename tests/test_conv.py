@@ -541,3 +541,93 @@ def test_need_dx_false_and_eval_cache():
     _, pool_cache = pool.forward(None, x, train=False, rng=None)
     with pytest.raises(ValueError, match="train=True"):
         pool.backward(None, pool_cache, np.ones((2, 1, 2, 2)))
+
+
+# ---------------------------------------------------------------------------
+# random configurations against a naive loop implementation (and torch)
+# ---------------------------------------------------------------------------
+
+
+def naive_conv(x, w, b, stride, pads):
+    """Direct definition, one output pixel at a time (tests only)."""
+    t, bo, l, r = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (t, bo), (l, r)))
+    f, _, kh, kw = w.shape
+    oh = (xp.shape[2] - kh) // stride[0] + 1
+    ow = (xp.shape[3] - kw) // stride[1] + 1
+    z = np.empty((x.shape[0], f, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, :, i * stride[0] : i * stride[0] + kh, j * stride[1] : j * stride[1] + kw]
+            z[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3])) + b
+    return z
+
+
+def naive_pool(x, pool, stride, reduce):
+    oh = (x.shape[2] - pool[0]) // stride[0] + 1
+    ow = (x.shape[3] - pool[1]) // stride[1] + 1
+    y = np.empty((*x.shape[:2], oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = x[:, :, i * stride[0] : i * stride[0] + pool[0], j * stride[1] :][
+                ..., : pool[1]
+            ]
+            y[:, :, i, j] = reduce(patch, axis=(2, 3))
+    return y
+
+
+def random_conv_configs(count: int, seed: int = 11):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        kh, kw = rng.integers(1, 5, size=2)
+        sh, sw = rng.integers(1, 4, size=2)
+        padding = ["valid", "same", int(rng.integers(0, 3)), tuple(rng.integers(0, 3, 2))][
+            rng.integers(4)
+        ]
+        h, w = int(kh + rng.integers(0, 7)), int(kw + rng.integers(0, 7))
+        c, f, n = (int(v) for v in rng.integers(1, 4, size=3))
+        layer = pn.Conv2D(f, (int(kh), int(kw)), (int(sh), int(sw)), padding, "linear")
+        yield layer, (c, h, w), n
+
+
+def test_random_convs_match_the_definition():
+    rng = np.random.default_rng(12)
+    for layer, in_shape, n in random_conv_configs(40):
+        x = rng.normal(size=(n, *in_shape))
+        p = layer.init_params(rng, in_shape, np.float64)
+        p["b"] = rng.normal(size=p["b"].shape)
+        y, _ = layer.forward(p, x, train=False, rng=None)
+        want = naive_conv(x, p["w"], p["b"], layer.stride, layer.pads(in_shape))
+        assert y.shape == (n, *layer.output_shape(in_shape, "c")) == want.shape, layer
+        np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12, err_msg=repr(layer))
+
+
+def test_random_pools_match_the_definition():
+    rng = np.random.default_rng(13)
+    for _ in range(30):
+        pool = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        stride = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        x = np.floor(rng.normal(size=(2, 2, pool[0] + 4, pool[1] + 5)) * 2)  # with ties
+        for kind, reduce in ((pn.MaxPool2D, np.max), (pn.AvgPool2D, np.mean)):
+            y, _ = kind(pool, stride).forward(None, x, train=True, rng=None)
+            np.testing.assert_allclose(y, naive_pool(x, pool, stride, reduce), rtol=1e-12)
+
+
+def test_random_convs_match_torch_gradients():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(14)
+    for layer, in_shape, n in random_conv_configs(40, seed=15):
+        x = rng.normal(size=(n, *in_shape))
+        p = layer.init_params(rng, in_shape, np.float64)
+        y, cache = layer.forward(p, x, train=True, rng=None)
+        dy = rng.normal(size=y.shape)
+        dx, g = layer.backward(p, cache, dy)
+        tx = torch.tensor(x, requires_grad=True)
+        tw = torch.tensor(p["w"], requires_grad=True)
+        ty = F.conv2d(F.pad(tx, _torch_pad_for(layer, in_shape)), tw, stride=layer.stride)
+        ty.backward(torch.tensor(dy))
+        for ours, theirs in ((dx, tx.grad), (g["w"], tw.grad)):
+            np.testing.assert_allclose(
+                ours, theirs.numpy(), rtol=1e-11, atol=1e-12, err_msg=repr(layer)
+            )
