@@ -212,27 +212,45 @@ def forward(params: Params, x: np.ndarray, *, train: bool = False, rng: Any = No
     return out
 
 
+def _backprop(
+    spec: Network,
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: Any,
+    train: bool,
+    need_grad: bool,
+) -> tuple[float, Params | None, np.ndarray]:
+    """Loss, gradients and output on already-checked inputs.
+
+    The output is the last layer's logits for the fused losses (its activations
+    for MSE): ``fit`` reads training accuracy from it at no extra cost.
+    """
+    fused, loss_fn = LOSSES[spec.loss]
+    out, caches = _forward(spec, params, x, train, rng, activate_last=fused is None)
+    value, dy = loss_fn(out, y, need_grad)
+    if not need_grad:
+        return value, None, out
+    grads: Params = {SPEC_KEY: spec}
+    names, last = spec.layer_names(), len(spec.layers) - 1
+    for i in range(last, -1, -1):
+        layer, name = spec.layers[i], names[i]
+        kwargs = {"activated": False} if (i == last and fused) else {}
+        dy, g = layer.backward(params.get(name), caches[i], dy, need_dx=i > 0, **kwargs)
+        if g is not None:
+            grads[name] = g
+    # same key order as params, so the trees print and iterate alike
+    return value, {key: grads[key] for key in params}, out
+
+
 def _loss_and_grads(
     params: Params, x: np.ndarray, y: np.ndarray, rng: Any, need_grad: bool, train: bool
 ) -> tuple[float, Params | None]:
     spec, dtype, x = _prepare(params, x)
     y = _check_y(spec, y, x.shape[0], dtype)
     rng = _check_rng(spec, rng, train)
-    fused, loss_fn = LOSSES[spec.loss]
-    out, caches = _forward(spec, params, x, train, rng, activate_last=fused is None)
-    value, dy = loss_fn(out, y, need_grad)
-    if not need_grad:
-        return value, None
-    grads: Params = {SPEC_KEY: spec}
-    names = spec.layer_names()
-    for i in range(len(spec.layers) - 1, -1, -1):
-        layer, name = spec.layers[i], names[i]
-        kwargs = {"activated": False} if (i == len(spec.layers) - 1 and fused) else {}
-        dy, g = layer.backward(params.get(name), caches[i], dy, need_dx=i > 0, **kwargs)
-        if g is not None:
-            grads[name] = g
-    # same key order as params, so the trees print and iterate alike
-    return value, {key: grads[key] for key in params}
+    value, g, _ = _backprop(spec, params, x, y, rng, train, need_grad)
+    return value, g
 
 
 def loss(

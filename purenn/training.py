@@ -33,18 +33,18 @@ import math
 import numbers
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from purenn._checks import as_generator, positive_int
-from purenn.core import _check_x, _check_y, _forward, _params_dtype, _spec_of
-from purenn.losses import LOSSES
+from purenn.core import _backprop, _check_x, _check_y, _params_dtype, _spec_of
 from purenn.metrics import _evaluate, _first_nonfinite, _predictions, _task, _true_labels
 from purenn.network import Network
 from purenn.preprocessing import batches
-from purenn.tree import SPEC_KEY, tree_check_like
+from purenn.tree import tree_check_like
 
 __all__ = ["HISTORY_KEYS", "NonFiniteLossError", "fit", "new_history"]
 
@@ -104,29 +104,18 @@ def new_history() -> dict[str, Any]:
 # --------------------------------------------------------------------------- one step
 
 
-def _loss_grads_output(
-    spec: Network, params: dict, x: np.ndarray, y: np.ndarray, rng: Any
-) -> tuple[float, dict, np.ndarray]:
-    """``purenn.loss_and_grads`` on checked inputs, also returning the output.
-
-    The output (logits for the fused losses) gives the training accuracy at no
-    extra cost. Bit-identical to ``loss_and_grads`` (tests check it).
-    """
-    fused, loss_fn = LOSSES[spec.loss]
-    out, caches = _forward(spec, params, x, True, rng, activate_last=fused is None)
-    value, dy = loss_fn(out, y, True)
-    grads: dict = {SPEC_KEY: spec}
-    names, last = spec.layer_names(), len(spec.layers) - 1
-    for i in range(last, -1, -1):
-        layer, name = spec.layers[i], names[i]
-        kwargs = {"activated": False} if (i == last and fused) else {}
-        dy, g = layer.backward(params.get(name), caches[i], dy, need_dx=i > 0, **kwargs)
-        if g is not None:
-            grads[name] = g
-    return value, {key: grads[key] for key in params}, out
-
-
 # --------------------------------------------------------------------------- checks
+
+
+def _augmented(augment: Callable, xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = augment(xb, rng)
+    if not isinstance(out, np.ndarray) or out.shape != xb.shape or out.dtype != xb.dtype:
+        raise ValueError(
+            f"augment must return an array of the batch's shape {xb.shape} and dtype "
+            f"{xb.dtype}; got {getattr(out, 'shape', type(out).__name__)} "
+            f"{getattr(out, 'dtype', '')}"
+        )
+    return out
 
 
 def _check_data(spec: Network, dtype: np.dtype, data: Any, name: str) -> tuple:
@@ -282,6 +271,7 @@ def fit(
     initial_epoch: int = 0,
     history: dict | None = None,
     best_params: dict | None = None,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     verbose: int = 1,
 ) -> tuple[dict, dict]:
     """Train ``params`` with mini-batches of ``train`` for ``epochs`` epochs.
@@ -322,6 +312,10 @@ def fit(
         history: the history of those epochs (when resuming); it is copied, not changed.
         best_params: the best params so far (when resuming with ``val``, if the
             best epoch came before ``initial_epoch``).
+        augment: optional ``augment(xb, rng) -> xb`` applied to every training
+            batch before its step (e.g. :func:`purenn.augment.augment_images`
+            wrapped to the network's input shape); it gets ``rng``, so runs stay
+            reproducible, and must return a new array of ``xb``'s shape and dtype.
         verbose: 0 prints nothing; 1 prints one line per epoch to stderr and a
             live bar within epochs that take more than a couple of seconds.
 
@@ -341,6 +335,8 @@ def fit(
     x, y = _check_data(spec, dtype, train, "train")
     if val is not None:
         xv, yv = _check_data(spec, dtype, val, "val")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be a function (xb, rng) -> xb; got {augment!r}")
     if not (
         callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
     ):
@@ -437,7 +433,9 @@ def fit(
         live, last_draw = False, t0
         order_rng = rng if shuffle else None
         for step, (xb, yb) in enumerate(batches(x, y, batch_size, order_rng, drop_last), 1):
-            value, g, out = _loss_grads_output(spec, params, xb, yb, rng)
+            if augment is not None:
+                xb = _augmented(augment, xb, rng)
+            value, g, out = _backprop(spec, params, xb, yb, rng, True, True)
             if not math.isfinite(value):
                 if verbose and live:
                     out_stream.write("\n")

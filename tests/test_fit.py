@@ -99,16 +99,55 @@ def test_same_seed_same_history_and_params_different_seed_differs():
     assert not purenn.tree_equal(p1, p3) and h1["train_loss"] != h3["train_loss"]
 
 
-def test_one_step_is_bit_identical_to_loss_and_grads():
-    """fit's step also returns the output; its loss and grads are exactly core's."""
-    x, y = blobs(n=32)
-    params = model()
-    value, g, out = training._loss_grads_output(
-        params["spec"], params, x, y, np.random.default_rng(4)
+def noisy(xb, rng):
+    return xb + rng.normal(0.0, 0.1, xb.shape).astype(xb.dtype)
+
+
+def test_augment_is_applied_per_batch_with_the_run_rng():
+    x, y = blobs()
+    params0 = model()
+    params, _ = purenn.fit(
+        params0,
+        (x, y),
+        optimizer=optim.sgd(0.05),
+        epochs=2,
+        batch_size=32,
+        rng=9,
+        augment=noisy,
+        verbose=0,
     )
-    want_value, want_g = purenn.loss_and_grads(params, x, y, rng=np.random.default_rng(4))
-    assert value == want_value and purenn.tree_equal(g, want_g)
-    assert out.shape == (32, 3)
+    rng, p = np.random.default_rng(9), params0
+    for _ in range(2):
+        for xb, yb in batches(x, y, 32, rng):
+            _, g = purenn.loss_and_grads(p, noisy(xb, rng), yb, rng=rng)
+            p = purenn.sgd_step(p, g, 0.05)
+    assert purenn.tree_equal(params, p)
+
+
+def test_augment_must_keep_shape_and_dtype():
+    x, y = blobs()
+    with pytest.raises(ValueError, match=r"augment must return an array of the batch's shape"):
+        purenn.fit(
+            model(),
+            (x, y),
+            optimizer=optim.sgd(0.05),
+            epochs=1,
+            batch_size=32,
+            rng=0,
+            augment=lambda xb, rng: xb.astype(np.float64),
+            verbose=0,
+        )
+    with pytest.raises(TypeError, match="augment must be a function"):
+        purenn.fit(
+            model(),
+            (x, y),
+            optimizer=optim.sgd(0.05),
+            epochs=1,
+            batch_size=32,
+            rng=0,
+            augment="flip",
+            verbose=0,
+        )
 
 
 def test_fit_with_sgd_equals_a_bare_loop_bit_for_bit():
@@ -231,7 +270,7 @@ def test_non_finite_data_is_refused_before_training(bad, monkeypatch):
     x = x.copy()
     x[17, 3] = bad
     calls = []
-    monkeypatch.setattr(training, "_loss_grads_output", lambda *a: calls.append(a))
+    monkeypatch.setattr(training, "_backprop", lambda *a: calls.append(a))
     with pytest.raises(ValueError, match=r"train x holds NaN or inf \(first at sample 17\)"):
         purenn.fit(model(), (x, y), optimizer=optim.sgd(0.1), epochs=1, batch_size=8, rng=0)
     with pytest.raises(ValueError, match="val x holds NaN or inf"):

@@ -7,6 +7,9 @@ verifies what it reads against pinned checksums. Files are looked for in the
 downloaded into the cache when ``download=True``. See ``docs/data.md``.
 
     (x_train, y_train), (x_test, y_test) = purenn.datasets.load_mnist()
+
+The batching and splitting helpers of :mod:`purenn.preprocessing` are
+re-exported here (``purenn.datasets.batches``), as the training loop uses them.
 """
 
 from purenn.datasets._csv import load_csv
@@ -15,9 +18,11 @@ from purenn.datasets._idx import read_idx
 from purenn.datasets._images import load_fashion_mnist, load_mnist
 from purenn.datasets._paths import cache_dir, search_dirs
 from purenn.datasets._pendigits import load_pendigits
+from purenn.preprocessing import batches, train_val_split
 
 __all__ = [
     "CorruptFileError",
+    "batches",
     "DataNotFoundError",
     "cache_dir",
     "load_csv",
@@ -26,4 +31,5 @@ __all__ = [
     "load_pendigits",
     "read_idx",
     "search_dirs",
+    "train_val_split",
 ]
