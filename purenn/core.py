@@ -59,10 +59,10 @@ def _spec_of(params: Any) -> Network:
     return params[SPEC_KEY]
 
 
-def _params_dtype(params: Params, spec: Network) -> np.dtype:
+def _params_dtype(params: Params, spec: Network, names: tuple[str, ...] | None = None) -> np.dtype:
     """The dtype of the params (checked to be one float dtype for all leaves)."""
     dtype = None
-    for name, layer in zip(spec.layer_names(), spec.layers, strict=True):
+    for name, layer in zip(names or spec.layer_names(), spec.layers, strict=True):
         if layer.param_prefix is None:
             continue
         p = params.get(name)
@@ -111,7 +111,7 @@ def _check_y(spec: Network, y: Any, n: int, dtype: np.dtype) -> np.ndarray:
     """Check targets against the loss; return int labels (n,) or dense targets (n, k)."""
     if not isinstance(y, np.ndarray):
         raise TypeError(f"y must be a NumPy array; got {type(y).__name__}")
-    (k,) = spec.output_shape
+    k = spec.layers[-1].units  # the last layer is a Dense (Network checks it)
     if spec.loss == "cross_entropy" and y.ndim == 1:
         if y.dtype.kind not in "iu":
             raise TypeError(
@@ -149,37 +149,49 @@ def _prepare(params: Any, x: Any) -> tuple[Network, np.dtype, np.ndarray]:
     return spec, dtype, _check_x(spec, x, dtype)
 
 
+def _prepare_named(params: Any, x: Any) -> tuple[Network, tuple[str, ...], np.dtype, np.ndarray]:
+    """:func:`_prepare` plus the layer names, worked out once per public call."""
+    spec = _spec_of(params)
+    names = spec.layer_names()
+    dtype = _params_dtype(params, spec, names)
+    return spec, names, dtype, _check_x(spec, x, dtype)
+
+
 def _check_rng(spec: Network, rng: Any, train: bool) -> np.random.Generator | None:
     """A Generator when the pass needs randomness; raise if it needs one and has none.
 
     An evaluation pass draws nothing, but a wrong kind of rng is refused there too.
     """
-    if not train:
-        if rng is not None:
-            as_generator(rng)
-        return None
-    needs = [
-        n
-        for n, l in zip(spec.layer_names(), spec.layers, strict=True)
-        if getattr(l, "rate", 0.0) > 0.0
-    ]
-    if rng is None:
+    if rng is not None:
+        rng = as_generator(rng)
+        return rng if train else None
+    if train and any(getattr(layer, "rate", 0.0) > 0.0 for layer in spec.layers):
+        needs = [
+            n
+            for n, l in zip(spec.layer_names(), spec.layers, strict=True)
+            if getattr(l, "rate", 0.0) > 0.0
+        ]
         if needs:
             raise ValueError(
                 f"training-mode pass through {', '.join(needs)} needs randomness: pass "
                 "rng=np.random.default_rng(seed) (or an int seed), or remove the dropout"
             )
-        return None
-    return as_generator(rng)
+    return None
 
 
 def _forward(
-    spec: Network, params: Params, x: np.ndarray, train: bool, rng: Any, activate_last: bool
+    spec: Network,
+    params: Params,
+    x: np.ndarray,
+    train: bool,
+    rng: Any,
+    activate_last: bool,
+    names: tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, list]:
     """Run every layer; return the output and the per-layer caches."""
     caches = []
     last = len(spec.layers) - 1
-    for i, (layer, name) in enumerate(zip(spec.layers, spec.layer_names(), strict=True)):
+    for i, (layer, name) in enumerate(zip(spec.layers, names or spec.layer_names(), strict=True)):
         p = params.get(name)
         if i == last and not activate_last:
             x, cache = layer.forward(p, x, train=train, rng=rng, activate=False)
@@ -206,9 +218,9 @@ def forward(params: Params, x: np.ndarray, *, train: bool = False, rng: Any = No
     Raises:
         TypeError, ValueError: for malformed params, x or rng.
     """
-    spec, _, x = _prepare(params, x)
+    spec, names, _, x = _prepare_named(params, x)
     rng = _check_rng(spec, rng, train)
-    out, _ = _forward(spec, params, x, train, rng, activate_last=True)
+    out, _ = _forward(spec, params, x, train, rng, activate_last=True, names=names)
     return out
 
 
@@ -220,19 +232,21 @@ def _backprop(
     rng: Any,
     train: bool,
     need_grad: bool,
+    names: tuple[str, ...] | None = None,
 ) -> tuple[float, Params | None, np.ndarray]:
     """Loss, gradients and output on already-checked inputs.
 
     The output is the last layer's logits for the fused losses (its activations
     for MSE): ``fit`` reads training accuracy from it at no extra cost.
     """
+    names = names or spec.layer_names()
     fused, loss_fn = LOSSES[spec.loss]
-    out, caches = _forward(spec, params, x, train, rng, activate_last=fused is None)
+    out, caches = _forward(spec, params, x, train, rng, fused is None, names)
     value, dy = loss_fn(out, y, need_grad)
     if not need_grad:
         return value, None, out
     grads: Params = {SPEC_KEY: spec}
-    names, last = spec.layer_names(), len(spec.layers) - 1
+    last = len(spec.layers) - 1
     for i in range(last, -1, -1):
         layer, name = spec.layers[i], names[i]
         kwargs = {"activated": False} if (i == last and fused) else {}
@@ -246,10 +260,10 @@ def _backprop(
 def _loss_and_grads(
     params: Params, x: np.ndarray, y: np.ndarray, rng: Any, need_grad: bool, train: bool
 ) -> tuple[float, Params | None]:
-    spec, dtype, x = _prepare(params, x)
+    spec, names, dtype, x = _prepare_named(params, x)
     y = _check_y(spec, y, x.shape[0], dtype)
     rng = _check_rng(spec, rng, train)
-    value, g, _ = _backprop(spec, params, x, y, rng, train, need_grad)
+    value, g, _ = _backprop(spec, params, x, y, rng, train, need_grad, names)
     return value, g
 
 
@@ -343,9 +357,20 @@ def sgd_step(params: Params, grads: Params, lr: float) -> Params:
         ValueError: if ``grads`` belong to another network or ``lr`` is invalid.
     """
     _spec_of(params)
-    tree_check_like(grads, params, "grads")
     lr = _check_lr(lr)
-    return tree_map(lambda p, g: p - lr * g, params, grads)
+
+    def step(p: np.ndarray, g: Any) -> np.ndarray:
+        if not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
+            raise ValueError  # replaced below by tree_check_like's message
+        return p - lr * g
+
+    # One walk checks and updates; only on failure does the slower, path-naming
+    # tree_check_like run to say which leaf is wrong.
+    try:
+        return tree_map(step, params, grads)
+    except (ValueError, TypeError):
+        tree_check_like(grads, params, "grads")
+        raise
 
 
 def _check_lr(lr: Any) -> float:

@@ -125,7 +125,10 @@ class Dense:
         z += p["b"]
         if not activate:
             return z, x
-        a = ACTIVATIONS[self.activation][0](z)
+        if self.activation == "relu":
+            a = np.maximum(z, 0, out=z)  # z is this call's own array: reuse it
+        else:
+            a = ACTIVATIONS[self.activation][0](z)
         return a, (x, a)
 
     def backward(

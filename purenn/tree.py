@@ -47,26 +47,33 @@ def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
 
 
 def _map(fn: Callable[..., Any], tree: Tree, rest: tuple[Tree, ...], path: str) -> Tree:
+    keys = tree.keys()
     for other in rest:
-        if not isinstance(other, dict) or other.keys() != tree.keys():
+        if type(other) is not dict or other.keys() != keys:
             raise ValueError(_mismatch(tree, other, path))
     out = {}
+    # This runs on every optimizer step: no per-leaf string work on the happy path.
     for key, value in tree.items():
-        where = f"{path}/{key}" if path else key
-        others = tuple(other[key] for other in rest)
         if key == SPEC_KEY:
-            for other in others:
-                if other is not value and other != value:
+            for other in rest:
+                spec = other[key]
+                if spec is not value and spec != value:
                     raise ValueError(
-                        f"trees carry different network specs at {where!r}: "
-                        f"{value!r} vs {other!r}; combine only trees of the same network"
+                        f"trees carry different network specs at {_join(path, key)!r}: "
+                        f"{value!r} vs {spec!r}; combine only trees of the same network"
                     )
             out[key] = value
-        elif isinstance(value, dict):
-            out[key] = _map(fn, value, others, where)
+        elif type(value) is dict:
+            out[key] = _map(fn, value, tuple(other[key] for other in rest), _join(path, key))
+        elif rest:
+            out[key] = fn(value, *[other[key] for other in rest])
         else:
-            out[key] = fn(value, *others)
+            out[key] = fn(value)
     return out
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}/{key}" if path else key
 
 
 def _mismatch(tree: Tree, other: Any, path: str) -> str:
