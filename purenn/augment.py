@@ -1,4 +1,4 @@
-"""Seeded image augmentation: random shifts, small rotations and scaling.
+"""Seeded augmentation: images (shifts, small rotations, scaling) and pen strokes.
 
 Each image gets its own random affine map about the image centre. The output is
 computed by the inverse map: for every output pixel, find where it came from in
@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from purenn._checks import as_generator
 
-__all__ = ["augment_images", "warp_images"]
+__all__ = ["augment_images", "augment_strokes", "warp_images"]
 
 
 def _as_images(
@@ -225,3 +225,94 @@ def _warp(
         info = np.iinfo(arr.dtype)
         return np.clip(np.rint(out), info.min, info.max).astype(arr.dtype)
     return out.astype(arr.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- pen strokes
+
+
+def _limit(value: object, name: str, hi: float) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and np.isfinite(value) and 0.0 <= value <= hi):
+        raise ValueError(f"augment_strokes expects {name} in [0, {hi:g}]; got {value!r}.")
+    return float(value)
+
+
+def augment_strokes(
+    x: npt.ArrayLike,
+    rng: np.random.Generator | int,
+    max_rotation: float = 10.0,
+    max_shear: float = 0.2,
+    noise: float = 2.0,
+) -> np.ndarray:
+    """Randomly rotate, shear and jitter pen strokes, then re-normalise each axis.
+
+    A pendigits sample is ``p`` pen points stored as ``(x1, y1, x2, y2, ...)``,
+    each axis min-max normalised to 0..100 on its own. Per sample, independently:
+    a rotation by an angle uniform in ``[-max_rotation, max_rotation]`` degrees,
+    a horizontal shear (slant) ``x <- x + s * y`` with ``s`` uniform in
+    ``[-max_shear, max_shear]``, Gaussian jitter of standard deviation ``noise``
+    on every coordinate, and finally each axis mapped back onto 0..100 (min to 0,
+    max to 100), as the data set itself was built. An axis whose new range is
+    (numerically) zero keeps its original values. Vectorised over the batch;
+    ``x`` is never written.
+
+    Since the output is re-normalised, the rotation centre does not matter and
+    ``noise`` is in the units of the input (0..100), before re-normalising.
+
+    Use it on *raw* coordinates. For a network trained on standardised features,
+    undo the standardisation, augment, standardise again, e.g. in ``fit``'s
+    ``augment`` hook (``purenn.experiment.in_raw_units`` does exactly that).
+
+    Args:
+        x: Samples of shape ``(n, 2 * p)`` with ``p >= 2`` points, int or float,
+            finite, laid out ``x1, y1, x2, y2, ...``.
+        rng: A ``numpy.random.Generator`` or an int seed; same state, same output.
+        max_rotation: Largest rotation in degrees, in ``[0, 180]``.
+        max_shear: Largest shear factor, in ``[0, 1]``.
+        noise: Jitter standard deviation in input units, in ``[0, 100]``.
+
+    Returns:
+        A new array of ``x``'s shape: ``x``'s dtype when it is a float dtype,
+        else float32. Every sample spans exactly 0..100 on both axes (up to
+        float rounding), unless an axis was degenerate.
+
+    Raises:
+        TypeError: On a bad ``rng`` or non-numeric ``x``.
+        ValueError: On a bad shape, NaN/inf, or out-of-range limits.
+    """
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"augment_strokes expects numeric pen coordinates; got dtype {arr.dtype}. "
+            "Convert with x.astype(np.float32)."
+        )
+    if arr.ndim != 2 or arr.shape[1] < 4 or arr.shape[1] % 2:
+        raise ValueError(
+            "augment_strokes expects samples of shape (n, 2 * points) laid out x1, y1, x2, "
+            f"y2, ... (pendigits: (n, 16)); got {arr.shape}."
+        )
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("augment_strokes expects finite coordinates; got NaN/inf.")
+    max_rotation = _limit(max_rotation, "max_rotation", 180.0)
+    max_shear = _limit(max_shear, "max_shear", 1.0)
+    noise = _limit(noise, "noise", 100.0)
+    gen = as_generator(rng)
+    out_dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float32)
+    n, d = arr.shape
+    pts = arr.astype(np.float64).reshape(n, d // 2, 2)  # (n, points, [x, y])
+    u = gen.uniform(-1.0, 1.0, size=(n, 2))  # one draw: angle, shear
+    angle = np.deg2rad(u[:, 0] * max_rotation)[:, None]
+    shear = (u[:, 1] * max_shear)[:, None]
+    px, py = pts[..., 0], pts[..., 1]
+    # rotate by `angle`, then slant: x <- x + shear * y
+    rx = np.cos(angle) * px - np.sin(angle) * py
+    ry = np.sin(angle) * px + np.cos(angle) * py
+    moved = np.stack([rx + shear * ry, ry], axis=-1)
+    if noise > 0:
+        moved = moved + gen.normal(0.0, noise, size=moved.shape)
+    lo = moved.min(axis=1, keepdims=True)
+    span = moved.max(axis=1, keepdims=True) - lo
+    flat = span < 1e-9
+    scaled = (moved - lo) * (100.0 / np.where(flat, 1.0, span))
+    scaled = np.where(flat, pts, scaled)
+    return scaled.reshape(n, d).astype(out_dtype)

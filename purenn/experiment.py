@@ -1,0 +1,643 @@
+"""The per-run pipeline behind ``scripts/train_*.py``: options, model, fit, evaluate, write.
+
+A training script only loads and preprocesses its data set and names its
+defaults (a *recipe* per model); everything else happens here, once::
+
+    RECIPES = {"mlp": {"hidden": [256, 128], "lr": 2e-3, ...}}
+    parser = experiment.build_parser("pendigits", "Train an MLP on pendigits.", RECIPES)
+    args = experiment.parse_args(parser, RECIPES, argv)
+    ...load, split with experiment.split_train_val, preprocess -> experiment.Data...
+    experiment.run(args, data)
+
+A run writes one folder (``--out``, default ``runs/<dataset>-<timestamp>/``),
+laid out as :mod:`purenn.plots` expects it:
+
+``metrics.json``
+    ``test_accuracy``, ``test_loss`` (the test set is evaluated once, after
+    training), ``val_accuracy`` and ``val_loss`` at the best epoch,
+    ``best_epoch``, ``epochs_run``, ``train_seconds``, ``config`` (every option's
+    value, as resolved), ``versions``, ``confusion_matrix`` (test, rows = true
+    class), ``class_names``, plus ``dataset``, ``model``, ``parameters``,
+    ``n_train``/``n_val``/``n_test``, ``test_errors``, ``stopped_early`` and
+    ``seconds_per_epoch``. Two runs of the same command with the same seed give
+    the same file except for the timings (``train_seconds``, ``seconds_per_epoch``).
+``history.json``
+    The history ``purenn.fit`` returns.
+``model.npz``
+    The checkpoint (:func:`purenn.save`): the returned params with ``config``,
+    ``history`` and ``preprocessing`` (the arrays needed to prepare new inputs,
+    e.g. the standardiser's ``mean`` and ``std``).
+``misclassified.npz``
+    The misclassified test samples in raw units (:func:`purenn.plots.save_misclassified`).
+figures
+    ``loss.png``, ``accuracy.png``, ``confusion.png``, ``confusion_normalized.png``,
+    ``misclassified.png``, ``loss.gif``, drawn from the files above by
+    :func:`purenn.plots.plot_run`.
+
+Every file is written atomically (a temporary file in the same folder, then a
+rename). Randomness comes from ``--seed`` only: one ``SeedSequence`` is split
+into independent streams for the validation split, the initial weights, and
+training (shuffling, dropout, augmentation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from purenn import optim, schedules
+from purenn.augment import augment_images
+from purenn.checkpoint import save
+from purenn.conv import Conv2D, Flatten, MaxPool2D
+from purenn.core import init, predict
+from purenn.layers import Dense, Dropout
+from purenn.metrics import evaluate
+from purenn.network import Network
+from purenn.preprocessing import Standardizer, scale_images, train_val_split
+from purenn.training import fit
+from purenn.tree import tree_leaves
+
+__all__ = [
+    "ACTIVATIONS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "TIMING_KEYS",
+    "Data",
+    "build_cnn",
+    "build_mlp",
+    "build_parser",
+    "in_raw_units",
+    "limit_samples",
+    "load_data",
+    "make_optimizer",
+    "parse_args",
+    "prepare_images",
+    "run",
+    "split_train_val",
+]
+
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "warmup-cosine", "step")
+TIMING_KEYS = ("train_seconds", "seconds_per_epoch")
+"""The ``metrics.json`` keys that differ between two runs of the same command."""
+
+# option -> (argparse keyword arguments, help text); the default comes from the recipe
+_OPTIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "hidden": (
+        {"type": int, "nargs": "+", "metavar": "UNITS"},
+        "units per hidden Dense layer, e.g. --hidden 64 32 (for cnn: the Dense layers "
+        "after the convolutions)",
+    ),
+    "activation": ({"choices": ACTIVATIONS}, "hidden-layer activation"),
+    "dropout": ({"type": float, "metavar": "RATE"}, "dropout rate after each hidden Dense layer"),
+    "optimizer": (
+        {"choices": OPTIMIZERS},
+        "momentum is Nesterov SGD with momentum 0.9; adamw is Adam with decoupled weight decay",
+    ),
+    "lr": ({"type": float}, "peak learning rate"),
+    "schedule": (
+        {"choices": SCHEDULES},
+        "learning-rate schedule over all steps: cosine decays to 0; warmup-cosine ramps up "
+        "over the first epoch first; step divides by 10 after each third",
+    ),
+    "weight_decay": (
+        {"type": float, "metavar": "WD"},
+        "weight decay: decoupled (p -= lr*wd*p) for adamw, L2 added to the gradient otherwise",
+    ),
+    "epochs": ({"type": int}, "epochs to train"),
+    "batch_size": ({"type": int}, "samples per step"),
+    "val_fraction": (
+        {"type": float, "metavar": "F"},
+        "share of the training data held out for validation (model selection); 0: none",
+    ),
+    "patience": (
+        {"type": int},
+        "stop after this many epochs without a better validation loss; 0: never",
+    ),
+    "augment": (
+        {"action": argparse.BooleanOptionalAction},
+        "random distortions of every training batch",
+    ),
+    "dtype": ({"choices": ("float32", "float64")}, "floating-point precision"),
+    "seed": ({"type": int}, "seed for the split, the initial weights and training"),
+}
+
+_COMMON_DEFAULTS = {
+    "activation": "relu",
+    "dropout": 0.0,
+    "optimizer": "adamw",
+    "schedule": "cosine",
+    "weight_decay": 0.0,
+    "val_fraction": 0.1,
+    "patience": 0,
+    "augment": False,
+    "dtype": "float32",
+    "seed": 0,
+}
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _recipes(recipes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each model's full defaults: the common ones overridden by its recipe."""
+    if not recipes:
+        raise ValueError("give at least one recipe, e.g. {'mlp': {...}}")
+    out = {}
+    for model, recipe in recipes.items():
+        unknown = set(recipe) - set(_OPTIONS)
+        if unknown:
+            raise ValueError(f"recipe {model!r} sets unknown options {sorted(unknown)}")
+        full = {**_COMMON_DEFAULTS, **recipe}
+        missing = set(_OPTIONS) - set(full)
+        if missing:
+            raise ValueError(f"recipe {model!r} lacks defaults for {sorted(missing)}")
+        out[model] = full
+    return out
+
+
+def build_parser(
+    dataset: str, description: str, recipes: Mapping[str, Mapping[str, Any]]
+) -> argparse.ArgumentParser:
+    """The command line every training script shares.
+
+    Every option defaults to None in argparse; :func:`parse_args` fills in the
+    chosen model's recipe, so an option given on the command line always wins
+    and ``--help`` shows each default (per model where they differ).
+
+    Args:
+        dataset: the data set's name, used in the default ``--out`` folder.
+        description: the script's one-line summary.
+        recipes: ``{model: {option: default}}`` (option names with underscores);
+            options a recipe leaves out take the common defaults. The first
+            model is the default ``--model``; with several, ``--model`` is offered.
+
+    Returns:
+        An :class:`argparse.ArgumentParser`.
+    """
+    full = _recipes(recipes)
+    models = list(full)
+    parser = argparse.ArgumentParser(description=description)
+    parser.set_defaults(dataset=dataset)
+    if len(models) > 1:
+        parser.add_argument(
+            "--model",
+            choices=models,
+            default=models[0],
+            help=f"network family (default: {models[0]})",
+        )
+    else:
+        parser.set_defaults(model=models[0])
+    for name, (kwargs, text) in _OPTIONS.items():
+        values = {m: _show(full[m][name]) for m in models}
+        if len(set(values.values())) == 1:
+            shown = values[models[0]]
+        else:
+            shown = "; ".join(f"{m}: {v}" for m, v in values.items())
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, default=None, help=f"{text} (default: {shown})", **kwargs)
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder searched first for the data files (default: $PURENN_DATA, then the "
+        "user cache; downloaded there if missing)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help=f"run folder to write (default: runs/{dataset}-<timestamp>/)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use only the first N training and N test samples, for quick smoke runs "
+        "(default: all)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print nothing (default: off)")
+    return parser
+
+
+def parse_args(
+    parser: argparse.ArgumentParser,
+    recipes: Mapping[str, Mapping[str, Any]],
+    argv: Sequence[str] | None,
+) -> argparse.Namespace:
+    """Parse ``argv``, fill unset options from the model's recipe, and check values.
+
+    Errors go through ``parser.error`` (usage message, exit status 2).
+    """
+    args = parser.parse_args(argv)
+    recipe = _recipes(recipes)[args.model]
+    for name, value in recipe.items():
+        if getattr(args, name) is None:
+            setattr(args, name, list(value) if isinstance(value, list | tuple) else value)
+    problems = []
+    if any(h < 1 for h in args.hidden):
+        problems.append(f"--hidden needs positive unit counts; got {args.hidden}")
+    if not 0.0 <= args.dropout < 1.0:
+        problems.append(f"--dropout must be in [0, 1); got {args.dropout}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        problems.append(f"--lr must be a positive number; got {args.lr}")
+    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        problems.append(f"--weight-decay must be >= 0; got {args.weight_decay}")
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if not 0.0 <= args.val_fraction < 1.0:
+        problems.append(f"--val-fraction must be in [0, 1); got {args.val_fraction}")
+    if args.patience < 0:
+        problems.append(f"--patience must be >= 0 (0: never stop early); got {args.patience}")
+    if args.patience and not args.val_fraction:
+        problems.append("--patience needs validation data: set --val-fraction above 0")
+    if args.limit is not None and args.limit < 2:
+        problems.append(f"--limit must be at least 2; got {args.limit}")
+    if problems:
+        parser.error("; ".join(problems))
+    return args
+
+
+def config_of(args: argparse.Namespace) -> dict[str, Any]:
+    """Every option's value as JSON-able data (``--out`` as given: None by default)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(vars(args).items())}
+
+
+# --------------------------------------------------------------------------- data
+
+
+@attrs.frozen(eq=False)
+class Data:
+    """A data set ready for the network, plus what the outputs need.
+
+    Attributes:
+        train: ``(x, y)``: inputs ``(n, *input_shape)`` in the run's dtype, int labels ``(n,)``.
+        val: the same for validation, or None.
+        test: the same for the official test split.
+        test_raw: the test inputs in raw units (for the misclassified grid).
+        kind: ``"image"`` or ``"pendigits"`` (how :mod:`purenn.plots` draws samples).
+        class_names: ``k`` strings.
+        augment: ``augment(xb, rng) -> xb`` for ``fit``, or None.
+        preprocessing: arrays and values stored with the checkpoint so new inputs
+            can be prepared the same way (e.g. ``{"mean": ..., "std": ...}``).
+    """
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray]
+    test_raw: np.ndarray
+    kind: str
+    class_names: tuple[str, ...]
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
+    preprocessing: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train[0].shape[1:])
+
+
+def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
+    """Independent generators for the split, the initial weights and training."""
+    split, weights, training = np.random.SeedSequence(seed).spawn(3)
+    return (
+        np.random.default_rng(split),
+        np.random.default_rng(weights),
+        np.random.default_rng(training),
+    )
+
+
+def load_data(
+    parser: argparse.ArgumentParser, loader: Callable[..., Any], args: argparse.Namespace
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Call a ``purenn.datasets`` loader with ``--data-dir`` and apply ``--limit``.
+
+    A missing or corrupt data file ends the program with the loader's message
+    (which says where it looked and how to fix it), not a traceback.
+    """
+    from purenn.datasets import CorruptFileError, DataNotFoundError
+
+    try:
+        (x, y), (xt, yt) = loader(args.data_dir)
+    except (DataNotFoundError, CorruptFileError) as err:
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
+    return limit_samples(x, y, args.limit), limit_samples(xt, yt, args.limit)
+
+
+def limit_samples(x: np.ndarray, y: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` samples (all when None): ``--limit`` for smoke runs."""
+    return (x, y) if limit is None else (x[:limit], y[:limit])
+
+
+def split_train_val(
+    x: np.ndarray, y: np.ndarray, args: argparse.Namespace
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+    """Carve the stratified validation split (``--val-fraction``) out of the training data.
+
+    The split is drawn from ``--seed``'s own stream, so it does not change when
+    other options (model, optimizer, epochs) do.
+    """
+    if not args.val_fraction:
+        return (x, y), None
+    rng = _streams(args.seed)[0]
+    return train_val_split(x, y, args.val_fraction, rng)
+
+
+def in_raw_units(
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray], scaler: Standardizer
+) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """Wrap an augmentation of raw data for a network that sees standardised data.
+
+    ``fit``'s ``augment`` hook receives batches as the network sees them
+    (standardised floats); the returned function undoes the standardisation
+    (``x * std + mean``), applies ``augment`` in raw units, and standardises
+    again, returning the batch's dtype. Pure: the batch is not written.
+    """
+
+    def wrapped(xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raw = xb.astype(np.float64) * scaler.std + scaler.mean
+        return scaler.apply(augment(raw, rng), xb.dtype)
+
+    return wrapped
+
+
+def prepare_images(
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    test: tuple[np.ndarray, np.ndarray],
+    args: argparse.Namespace,
+    class_names: Sequence[str],
+) -> Data:
+    """MNIST-style images ``uint8 (n, 28, 28)`` -> :class:`Data` for ``args.model``.
+
+    Pixels are scaled to [0, 1] (``scale_images``); the MLP gets flat vectors
+    ``(n, h*w)``, the CNN channels-first images ``(n, 1, h, w)``. ``--augment``
+    adds ``augment_images`` (shifts up to 2 px, rotations up to 10 degrees,
+    zoom up to 10%) to each training batch, in whichever layout the network uses.
+    """
+    h, w = test[0].shape[1:]
+    shape = (h * w,) if args.model == "mlp" else (1, h, w)
+
+    def prep(x: np.ndarray) -> np.ndarray:
+        return scale_images(x, args.dtype).reshape(x.shape[0], *shape)
+
+    augment = None
+    if args.augment:
+
+        def augment(xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            return augment_images(xb, rng, image_shape=(h, w))
+
+    return Data(
+        train=(prep(train[0]), train[1]),
+        val=None if val is None else (prep(val[0]), val[1]),
+        test=(prep(test[0]), test[1]),
+        test_raw=test[0],
+        kind="image",
+        class_names=tuple(class_names),
+        augment=augment,
+        preprocessing={"scale": 1 / 255, "input_shape": list(shape)},
+    )
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _head(hidden: Sequence[int], activation: str, dropout: float, classes: int) -> list:
+    layers: list = []
+    for units in hidden:
+        layers.append(Dense(units, activation))
+        if dropout:
+            layers.append(Dropout(dropout))
+    layers.append(Dense(classes, "softmax"))
+    return layers
+
+
+def build_mlp(
+    input_dim: int, hidden: Sequence[int], activation: str, dropout: float, classes: int
+) -> Network:
+    """``input -> [Dense(h, activation) -> Dropout]* -> Dense(classes, softmax)``."""
+    return Network(input_dim, _head(hidden, activation, dropout, classes))
+
+
+def build_cnn(
+    input_shape: tuple[int, int, int],
+    hidden: Sequence[int],
+    activation: str,
+    dropout: float,
+    classes: int,
+) -> Network:
+    """``conv32(3x3) -> pool2 -> conv64(3x3) -> pool2 -> flatten -> MLP head``."""
+    layers = [
+        Conv2D(32, 3, activation=activation),
+        MaxPool2D(2),
+        Conv2D(64, 3, activation=activation),
+        MaxPool2D(2),
+        Flatten(),
+        *_head(hidden, activation, dropout, classes),
+    ]
+    return Network(input_shape, layers)
+
+
+def make_optimizer(args: argparse.Namespace, steps_per_epoch: int) -> Any:
+    """The optimizer of ``--optimizer`` with the ``--schedule`` of ``--lr`` over all steps."""
+    total = max(1, args.epochs * steps_per_epoch)
+    if args.schedule == "constant":
+        lr: Any = schedules.Constant(args.lr)
+    elif args.schedule == "cosine":
+        lr = schedules.CosineDecay(args.lr, total)
+    elif args.schedule == "warmup-cosine":
+        warm = min(steps_per_epoch, max(1, total // 2))
+        lr = schedules.LinearWarmup(schedules.CosineDecay(args.lr, max(1, total - warm)), warm)
+    else:
+        lr = schedules.StepDecay(args.lr, max(1, math.ceil(total / 3)), 0.1)
+    wd = args.weight_decay
+    if args.optimizer == "sgd":
+        return optim.sgd(lr, weight_decay=wd)
+    if args.optimizer == "momentum":
+        return optim.sgd(lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    if args.optimizer == "rmsprop":
+        return optim.rmsprop(lr, weight_decay=wd)
+    if args.optimizer == "adam":
+        return optim.adam(lr, weight_decay=wd)
+    return optim.adamw(lr, weight_decay=wd)
+
+
+def _spec(args: argparse.Namespace, data: Data) -> Network:
+    classes = len(data.class_names)
+    if args.model == "cnn":
+        return build_cnn(data.input_shape, args.hidden, args.activation, args.dropout, classes)
+    (dim,) = data.input_shape
+    return build_mlp(dim, args.hidden, args.activation, args.dropout, classes)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON atomically (temporary file, fsync, rename)."""
+    text = json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    if args.out is not None:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{args.dataset}-{stamp}"
+    for i in range(1000):
+        out = base if i == 0 else Path(f"{base}-{i}")
+        try:
+            out.mkdir(parents=True)
+            return out
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot find a free run folder next to {base}; pass --out")
+
+
+def _versions() -> dict[str, str]:
+    import matplotlib
+
+    from purenn import __version__
+
+    return {
+        "purenn": __version__,
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text, flush=True)
+
+
+def run(args: argparse.Namespace, data: Data) -> dict[str, Any]:
+    """Train, evaluate on the test set once, and write the run folder.
+
+    Args:
+        args: options from :func:`parse_args`.
+        data: the prepared data set.
+
+    Returns:
+        The contents of ``metrics.json`` (with ``run_dir`` added, not stored).
+    """
+    from purenn.plots import plot_run, save_misclassified
+
+    _, weights_rng, train_rng = _streams(args.seed)
+    spec = _spec(args, data)
+    params = init(spec, weights_rng, dtype=args.dtype)
+    n_train = data.train[0].shape[0]
+    steps = math.ceil(n_train / args.batch_size)
+    optimizer = make_optimizer(args, steps)
+    out = _run_dir(args)
+    n_params = sum(leaf.size for leaf in tree_leaves(params))
+    n_val = 0 if data.val is None else data.val[0].shape[0]
+    _say(
+        args,
+        f"{args.dataset}: {n_train} train / {n_val} val / {data.test[0].shape[0]} test; "
+        f"{args.model} {' -> '.join(spec.layer_names())} ({n_params:,} parameters); "
+        f"writing to {out}",
+    )
+
+    t0 = time.perf_counter()
+    params, history = fit(
+        params,
+        data.train,
+        optimizer=optimizer,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        rng=train_rng,
+        val=data.val,
+        patience=args.patience or None,
+        augment=data.augment,
+        verbose=0 if args.quiet else 1,
+    )
+    train_seconds = time.perf_counter() - t0
+
+    # The one look at the test set.
+    x_test, y_test = data.test
+    result = evaluate(params, x_test, y_test)
+    y_pred = predict(params, x_test)
+
+    best = history["best_epoch"]
+    at_best = None if best is None else history["epoch"].index(best)
+    config = config_of(args)
+    metrics = {
+        "dataset": args.dataset,
+        "model": args.model,
+        "test_accuracy": result["accuracy"],
+        "test_loss": result["loss"],
+        "test_errors": int(np.count_nonzero(y_pred != y_test)),
+        "val_accuracy": None if at_best is None else history["val_accuracy"][at_best],
+        "val_loss": None if at_best is None else history["val_loss"][at_best],
+        "best_epoch": best,
+        "epochs_run": len(history["epoch"]),
+        "stopped_early": history["stopped_early"],
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / max(1, len(history["epoch"])),
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": int(x_test.shape[0]),
+        "parameters": int(n_params),
+        "config": config,
+        "versions": _versions(),
+        "confusion_matrix": result["confusion"].tolist(),
+        "class_names": list(data.class_names),
+    }
+
+    save(
+        out / "model.npz",
+        params,
+        config=config,
+        history=history,
+        preprocessing=data.preprocessing,
+    )
+    _write_json(out / "history.json", history)
+    _write_json(out / "metrics.json", metrics)
+    save_misclassified(out / "misclassified.npz", data.test_raw, y_test, y_pred, kind=data.kind)
+    plot_run(out)
+
+    val_text = (
+        ""
+        if best is None
+        else (f"; best val accuracy {metrics['val_accuracy']:.4f} at epoch {best}")
+    )
+    _say(
+        args,
+        f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}, "
+        f"{metrics['test_errors']} errors){val_text}; trained {len(history['epoch'])} epochs "
+        f"in {train_seconds:.1f}s. Files and figures in {out}",
+    )
+    return {**metrics, "run_dir": str(out)}
