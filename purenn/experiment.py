@@ -29,7 +29,7 @@ laid out as :mod:`purenn.plots` expects it:
     e.g. the standardiser's ``mean`` and ``std``).
 ``misclassified.npz``
     The misclassified test samples in raw units (:func:`purenn.plots.save_misclassified`).
-figures
+figures (unless ``--no-figures``)
     ``loss.png``, ``accuracy.png``, ``confusion.png``, ``confusion_normalized.png``,
     ``misclassified.png``, ``loss.gif``, drawn from the files above by
     :func:`purenn.plots.plot_run`.
@@ -235,6 +235,13 @@ def build_parser(
         metavar="N",
         help="use only the first N training and N test samples, for quick smoke runs "
         "(default: all)",
+    )
+    parser.add_argument(
+        "--figures",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="draw the figures after training; --no-figures skips them (redraw later with "
+        "scripts/plot_run.py RUN_DIR) (default: on)",
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing (default: off)")
     return parser
@@ -627,7 +634,8 @@ def run(args: argparse.Namespace, data: Data) -> dict[str, Any]:
     _write_json(out / "history.json", history)
     _write_json(out / "metrics.json", metrics)
     save_misclassified(out / "misclassified.npz", data.test_raw, y_test, y_pred, kind=data.kind)
-    plot_run(out)
+    if args.figures:
+        plot_run(out)
 
     val_text = (
         ""
