@@ -1,0 +1,1135 @@
+"""Benchmark: one epoch of MNIST MLP training, purenn against its peers (issue 6).
+
+The workload, identical for every peer: an MLP 784-128-64-10 (ReLU, softmax
+cross-entropy), the MNIST training images as float32 already in memory and
+pre-shuffled (one permutation from ``--seed``), batch 128, plain SGD with
+lr 0.1, one epoch of 468 full batches (59,904 samples), the loss computed
+every step as a Python float, warm-up steps excluded from the timing.
+
+Every peer runs in its own fresh process (this script again, with the hidden
+``--worker PEER`` option, which prints one JSON line), interleaved in rounds
+(A B C ... A B C ...), and the medians are reported. The peers:
+
+    torch         PyTorch eager on the CPU, float32, threads = cores
+    sklearn       scikit-learn MLPClassifier, solver "sgd", momentum 0, alpha 0, one epoch
+    tutorial      a tutorial-style NumPy loop (below): one-hot labels, no care for copies
+    purenn        purenn's public API: init, then loss_and_grads + sgd_step per batch
+    purenn_fit    purenn.fit with purenn.optim.sgd(0.1), verbose=0, no validation
+    gemm          the step's matrix products alone on the same shapes: the GEMM-only bound
+    jax           JAX, one jitted step per batch (only when jax is installed)
+    tutorial_f64  the tutorial loop in float64
+    purenn_f64    the purenn loop in float64
+    memory        peak RSS of a full MNIST training run (purenn.fit with validation)
+
+Output: a Markdown table on stdout (samples/s median and spread, ratio to
+torch, fraction of the GEMM bound), the targets of issue 6 with pass/fail,
+progress on stderr; ``--json PATH`` (or ``--json`` alone: JSON on stdout,
+table on stderr) for machines; ``--update-docs`` rewrites the generated
+sections of ``docs/benchmarks.md``. ``--scaling`` also measures samples/s at
+batch 32/128/512/2048 (network 784-128-64-10) and hidden width W = 128/512/2048
+(network 784-W-W/2-10, batch 128) for purenn, torch and the GEMM bound, and
+plots them. Typical runs::
+
+    python scripts/bench.py                                 # 3 rounds, table on stdout
+    python scripts/bench.py --rounds 5 --scaling --update-docs
+    python scripts/bench.py --quick --peers purenn,gemm     # a smoke run in seconds
+    python scripts/bench.py --profile                       # where purenn's step time goes
+
+Timings on a shared machine are noisy: compare ratios from one run, not
+absolute numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+FIGURE = ROOT / "docs" / "figures" / "bench_scaling.png"
+
+N_IN, N_OUT = 784, 10
+HIDDEN = (128, 64)
+BATCH, LR, STEPS, WARMUP = 128, 0.1, 468, 20
+QUICK_STEPS, QUICK_WARMUP, QUICK_SAMPLES = 12, 2, 4096
+SCALING_BATCHES = (32, 128, 512, 2048)
+SCALING_WIDTHS = (128, 512, 2048)
+SCALING_SECONDS, QUICK_SCALING_SECONDS = 0.6, 0.05
+WORKER_TIMEOUT = 600  # seconds; a worker taking longer is reported as failed
+
+PEERS = {
+    "torch": "PyTorch eager, CPU, float32",
+    "sklearn": "scikit-learn MLPClassifier (sgd), float32",
+    "tutorial": "tutorial NumPy loop, float32",
+    "purenn": "purenn public API loop, float32",
+    "purenn_fit": "purenn.fit, float32",
+    "gemm": "GEMM-only bound, float32",
+    "jax": "JAX jitted step, float32",
+    "tutorial_f64": "tutorial NumPy loop, float64",
+    "purenn_f64": "purenn public API loop, float64",
+    "memory": "peak RSS of an MNIST purenn.fit run",
+}
+SCALING_PEERS = ("purenn", "torch", "gemm")
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+SKIPPED = 3  # worker exit code: an optional peer whose library is not installed
+
+
+class PeerUnavailable(Exception):
+    """An optional peer cannot run here (its library is not installed)."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_data(
+    data_dir: str | None, seed: int, n: int, dtype: type, synthetic: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` pre-shuffled MNIST training samples.
+
+    Returns:
+        ``x`` (n, 784) C-contiguous in ``dtype`` with values in [0, 1] and
+        ``y`` (n,) int64 labels; shuffled with one permutation from ``seed``.
+        ``synthetic`` gives uniform noise and random labels of the same shapes
+        (for the smoke test: no data files needed).
+    """
+    rng = np.random.default_rng(seed)
+    if synthetic:
+        return rng.random((n, N_IN), dtype=dtype), rng.integers(0, N_OUT, n)
+    import purenn.datasets
+    from purenn.preprocessing import flatten_images, scale_images
+
+    (x, y), _ = purenn.datasets.load_mnist(data_dir, download=False)
+    order = rng.permutation(x.shape[0])[:n]
+    # shuffle the uint8 images, then scale: one float copy of the data, no more
+    return scale_images(flatten_images(x[order]), dtype), y[order].astype(np.int64)
+
+
+def arch_of(width: int | None) -> tuple[int, ...]:
+    """Layer sizes: the workload's 784-128-64-10, or 784-W-W/2-10 for a width W."""
+    hidden = HIDDEN if width is None else (width, width // 2)
+    return (N_IN, *hidden, N_OUT)
+
+
+# --------------------------------------------------------------------------- peers
+# Each loop peer is ``make(x, y, arch, batch, dtype, seed) -> step``; ``step(i)``
+# trains on batch ``i`` (rows i*batch .. (i+1)*batch of x, a view) and returns
+# the loss as a Python float.
+
+
+def make_purenn(x, y, arch, batch, dtype, seed):
+    import purenn as pn
+
+    layers = [pn.Dense(units, "relu") for units in arch[1:-1]] + [pn.Dense(arch[-1], "softmax")]
+    params = pn.init(pn.Network(arch[0], layers), rng=seed, dtype=dtype)
+
+    def step(i):
+        nonlocal params
+        xb, yb = x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]
+        value, g = pn.loss_and_grads(params, xb, yb)
+        params = pn.sgd_step(params, g, LR)
+        return value
+
+    return step
+
+
+def make_tutorial(x, y, arch, batch, dtype, seed):
+    """A NumPy training loop as tutorials write it: labels one-hot for the whole
+    set, every intermediate a fresh array, weights replaced each step."""
+    rng = np.random.default_rng(seed)
+    Y = np.eye(arch[-1], dtype=dtype)[y]  # one-hot, (n, 10)
+    W = [
+        (rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(dtype)
+        for a, b in itertools.pairwise(arch)
+    ]
+    B = [np.zeros(b, dtype=dtype) for b in arch[1:]]
+
+    def step(i):
+        xb, yb = x[i * batch : (i + 1) * batch], Y[i * batch : (i + 1) * batch]
+        acts = [xb]
+        for w, b in zip(W[:-1], B[:-1], strict=True):
+            acts.append(np.maximum(acts[-1] @ w + b, 0))
+        z = acts[-1] @ W[-1] + B[-1]
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        loss = -np.mean(np.sum(yb * np.log(p + 1e-12), axis=1))
+        delta = (p - yb) / xb.shape[0]
+        for k in range(len(W) - 1, -1, -1):
+            gw, gb = acts[k].T @ delta, delta.sum(axis=0)
+            if k > 0:
+                delta = (delta @ W[k].T) * (acts[k] > 0)
+            W[k] = W[k] - LR * gw
+            B[k] = B[k] - LR * gb
+        return float(loss)
+
+    return step
+
+
+def make_gemm(x, y, arch, batch, dtype, seed):
+    """Only the matrix products of one SGD step, into preallocated buffers:
+    forward ``a @ w`` per layer, backward ``a.T @ dz`` (weight gradients) and
+    ``dz @ w.T`` (except for the input layer). Everything else is left out, so
+    this is the fastest any loop can go with this BLAS."""
+    rng = np.random.default_rng(seed)
+    W = [
+        (rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype)
+        for a, b in itertools.pairwise(arch)
+    ]
+    acts = [None] + [np.empty((batch, b), dtype=dtype) for b in arch[1:]]
+    deltas = [np.empty((batch, b), dtype=dtype) for b in arch[1:]]
+    gws = [np.empty_like(w) for w in W]
+
+    def step(i):
+        acts[0] = x[i * batch : (i + 1) * batch]
+        for k, w in enumerate(W):
+            np.matmul(acts[k], w, out=acts[k + 1])
+        deltas[-1][...] = acts[-1]
+        for k in range(len(W) - 1, -1, -1):
+            np.matmul(acts[k].T, deltas[k], out=gws[k])
+            if k > 0:
+                np.matmul(deltas[k], W[k].T, out=deltas[k - 1])
+        return 0.0
+
+    return step
+
+
+def make_torch(x, y, arch, batch, dtype, seed):
+    try:
+        import torch
+    except ImportError as err:
+        raise PeerUnavailable("torch is not installed (pip install torch==2.13.0)") from err
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    torch.manual_seed(seed)
+    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+    modules = []
+    for a, b in itertools.pairwise(arch):
+        modules += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*modules[:-1]).to(tdtype[np.dtype(dtype)])
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step(i):
+        xb, yb = xt[i * batch : (i + 1) * batch], yt[i * batch : (i + 1) * batch]
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def make_jax(x, y, arch, batch, dtype, seed):
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as err:
+        raise PeerUnavailable("jax is not installed (optional: pip install jax)") from err
+    if np.dtype(dtype) == np.float64:
+        jax.config.update("jax_enable_x64", True)
+    key = jax.random.PRNGKey(seed)
+    params = []
+    for a, b in itertools.pairwise(arch):
+        key, sub = jax.random.split(key)
+        w = jax.random.normal(sub, (a, b), dtype=dtype) * math.sqrt(2.0 / a)
+        params.append((w, jnp.zeros(b, dtype=dtype)))
+
+    def loss_fn(params, xb, yb):
+        h = xb
+        for w, b in params[:-1]:
+            h = jax.nn.relu(h @ w + b)
+        w, b = params[-1]
+        log_p = jax.nn.log_softmax(h @ w + b)
+        return -jnp.mean(jnp.take_along_axis(log_p, yb[:, None], axis=1))
+
+    @jax.jit
+    def jstep(params, xs, ys, start):
+        xb = jax.lax.dynamic_slice_in_dim(xs, start, batch)
+        yb = jax.lax.dynamic_slice_in_dim(ys, start, batch)
+        value, g = jax.value_and_grad(loss_fn)(params, xb, yb)
+        return jax.tree_util.tree_map(lambda p, d: p - LR * d, params, g), value
+
+    xs, ys = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
+
+    def step(i):
+        nonlocal params
+        params, value = jstep(params, xs, ys, i * batch)
+        return float(value)
+
+    return step
+
+
+LOOP_PEERS = {
+    "purenn": (make_purenn, np.float32),
+    "purenn_f64": (make_purenn, np.float64),
+    "tutorial": (make_tutorial, np.float32),
+    "tutorial_f64": (make_tutorial, np.float64),
+    "gemm": (make_gemm, np.float32),
+    "torch": (make_torch, np.float32),
+    "jax": (make_jax, np.float32),
+}
+
+
+def time_loop(step, steps: int, warmup: int) -> dict:
+    """Warm up on the first ``warmup`` batches, then time batches 0 .. steps-1."""
+    for i in range(warmup):
+        step(i)
+    loss_sum = 0.0
+    t0 = time.perf_counter()
+    for i in range(steps):
+        loss_sum += step(i)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "steps": steps, "mean_loss": loss_sum / steps}
+
+
+def time_sklearn(x, y, steps: int, warmup: int, seed: int) -> dict:
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+    except ImportError as err:
+        raise PeerUnavailable("scikit-learn is not installed (pip install scikit-learn)") from err
+
+    def model():
+        return MLPClassifier(
+            hidden_layer_sizes=HIDDEN,
+            solver="sgd",
+            learning_rate_init=LR,
+            momentum=0.0,
+            alpha=0.0,
+            batch_size=BATCH,
+            max_iter=1,
+            shuffle=False,
+            random_state=seed,
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # one epoch is on purpose
+        model().fit(x[: warmup * BATCH], y[: warmup * BATCH])
+        clf = model()
+        t0 = time.perf_counter()
+        clf.fit(x[: steps * BATCH], y[: steps * BATCH])
+        seconds = time.perf_counter() - t0
+    if clf.coefs_[0].dtype != x.dtype:
+        raise RuntimeError(f"sklearn trained in {clf.coefs_[0].dtype}, not {x.dtype}")
+    return {"seconds": seconds, "steps": steps, "mean_loss": float(clf.loss_)}
+
+
+def time_fit(x, y, steps: int, warmup: int, seed: int) -> dict:
+    import purenn as pn
+
+    spec = pn.Network(N_IN, [pn.Dense(HIDDEN[0]), pn.Dense(HIDDEN[1]), pn.Dense(10, "softmax")])
+
+    def run(n_batches):
+        params = pn.init(spec, rng=seed, dtype=x.dtype)
+        m = n_batches * BATCH
+        return pn.fit(
+            params,
+            (x[:m], y[:m]),
+            optimizer=pn.optim.sgd(LR),
+            epochs=1,
+            batch_size=BATCH,
+            rng=seed,
+            shuffle=False,  # the data are pre-shuffled, as for every peer
+            drop_last=True,
+            verbose=0,
+        )
+
+    run(warmup)
+    t0 = time.perf_counter()
+    _, history = run(steps)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "steps": steps, "mean_loss": history["train_loss"][-1]}
+
+
+def rss_mb() -> float:
+    """Current resident set size in MiB (Linux /proc; NaN elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return math.nan
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def measure_memory(data_dir: str | None, seed: int, quick: bool, synthetic: bool) -> dict:
+    """Peak RSS of a realistic MNIST run: load, scale to float32, purenn.fit one
+    epoch with fit's own shuffling and the test set as validation data."""
+    import purenn as pn
+
+    base = rss_mb()
+    if synthetic:
+        rng = np.random.default_rng(seed)
+        x = rng.random((60000, N_IN), dtype=np.float32)
+        xt = rng.random((10000, N_IN), dtype=np.float32)
+        y, yt = rng.integers(0, 10, 60000), rng.integers(0, 10, 10000)
+    else:
+        import purenn.datasets
+        from purenn.preprocessing import flatten_images, scale_images
+
+        (x, y), (xt, yt) = purenn.datasets.load_mnist(data_dir, download=False)
+        x = scale_images(flatten_images(x))
+        xt = scale_images(flatten_images(xt))
+    arrays = (x.nbytes + xt.nbytes) / 2**20
+    if quick:
+        x, y = x[: QUICK_STEPS * BATCH], y[: QUICK_STEPS * BATCH]
+    before = rss_mb()
+    spec = pn.Network(N_IN, [pn.Dense(HIDDEN[0]), pn.Dense(HIDDEN[1]), pn.Dense(10, "softmax")])
+    params = pn.init(spec, rng=seed)
+    t0 = time.perf_counter()
+    pn.fit(
+        params,
+        (x, y),
+        optimizer=pn.optim.sgd(LR),
+        epochs=1,
+        batch_size=BATCH,
+        rng=seed,
+        val=(xt, yt),
+        verbose=0,
+    )
+    seconds = time.perf_counter() - t0
+    peak = peak_rss_mb()
+    return {
+        "seconds": seconds,
+        "arrays_mb": arrays,
+        "rss_at_start_mb": base,
+        "rss_before_fit_mb": before,
+        "peak_rss_mb": peak,
+        "budget_mb": arrays + 100.0,
+    }
+
+
+def blas_info() -> list[dict]:
+    """The BLAS libraries loaded here and the kernel each runs (needs threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"note": "threadpoolctl not installed; pip install threadpoolctl"}]
+    keys = ("internal_api", "version", "architecture", "num_threads", "threading_layer", "prefix")
+    return [{k: lib.get(k) for k in keys} for lib in threadpool_info()]
+
+
+def library_versions(peer: str) -> dict:
+    """Versions of numpy, the peer's library and purenn (with its git commit, if any)."""
+    versions = {"numpy": np.__version__}
+    if "purenn" in sys.modules:
+        import purenn
+
+        where = Path(purenn.__file__).parent
+        git = subprocess.run(
+            ["git", "-C", str(where), "log", "-1", "--format=%h", "--", "."],
+            capture_output=True,
+            text=True,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+        )
+        commit = git.stdout.strip() or "not a git checkout"
+        if git.returncode == 0 and dirty.stdout.strip():
+            commit += " + uncommitted changes"
+        versions["purenn"] = f"{purenn.__version__} ({where}, {commit})"
+    for name in {"torch": "torch", "sklearn": "sklearn", "jax": "jax"}.get(peer, "").split():
+        versions[name] = sys.modules[name].__version__
+    return versions
+
+
+def run_worker(args: argparse.Namespace) -> dict:
+    """One peer, one process: time it and return the result (printed as JSON)."""
+    peer = args.worker
+    steps, warmup = (QUICK_STEPS, QUICK_WARMUP) if args.quick else (STEPS, WARMUP)
+    n_samples = QUICK_SAMPLES if args.quick else STEPS * BATCH
+    result: dict = {"peer": peer, "pid": os.getpid()}
+    if peer == "memory":
+        result.update(measure_memory(args.data_dir, args.seed, args.quick, args.synthetic))
+    elif args.scaling_worker:
+        make, dtype = LOOP_PEERS[peer]
+        x, y = load_data(args.data_dir, args.seed, n_samples, dtype, args.synthetic)
+        budget = QUICK_SCALING_SECONDS if args.quick else SCALING_SECONDS
+        result["points"] = [
+            time_scaling_point(make, x, y, batch, width, dtype, args.seed, budget)
+            for batch, width in scaling_points()
+        ]
+    else:
+        dtype = np.float64 if peer.endswith("_f64") else np.float32
+        x, y = load_data(args.data_dir, args.seed, n_samples, dtype, args.synthetic)
+        if peer == "sklearn":
+            timing = time_sklearn(x, y, steps, warmup, args.seed)
+        elif peer == "purenn_fit":
+            timing = time_fit(x, y, steps, warmup, args.seed)
+        else:
+            make, dtype = LOOP_PEERS[peer]
+            timing = time_loop(make(x, y, arch_of(None), BATCH, dtype, args.seed), steps, warmup)
+        result.update(timing)
+        result["dtype"] = np.dtype(dtype).name
+        result["samples_per_s"] = timing["steps"] * BATCH / timing["seconds"]
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["versions"] = library_versions(peer.removesuffix("_f64"))
+    result["blas"] = blas_info()
+    return result
+
+
+def scaling_points() -> list[tuple[int, int | None]]:
+    """(batch, width) pairs: the batch sweep at the workload's widths (width None),
+    then the width sweep 784-W-W/2-10 at batch 128."""
+    return [(b, None) for b in SCALING_BATCHES] + [(BATCH, w) for w in SCALING_WIDTHS]
+
+
+def time_scaling_point(make, x, y, batch, width, dtype, seed, budget) -> dict:
+    """Samples/s for one (batch, width): 3 warm-up steps, then steps until
+    ``budget`` seconds have passed (at least 3, at most one epoch)."""
+    step = make(x, y, arch_of(width), batch, dtype, seed)
+    n_batches = x.shape[0] // batch
+    for i in range(3):
+        step(i % n_batches)
+    done, t0 = 0, time.perf_counter()
+    while done < 3 or (done < n_batches and time.perf_counter() - t0 < budget):
+        step(done % n_batches)
+        done += 1
+    seconds = time.perf_counter() - t0
+    return {
+        "batch": batch,
+        "arch": "-".join(map(str, arch_of(width))),
+        "sweep": "batch" if width is None else "width",
+        "width": HIDDEN[0] if width is None else width,
+        "steps": done,
+        "samples_per_s": done * batch / seconds,
+    }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def spawn(peer: str, args: argparse.Namespace, scaling: bool) -> dict:
+    """Run one worker in a fresh Python process; return its JSON (or the failure)."""
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        peer,
+        "--seed",
+        str(args.seed),
+    ]
+    if args.data_dir is not None:
+        cmd += ["--data-dir", str(args.data_dir)]
+    cmd += ["--quick"] * args.quick + ["--synthetic"] * args.synthetic
+    cmd += ["--scaling-worker"] * scaling
+    env = dict(os.environ)
+    if args.threads:
+        for var in THREAD_VARS:
+            env[var] = str(args.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        return {"peer": peer, "error": f"timed out after {WORKER_TIMEOUT} s"}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode == SKIPPED:
+        return {"peer": peer, "skipped": lines[-1] if lines else "unavailable"}
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
+        return {"peer": peer, "error": f"worker exited with {proc.returncode}:\n{tail}"}
+    result = json.loads(lines[-1])
+    result["load_before"] = load
+    return result
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per peer: median samples/s, spread, ratio to torch, fraction of the GEMM bound."""
+    by_peer: dict[str, list[dict]] = {}
+    for run in runs:
+        by_peer.setdefault(run["peer"], []).append(run)
+    summary = {}
+    for peer, rs in by_peer.items():
+        ok = [r for r in rs if "samples_per_s" in r]
+        entry: dict = {"description": PEERS[peer], "rounds": len(ok)}
+        if peer == "memory":
+            mem = [r for r in rs if "peak_rss_mb" in r and "error" not in r]
+            if mem:
+                worst = max(mem, key=lambda r: r["peak_rss_mb"])
+                entry.update({k: worst[k] for k in ("peak_rss_mb", "arrays_mb", "budget_mb")})
+                entry["rss_before_fit_mb"] = worst["rss_before_fit_mb"]
+        elif ok:
+            sps = sorted(r["samples_per_s"] for r in ok)
+            entry.update(
+                dtype=ok[0]["dtype"],
+                median=statistics.median(sps),
+                min=sps[0],
+                max=sps[-1],
+                all=[r["samples_per_s"] for r in ok],
+            )
+        for key in ("skipped", "error"):
+            notes = [r[key] for r in rs if key in r]
+            if notes:
+                entry[key] = notes[-1]
+        summary[peer] = entry
+    torch_med = summary.get("torch", {}).get("median")
+    bound = summary.get("gemm", {}).get("median")
+    for entry in summary.values():
+        if "median" in entry:
+            entry["vs_torch"] = entry["median"] / torch_med if torch_med else None
+            entry["of_bound"] = entry["median"] / bound if bound else None
+    return summary
+
+
+def targets(summary: dict) -> list[dict]:
+    """Issue 6's targets, each measured from this run's medians (None: a peer is missing)."""
+
+    def med(peer):
+        return summary.get(peer, {}).get("median")
+
+    def ratio(a, b):
+        return med(a) / med(b) if med(a) and med(b) else None
+
+    mem = summary.get("memory", {})
+    rows = [
+        ("purenn samples/s vs torch eager", ratio("purenn", "torch"), ">=", 1.3, "x"),
+        ("purenn fraction of the GEMM-only bound", ratio("purenn", "gemm"), ">=", 0.65, ""),
+        ("purenn_fit vs the bare purenn loop", ratio("purenn_fit", "purenn"), ">=", 0.95, "x"),
+        ("purenn float64 vs tutorial float64", ratio("purenn_f64", "tutorial_f64"), ">=", 0.9, "x"),
+        (
+            "peak RSS minus (train + test float32 arrays), MiB",
+            mem["peak_rss_mb"] - mem["arrays_mb"] if "peak_rss_mb" in mem else None,
+            "<=",
+            100.0,
+            "",
+        ),
+    ]
+    out = []
+    for name, value, op, goal, unit in rows:
+        ok = None if value is None else (value >= goal if op == ">=" else value <= goal)
+        out.append({"target": name, "value": value, "op": op, "goal": goal, "unit": unit, "ok": ok})
+    return out
+
+
+def summarize_scaling(runs: list[dict]) -> list[dict]:
+    """Median samples/s per (peer, batch, arch) over the rounds."""
+    cells: dict[tuple, list[float]] = {}
+    meta: dict[tuple, dict] = {}
+    for run in runs:
+        for p in run.get("points", []):
+            key = (run["peer"], p["sweep"], p["batch"], p["arch"])
+            cells.setdefault(key, []).append(p["samples_per_s"])
+            meta[key] = p
+    return [
+        {
+            "peer": key[0],
+            "sweep": key[1],
+            "batch": key[2],
+            "arch": key[3],
+            "width": meta[key]["width"],
+            "median": statistics.median(v),
+            "min": min(v),
+            "max": max(v),
+        }
+        for key, v in cells.items()
+    ]
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def fmt_rate(v: float | None) -> str:
+    return "-" if v is None else f"{v / 1000:,.1f}k"
+
+
+def fmt_ratio(v: float | None, unit: str = "x") -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f}{unit}" if unit == "x" else f"{100 * v:.0f}%"
+
+
+def results_table(summary: dict) -> str:
+    lines = [
+        "| peer | what | samples/s (median) | spread (min - max) | vs torch | of GEMM bound |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for peer, entry in summary.items():
+        if peer == "memory":
+            continue
+        if "median" not in entry:
+            why = entry.get("skipped") or entry.get("error", "no result").splitlines()[0]
+            lines.append(f"| {peer} | {entry['description']} | {why} | | | |")
+            continue
+        lines.append(
+            f"| {peer} | {entry['description']} | {fmt_rate(entry['median'])} | "
+            f"{fmt_rate(entry['min'])} - {fmt_rate(entry['max'])} | "
+            f"{fmt_ratio(entry['vs_torch'])} | {fmt_ratio(entry['of_bound'], '%')} |"
+        )
+    return "\n".join(lines)
+
+
+def targets_table(rows: list[dict]) -> str:
+    lines = ["| target | measured | goal | result |", "| --- | ---: | ---: | --- |"]
+    for r in rows:
+        if r["value"] is None:
+            value, result = "-", "not measured"
+        else:
+            value = (
+                f"{r['value']:.0f}" if r["unit"] == "" and r["goal"] > 1 else f"{r['value']:.2f}"
+            )
+            value += r["unit"]
+            result = "**pass**" if r["ok"] else "**FAIL**"
+        lines.append(f"| {r['target']} | {value} | {r['op']} {r['goal']:g}{r['unit']} | {result} |")
+    return "\n".join(lines)
+
+
+def memory_line(summary: dict) -> str:
+    mem = summary.get("memory", {})
+    if "peak_rss_mb" not in mem:
+        return "Memory: not measured" + (
+            f" ({mem['error'].splitlines()[0]})" if "error" in mem else ""
+        )
+    return (
+        f"Memory (`memory` worker: load MNIST, scale to float32, `purenn.fit` one epoch with "
+        f"validation on the test set): peak RSS {mem['peak_rss_mb']:.0f} MiB; the float32 train "
+        f"and test arrays are {mem['arrays_mb']:.0f} MiB, so the budget is "
+        f"{mem['budget_mb']:.0f} MiB; RSS just before `fit` was {mem['rss_before_fit_mb']:.0f} MiB."
+    )
+
+
+def scaling_table(cells: list[dict]) -> str:
+    peers = [p for p in SCALING_PEERS if any(c["peer"] == p for c in cells)]
+    head = " | ".join(f"{p} samples/s" for p in peers)
+    lines = [
+        f"| sweep | network | batch | {head} | purenn vs torch | purenn of bound |",
+        "| --- | --- | ---: |" + " ---: |" * len(peers) + " ---: | ---: |",
+    ]
+    for batch, width in scaling_points():
+        sweep = "batch" if width is None else "width"
+        arch = "-".join(map(str, arch_of(width)))
+        row = {
+            c["peer"]: c["median"]
+            for c in cells
+            if (c["sweep"], c["batch"], c["arch"]) == (sweep, batch, arch)
+        }
+        pn_, th, gm = row.get("purenn"), row.get("torch"), row.get("gemm")
+        rates = " | ".join(fmt_rate(row.get(p)) for p in peers)
+        vs = fmt_ratio(pn_ / th) if pn_ and th else "-"
+        ob = fmt_ratio(pn_ / gm, "%") if pn_ and gm else "-"
+        lines.append(f"| {sweep} | {arch} | {batch} | {rates} | {vs} | {ob} |")
+    return "\n".join(lines)
+
+
+def plot_scaling(cells: list[dict], path: Path) -> None:
+    """Two panels (batch sweep, width sweep) of median samples/s, log scales."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    styles = {
+        "purenn": ("tab:blue", "o", "-", "purenn (public API)"),
+        "torch": ("tab:orange", "s", "-", "PyTorch eager"),
+        "gemm": ("0.4", "", "--", "GEMM-only bound"),
+    }
+    panels = (
+        ("batch", "batch size (network 784-128-64-10)"),
+        ("width", "hidden width W (network 784-W-W/2-10, batch 128)"),
+    )
+    for ax, (sweep, xlabel) in zip(fig.subplots(1, 2), panels, strict=True):
+        ticks: np.ndarray = np.array([])
+        for peer, (color, marker, ls, label) in styles.items():
+            pts = sorted(
+                (c["batch"] if sweep == "batch" else c["width"], c["median"], c["min"], c["max"])
+                for c in cells
+                if c["peer"] == peer and c["sweep"] == sweep
+            )
+            if not pts:
+                continue
+            xs, med, lo, hi = (np.array(v, dtype=float) for v in zip(*pts, strict=True))
+            ax.plot(xs, med, color=color, marker=marker, linestyle=ls, label=label)
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.15, linewidth=0)
+            ticks = xs
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(ticks, [str(int(v)) for v in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("samples / s (median; band: min - max)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle("Training throughput, float32, one process per peer per round")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def machine_facts(runs: list[dict], threads: int | None) -> dict:
+    """Cores, platform, library versions and BLAS kernels as the workers saw them."""
+    facts = {
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
+        "threads": threads,
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    for run in runs:
+        facts.setdefault("versions", {}).update(run.get("versions", {}))
+        if run.get("peer") == "gemm" and "blas" in run:
+            facts["numpy_blas"] = run["blas"]
+    return facts
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def facts_text(facts: dict) -> str:
+    v = facts.get("versions", {})
+    blas = "; ".join(
+        f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')} kernel, "
+        f"{b.get('num_threads')} threads)"
+        for b in facts.get("numpy_blas", [])
+        if "internal_api" in b
+    )
+    env = facts["openblas_env"] or "none set"
+    load = ", ".join(f"{x:.2f}" for x in facts["load_average_at_start"] or [])
+    return (
+        f"Machine: {facts['cpu_count']} cores ({facts['cpu']}), {facts['platform']}, "
+        f"Python {facts['python']}; numpy {v.get('numpy', '?')} with {blas or 'BLAS unknown'}; "
+        f"torch {v.get('torch', '-')}; scikit-learn {v.get('sklearn', '-')}; "
+        f"jax {v.get('jax', 'not installed')}; purenn {v.get('purenn', '?')}. "
+        f"Threads per worker: {facts.get('threads') or 'library default (all cores)'}. "
+        f"OPENBLAS_* variables: {env}. "
+        f"Load average at start: {load}."
+    )
+
+
+def report(results: dict) -> str:
+    """The generated Markdown: command, machine, results, targets, memory."""
+    parts = [
+        f"Command: `{results['command']}` ({results['rounds']} rounds, "
+        f"{time.strftime('%Y-%m-%d', time.localtime(results['started']))}).",
+        "",
+        facts_text(results["machine"]),
+        "",
+        results_table(results["summary"]),
+        "",
+        targets_table(results["targets"]),
+        "",
+        memory_line(results["summary"]),
+    ]
+    return "\n".join(parts)
+
+
+def scaling_report(results: dict, figure: str) -> str:
+    return "\n".join(
+        [
+            f"Command: `{results['command']}` ({results['rounds']} rounds; each point times "
+            f"{SCALING_SECONDS} s of steps after 3 warm-up steps).",
+            "",
+            scaling_table(results["scaling"]),
+            "",
+            f"![samples/s against batch size and hidden width]({figure})",
+        ]
+    )
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(
+            f"{DOCS} has no section markers {start} ... {end}; add them where the "
+            "generated text should go"
+        )
+    return text[: i + len(start)] + "\n" + body + "\n" + text[j:]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def update_docs(results: dict) -> None:
+    text = DOCS.read_text()
+    text = replace_section(text, "results", report(results))
+    if results.get("scaling"):
+        plot_scaling(results["scaling"], FIGURE)
+        rel = FIGURE.relative_to(DOCS.parent).as_posix()
+        text = replace_section(text, "scaling", scaling_report(results, rel))
+    write_atomic(DOCS, text)
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def profile_purenn(args: argparse.Namespace) -> None:
+    """Profile purenn's public-API epoch in this process (pyinstrument, else cProfile)."""
+    x, y = load_data(args.data_dir, args.seed, STEPS * BATCH, np.float32, args.synthetic)
+    steps = QUICK_STEPS if args.quick else STEPS
+    step = make_purenn(x, y, arch_of(None), BATCH, np.float32, args.seed)
+    for i in range(WARMUP):
+        step(i)
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.runcall(lambda: [step(i) for i in range(steps)])
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        return
+    profiler = Profiler(interval=0.0002)
+    with profiler:
+        for i in range(steps):
+            step(i)
+    print(profiler.output_text(unicode=True, color=False, show_all=False))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_peers(text: str) -> list[str]:
+    if text.strip() == "all":
+        return list(PEERS)
+    peers = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown or not peers:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(PEERS)}"
+        )
+    return peers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=(
+            "Time one epoch of MNIST MLP training (784-128-64-10, batch 128, SGD lr 0.1) "
+            "for purenn and its peers, each in a fresh process, interleaved over rounds."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--rounds", type=int, default=3, help="rounds of all peers (medians over them)")
+    p.add_argument(
+        "--peers",
+        type=parse_peers,
+        default="all",
+        metavar="A,B,...",
+        help=f"'all' or a comma-separated subset of: {', '.join(PEERS)}",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for every worker's BLAS and torch (sets OPENBLAS/OMP/MKL_NUM_THREADS); "
+        "None: the libraries' own choice, all cores (torch: os.cpu_count())",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the data shuffle and the inits")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding MNIST (None: the loaders' search: $PURENN_DATA, the cache)",
+    )
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="also write all results as JSON to PATH; '--json' alone writes JSON to stdout "
+        "(the table then goes to stderr)",
+    )
+    p.add_argument("--scaling", action="store_true", help="also sweep batch size and hidden width")
+    p.add_argument(
+        "--update-docs",
+        action="store_true",
+        help=f"rewrite the generated sections of {DOCS.relative_to(ROOT)} "
+        f"(and {FIGURE.relative_to(ROOT)} with --scaling)",
+    )
+    p.add_argument(
+        "--figure", type=Path, default=None, help="write the scaling plot here (with --scaling)"
+    )
+    p.add_argument(
+        "--replot",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="run nothing: rebuild the tables and plot (--figure, --update-docs) "
+        "from a saved --json file",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK_STEPS} timed steps per peer, not benchmark numbers",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile purenn's public-API epoch in this process and print where time goes",
+    )
+    p.add_argument("--synthetic", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=list(PEERS), help=argparse.SUPPRESS)
+    p.add_argument("--scaling-worker", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    if args.worker:
+        try:
+            result = run_worker(args)
+        except PeerUnavailable as err:
+            print(str(err))
+            return SKIPPED
+        print(json.dumps(result))
+        return 0
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds must be >= 1; got {args.rounds}")
+    if args.quick and args.update_docs:
+        raise SystemExit("--quick gives smoke-test numbers, not results: drop --update-docs")
+    if not args.synthetic and not args.replot:
+        check_data(args.data_dir)
+    if args.profile:
+        profile_purenn(args)
+        return 0
+    if args.replot:
+        results = json.loads(args.replot.read_text())
+    else:
+        results = run_benchmark(args)
+    to_stdout = args.json == "-"
+    out = sys.stderr if to_stdout else sys.stdout
+    print(report(results), file=out)
+    if results.get("scaling"):
+        print("\n" + scaling_table(results["scaling"]), file=out)
+        if args.figure:
+            plot_scaling(results["scaling"], args.figure)
+            print(f"wrote {args.figure}", file=sys.stderr)
+    if args.json:
+        text = json.dumps(results, indent=1)
+        if to_stdout:
+            print(text)
+        else:
+            write_atomic(Path(args.json), text + "\n")
+            print(f"wrote {args.json}", file=sys.stderr)
+    if args.update_docs:
+        update_docs(results)
+        print(f"updated {DOCS}", file=sys.stderr)
+    failed = [p for p, e in results["summary"].items() if "error" in e]
+    if failed:
+        print(f"failed peers: {', '.join(failed)} (see the table)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def check_data(data_dir: str | None) -> None:
+    """Find MNIST once here (downloading it if the loaders can), so workers need not."""
+    import purenn.datasets
+
+    try:
+        purenn.datasets.load_mnist(data_dir)
+    except (purenn.datasets.DataNotFoundError, purenn.datasets.CorruptFileError) as err:
+        raise SystemExit(f"bench.py needs MNIST: {err}") from None
+
+
+def run_benchmark(args: argparse.Namespace) -> dict:
+    started = time.time()
+    runs: list[dict] = []
+    scaling_runs: list[dict] = []
+    unavailable: set[str] = set()
+    for r in range(1, args.rounds + 1):
+        for peer in args.peers:
+            if peer in unavailable:
+                continue
+            t0 = time.perf_counter()
+            res = spawn(peer, args, scaling=False)
+            res["round"] = r
+            runs.append(res)
+            if "skipped" in res:
+                unavailable.add(peer)
+            print(
+                f"round {r}/{args.rounds} {peer:13s} {describe(res)} "
+                f"(load {res.get('load_before') or 0:.1f}) "
+                f"[{time.perf_counter() - t0:.1f} s]",
+                file=sys.stderr,
+                flush=True,
+            )
+        if args.scaling:
+            for peer in SCALING_PEERS:
+                if peer in unavailable:
+                    continue
+                t0 = time.perf_counter()
+                res = spawn(peer, args, scaling=True)
+                res["round"] = r
+                scaling_runs.append(res)
+                if "skipped" in res:
+                    unavailable.add(peer)
+                print(
+                    f"round {r}/{args.rounds} scaling {peer:6s} "
+                    f"{'ok' if 'points' in res else describe(res)} "
+                    f"[{time.perf_counter() - t0:.1f} s]",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    summary = summarize(runs)
+    return {
+        "command": " ".join(["python scripts/bench.py", *args.argv]),
+        "started": started,
+        "rounds": args.rounds,
+        "quick": args.quick,
+        "workload": {
+            "network": "-".join(map(str, arch_of(None))),
+            "batch": BATCH,
+            "lr": LR,
+            "steps": QUICK_STEPS if args.quick else STEPS,
+            "warmup_steps": QUICK_WARMUP if args.quick else WARMUP,
+            "data": "synthetic" if args.synthetic else "MNIST train, pre-shuffled",
+            "seed": args.seed,
+        },
+        "machine": machine_facts(runs + scaling_runs, args.threads),
+        "summary": summary,
+        "targets": targets(summary),
+        "scaling": summarize_scaling(scaling_runs),
+        "runs": runs,
+        "scaling_runs": scaling_runs,
+    }
+
+
+def describe(res: dict) -> str:
+    if "samples_per_s" in res:
+        return f"{res['samples_per_s'] / 1000:8.1f}k samples/s"
+    if "peak_rss_mb" in res and "error" not in res:
+        return f"peak RSS {res['peak_rss_mb']:.0f} MiB"
+    if "skipped" in res:
+        return f"skipped: {res['skipped']}"
+    return "FAILED: " + res.get("error", "?").replace("\n", "\n    ")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,103 @@
+"""Smoke test of scripts/bench.py: its workers run and speak JSON.
+
+No timing assertions (speed targets live in the benchmark's results in
+docs/benchmarks.md); synthetic data, so no data files or torch are needed.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+TIMING_KEYS = {
+    "peer",
+    "dtype",
+    "seconds",
+    "steps",
+    "mean_loss",
+    "samples_per_s",
+    "versions",
+    "blas",
+}
+
+
+def run_worker(peer, *extra):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--worker", peer, "--quick", "--synthetic", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("peer", ["purenn", "gemm", "purenn_fit", "purenn_f64"])
+def test_worker_prints_one_json_result(peer):
+    result = run_worker(peer)
+    assert TIMING_KEYS <= result.keys()
+    assert result["peer"] == peer
+    assert result["dtype"] == ("float64" if peer.endswith("_f64") else "float32")
+    assert result["samples_per_s"] > 0
+    assert result["steps"] > 0
+    assert result["mean_loss"] == result["mean_loss"]  # not NaN
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("peer,module", [("torch", "torch"), ("sklearn", "sklearn")])
+def test_optional_peers(peer, module):
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} not installed")
+    assert TIMING_KEYS <= run_worker(peer).keys()
+
+
+def test_scaling_worker_covers_every_point():
+    result = run_worker("gemm", "--scaling-worker")
+    sweeps = [(p["sweep"], p["batch"], p["arch"]) for p in result["points"]]
+    assert ("batch", 2048, "784-128-64-10") in sweeps
+    assert ("width", 128, "784-2048-1024-10") in sweeps
+    assert all(p["samples_per_s"] > 0 for p in result["points"])
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_summary_ratios_and_targets():
+    bench = load_bench()
+    runs = [
+        {"peer": "torch", "samples_per_s": v, "dtype": "float32"} for v in (100.0, 200.0, 300.0)
+    ] + [{"peer": "purenn", "samples_per_s": v, "dtype": "float32"} for v in (250.0, 260.0)]
+    runs.append({"peer": "gemm", "samples_per_s": 500.0, "dtype": "float32"})
+    summary = bench.summarize(runs)
+    assert summary["torch"]["median"] == 200.0
+    assert summary["purenn"]["vs_torch"] == pytest.approx(255.0 / 200.0)
+    assert summary["purenn"]["of_bound"] == pytest.approx(255.0 / 500.0)
+    by_name = {t["target"]: t for t in bench.targets(summary)}
+    assert by_name["purenn samples/s vs torch eager"]["ok"] is False  # 1.275 < 1.3
+    assert by_name["purenn fraction of the GEMM-only bound"]["ok"] is False
+    assert by_name["purenn float64 vs tutorial float64"]["ok"] is None  # not measured
+    assert "| purenn |" in bench.results_table(summary)
+
+
+def test_update_docs_needs_markers():
+    bench = load_bench()
+    text = "intro\n<!-- bench:results:start -->\nold\n<!-- bench:results:end -->\nrest\n"
+    assert "new" in bench.replace_section(text, "results", "new")
+    assert "old" not in bench.replace_section(text, "results", "new")
+    with pytest.raises(ValueError, match="markers"):
+        bench.replace_section("no markers", "results", "new")
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(SystemExit):
+        load_bench().main(["--peers", "purenn,nope"])
+    with pytest.raises(SystemExit, match="--quick"):
+        load_bench().main(["--quick", "--update-docs", "--synthetic"])
