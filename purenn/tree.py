@@ -158,6 +158,13 @@ def tree_check_like(tree: Tree, reference: Tree, what: str) -> None:
 
 
 def _check_like(ref: Tree, tree: Any, what: str, path: str) -> None:
+    if isinstance(tree, dict) and SPEC_KEY in ref and SPEC_KEY in tree:
+        mine, theirs = ref[SPEC_KEY], tree[SPEC_KEY]
+        if theirs is not mine and theirs != mine:  # say so before listing key differences
+            raise ValueError(
+                f"{what} belong to another network: its spec {theirs!r} differs from "
+                f"params' spec {mine!r}"
+            )
     if not isinstance(tree, dict) or tree.keys() != ref.keys():
         raise ValueError(f"{what} does not match params: {_mismatch(ref, tree, path)}")
     for key, value in ref.items():
