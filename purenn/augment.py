@@ -1,4 +1,4 @@
-"""Seeded augmentation: images (shifts, small rotations, scaling) and pen strokes.
+"""Seeded augmentation: images (shifts, small rotations, scaling, mirroring) and pen strokes.
 
 Each image gets its own random affine map about the image centre. The output is
 computed by the inverse map: for every output pixel, find where it came from in
@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from purenn._checks import as_generator
 
-__all__ = ["augment_images", "augment_strokes", "warp_images"]
+__all__ = ["augment_images", "augment_strokes", "flip_images", "warp_images"]
 
 
 def _as_images(
@@ -177,6 +177,46 @@ def augment_images(
     angle = np.deg2rad(u[:, 2] * float(max_rotation))
     zoom = 1.0 + u[:, 3] * float(max_scale)
     return _warp(arr, chw, angle, zoom, move, float(fill))
+
+
+def flip_images(
+    x: npt.ArrayLike,
+    rng: np.random.Generator | int,
+    p: float = 0.5,
+    *,
+    image_shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Mirror each image left to right with probability ``p`` (for training only).
+
+    Only for data whose labels survive a mirror image: a shirt mirrored is still
+    a shirt (Fashion-MNIST), but a mirrored 3 is no digit (MNIST). Each image
+    gets its own coin, drawn from ``rng`` in one call of ``rng.random(n)``.
+
+    Args:
+        x: Images of shape ``(n, h, w)``, ``(n, c, h, w)``, or flat ``(n, d)``
+            with ``image_shape``; any numeric dtype.
+        rng: A ``numpy.random.Generator`` or an int seed; same state, same output.
+        p: Probability of mirroring each image, in ``[0, 1]``.
+        image_shape: ``(h, w)`` or ``(c, h, w)``; required for flat input.
+
+    Returns:
+        A new array of ``x``'s shape and dtype (exact copies of the pixels, only
+        reordered); ``x`` is not modified.
+
+    Raises:
+        TypeError: On a bad ``rng`` or non-numeric ``x``.
+        ValueError: On bad shapes or ``p`` outside ``[0, 1]``.
+    """
+    arr, (c, h, w) = _as_images(x, image_shape, "flip_images")
+    ok = isinstance(p, numbers.Real) and not isinstance(p, bool) and 0.0 <= p <= 1.0
+    if not ok:
+        raise ValueError(f"flip_images expects p in [0, 1]; got {p!r}.")
+    gen = as_generator(rng)
+    n = arr.shape[0]
+    mirror = gen.random(n) < p  # (n,) one coin per image
+    grid = arr.reshape(n, c, h, w)
+    out = np.where(mirror[:, None, None, None], grid[..., ::-1], grid)
+    return out.reshape(arr.shape)
 
 
 def _warp(

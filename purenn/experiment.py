@@ -74,6 +74,7 @@ __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
     "TIMING_KEYS",
+    "WITH_AUGMENT",
     "Data",
     "build_cnn",
     "build_mlp",
@@ -93,6 +94,8 @@ OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup-cosine", "step")
 TIMING_KEYS = ("train_seconds", "seconds_per_epoch")
 """The ``metrics.json`` keys that differ between two runs of the same command."""
+WITH_AUGMENT = "with_augment"
+"""Recipe key for defaults that apply when augmentation is on, e.g. ``{"epochs": 50}``."""
 
 # option -> (argparse keyword arguments, help text); the default comes from the recipe
 _OPTIONS: dict[str, tuple[dict[str, Any], str]] = {
@@ -160,16 +163,33 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def _show_default(recipe: Mapping[str, Any], name: str) -> str:
+    """An option's default for ``--help``, with its value under augmentation if that differs."""
+    text = _show(recipe[name])
+    if name in recipe[WITH_AUGMENT]:
+        text += f", or {_show(recipe[WITH_AUGMENT][name])} with --augment"
+    return text
+
+
 def _recipes(recipes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each model's full defaults: the common ones overridden by its recipe."""
+    """Each model's full defaults: the common ones overridden by its recipe.
+
+    A recipe may hold ``"with_augment": {option: default}``: defaults that take
+    over when augmentation is on (say, more epochs); each full recipe carries
+    that mapping, possibly empty, under the same key.
+    """
     if not recipes:
         raise ValueError("give at least one recipe, e.g. {'mlp': {...}}")
     out = {}
     for model, recipe in recipes.items():
-        unknown = set(recipe) - set(_OPTIONS)
+        augmented = dict(recipe.get(WITH_AUGMENT, {}))
+        own = {k: v for k, v in recipe.items() if k != WITH_AUGMENT}
+        unknown = (set(own) | set(augmented)) - set(_OPTIONS)
         if unknown:
             raise ValueError(f"recipe {model!r} sets unknown options {sorted(unknown)}")
-        full = {**_COMMON_DEFAULTS, **recipe}
+        if "augment" in augmented:
+            raise ValueError(f"recipe {model!r}: {WITH_AUGMENT!r} cannot set 'augment' itself")
+        full = {**_COMMON_DEFAULTS, **own, WITH_AUGMENT: augmented}
         missing = set(_OPTIONS) - set(full)
         if missing:
             raise ValueError(f"recipe {model!r} lacks defaults for {sorted(missing)}")
@@ -190,8 +210,10 @@ def build_parser(
         dataset: the data set's name, used in the default ``--out`` folder.
         description: the script's one-line summary.
         recipes: ``{model: {option: default}}`` (option names with underscores);
-            options a recipe leaves out take the common defaults. The first
-            model is the default ``--model``; with several, ``--model`` is offered.
+            options a recipe leaves out take the common defaults. A recipe's
+            ``"with_augment": {option: default}`` names defaults that apply
+            when augmentation is on (``--help`` shows both). The first model
+            is the default ``--model``; with several, ``--model`` is offered.
 
     Returns:
         An :class:`argparse.ArgumentParser`.
@@ -210,7 +232,7 @@ def build_parser(
     else:
         parser.set_defaults(model=models[0])
     for name, (kwargs, text) in _OPTIONS.items():
-        values = {m: _show(full[m][name]) for m in models}
+        values = {m: _show_default(full[m], name) for m in models}
         if len(set(values.values())) == 1:
             shown = values[models[0]]
         else:
@@ -258,8 +280,12 @@ def parse_args(
     """
     args = parser.parse_args(argv)
     recipe = _recipes(recipes)[args.model]
-    for name, value in recipe.items():
+    if args.augment is None:
+        args.augment = recipe["augment"]
+    defaults = {**recipe, **recipe[WITH_AUGMENT]} if args.augment else recipe
+    for name in _OPTIONS:
         if getattr(args, name) is None:
+            value = defaults[name]
             setattr(args, name, list(value) if isinstance(value, list | tuple) else value)
     problems = []
     if any(h < 1 for h in args.hidden):

@@ -1,20 +1,20 @@
 """Train an MLP (or, with ``--model cnn``, a small CNN) on MNIST and write a run folder.
 
     python scripts/train_mnist.py                     # the default MLP recipe
-    python scripts/train_mnist.py --augment --epochs 60
+    python scripts/train_mnist.py --augment           # the MLP with augmentation, 50 epochs
     python scripts/train_mnist.py --model cnn
 
 Pixels are scaled to [0, 1]; see ``purenn.experiment.prepare_images`` for the
 layouts and ``--augment``, and ``purenn.experiment`` for the run folder.
+
+On a busy or shared machine, run it with one BLAS thread,
+``OPENBLAS_NUM_THREADS=1 python scripts/train_mnist.py``: OpenBLAS's threads
+otherwise spin against the other jobs and can make each step many times
+slower. On a quiet machine leave it unset; two threads were about 40% faster
+on 2 cores (``scripts/bench.py``).
 """
 
 from __future__ import annotations
-
-import os
-
-# One BLAS thread unless told otherwise: these matrices are small, and on a shared
-# 2-core machine OpenBLAS's spinning threads made steps up to 60x slower.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +33,8 @@ RECIPES = {
         "weight_decay": 1e-5,
         "epochs": 20,
         "batch_size": 128,
+        # Distorted batches take longer to fit: with --augment, 50 epochs unless --epochs.
+        "with_augment": {"epochs": 50},
     },
     "cnn": {
         "hidden": [128],

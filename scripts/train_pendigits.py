@@ -8,17 +8,17 @@ Features are standardised with statistics of the training part only. With
 the batch is taken back to raw 0..100 coordinates, rotated, sheared, jittered
 and re-normalised (``purenn.augment.augment_strokes``), then standardised again.
 The run folder is described in ``purenn.experiment``.
+
+On a busy or shared machine, run it with one BLAS thread,
+``OPENBLAS_NUM_THREADS=1 python scripts/train_pendigits.py``: OpenBLAS's threads
+otherwise spin against the other jobs and can make each step many times
+slower. On a quiet machine leave it unset; two threads were about 40% faster
+on 2 cores (``scripts/bench.py``).
 """
 
 from __future__ import annotations
 
 import functools
-import os
-
-# One BLAS thread unless told otherwise: these matrices are small, and on a shared
-# 2-core machine OpenBLAS's spinning threads made steps up to 60x slower.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 from collections.abc import Sequence
 from typing import Any
 

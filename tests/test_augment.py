@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from purenn.augment import augment_images, warp_images
+from purenn.augment import augment_images, flip_images, warp_images
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -120,3 +120,50 @@ def test_bad_arguments(images):
         warp_images(images, scale=0.0)
     with pytest.raises(ValueError, match="shift"):
         warp_images(images, shift=(1, 2, 3))
+
+
+# --------------------------------------------------------------------------- flip_images
+
+
+def test_flip_all_or_none(images):
+    out = flip_images(images, 0, p=1.0)
+    np.testing.assert_array_equal(out, images[:, :, ::-1])
+    assert out.dtype == images.dtype and out.flags.writeable
+    same = flip_images(images, 0, p=0.0)
+    np.testing.assert_array_equal(same, images)
+    assert not np.shares_memory(same, images)
+
+
+def test_flip_layouts_agree(images):
+    x = images.astype(np.float32) / 255
+    ref = flip_images(x, 5)
+    np.testing.assert_array_equal(flip_images(x[:, None], 5)[:, 0], ref)
+    flat = flip_images(x.reshape(16, 784), 5, image_shape=(28, 28))
+    assert flat.shape == (16, 784)
+    np.testing.assert_array_equal(flat.reshape(16, 28, 28), ref)
+    rgb = np.repeat(x[:, None], 3, axis=1)
+    np.testing.assert_array_equal(flip_images(rgb, 5), np.repeat(ref[:, None], 3, axis=1))
+
+
+def test_flip_is_seeded_with_one_coin_per_image(images):
+    a = flip_images(images, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, flip_images(images, 7))
+    mirrored = [np.array_equal(a[i], images[i, :, ::-1]) for i in range(16)]
+    kept = [np.array_equal(a[i], images[i]) for i in range(16)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
+    assert any(mirrored) and any(kept)
+    coins = np.random.default_rng(7).random(16) < 0.5
+    assert mirrored == coins.tolist()
+    assert not np.array_equal(a, flip_images(images, 8))
+
+
+def test_flip_bad_arguments(images):
+    for p in (-0.1, 1.5, np.nan, True, "0.5"):
+        with pytest.raises(ValueError, match="p in"):
+            flip_images(images, 0, p=p)
+    with pytest.raises(ValueError, match="image_shape"):
+        flip_images(images.reshape(16, 784), 0)
+    with pytest.raises(TypeError, match="Generator"):
+        flip_images(images, None)
+    with pytest.raises(TypeError, match="numeric"):
+        flip_images(images.astype(bool), 0)

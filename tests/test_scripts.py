@@ -194,6 +194,41 @@ def test_help_shows_every_option_with_its_default(capsys):
         assert flag in text, flag
     assert text.count("(default:") >= 19
     assert "mlp: 512 256; cnn: 128" in text
+    assert "mlp: 20, or 50 with --augment; cnn: 8" in text
+
+
+def test_recipe_defaults_under_augmentation():
+    recipes = {
+        "mlp": {
+            "hidden": [4],
+            "lr": 0.1,
+            "epochs": 3,
+            "batch_size": 2,
+            experiment.WITH_AUGMENT: {"epochs": 9, "lr": 0.05},
+        },
+        "cnn": {"hidden": [4], "lr": 0.1, "epochs": 2, "batch_size": 2},
+    }
+    parser = experiment.build_parser("x", "x", recipes)
+    cases = {
+        (): (3, 0.1, False),
+        ("--augment",): (9, 0.05, True),
+        ("--augment", "--epochs", "5"): (5, 0.05, True),
+        ("--no-augment",): (3, 0.1, False),
+        ("--model", "cnn", "--augment"): (2, 0.1, True),
+    }
+    for argv, expected in cases.items():
+        args = experiment.parse_args(parser, recipes, list(argv))
+        assert (args.epochs, args.lr, args.augment) == expected, argv
+        assert experiment.WITH_AUGMENT not in experiment.config_of(args)
+    on = {"mlp": {**recipes["mlp"], "augment": True}}
+    args = experiment.parse_args(experiment.build_parser("x", "x", on), on, [])
+    assert (args.epochs, args.augment) == (9, True)
+    for bad, message in (
+        ({"epoch": 9}, "unknown options"),
+        ({"augment": False}, "cannot set 'augment'"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            experiment.build_parser("x", "x", {"mlp": {**recipes["mlp"], "with_augment": bad}})
 
 
 @pytest.mark.parametrize(
