@@ -21,6 +21,19 @@ Every peer runs in its own fresh process (this script again, with the hidden
     purenn_f64    the purenn loop in float64
     memory        peak RSS of a full MNIST training run (purenn.fit with validation)
 
+``--workload cnn`` (issue 7) times a small CNN instead, same data (as
+``(n, 1, 28, 28)`` images), batch 128, SGD lr 0.05, one epoch of 468 batches:
+conv32 (3x3, ReLU) - maxpool 2 - conv64 (3x3, ReLU) - maxpool 2 - flatten -
+dense 128 (ReLU) - dense 10 (softmax cross-entropy), float32. Its peers:
+
+    cnn_purenn    purenn's public API: init, then loss_and_grads + sgd_step per batch
+    cnn_torch     the same network in PyTorch eager on the CPU (Conv2d, MaxPool2d, Linear)
+
+and the report gives epoch seconds, the ratio of purenn's epoch time to
+torch's and each worker's peak RSS, with issue 7's targets (epoch time <= 2x
+torch's, peak RSS under 2 GB); ``--update-docs`` then rewrites the ``cnn``
+section of ``docs/benchmarks.md``.
+
 Output: a Markdown table on stdout (samples/s median and spread, ratio to
 torch, fraction of the GEMM bound), the targets of issue 6 with pass/fail,
 progress on stderr; ``--json PATH`` (or ``--json`` alone: JSON on stdout,
@@ -34,6 +47,7 @@ plots them. Typical runs::
     python scripts/bench.py --rounds 5 --scaling --update-docs
     python scripts/bench.py --quick --peers purenn,gemm     # a smoke run in seconds
     python scripts/bench.py --profile                       # where purenn's step time goes
+    python scripts/bench.py --workload cnn --update-docs    # the CNN epoch, purenn vs torch
 
 Timings on a shared machine are noisy: compare ratios from one run, not
 absolute numbers across runs.
@@ -82,7 +96,17 @@ PEERS = {
     "tutorial_f64": "tutorial NumPy loop, float64",
     "purenn_f64": "purenn public API loop, float64",
     "memory": "peak RSS of an MNIST purenn.fit run",
+    "cnn_purenn": "purenn public API loop, CNN, float32",
+    "cnn_torch": "PyTorch eager, CPU, CNN, float32",
 }
+WORKLOADS = {
+    "mlp": tuple(p for p in PEERS if not p.startswith("cnn_")),
+    "cnn": ("cnn_purenn", "cnn_torch"),
+}
+REFERENCE = {"mlp": "torch", "cnn": "cnn_torch"}  # the peer each ratio is taken against
+IMAGE_SHAPE = (1, 28, 28)
+CNN_LR = 0.05
+CNN_RSS_GOAL_MB = 2048.0
 SCALING_PEERS = ("purenn", "torch", "gemm")
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SKIPPED = 3  # worker exit code: an optional peer whose library is not installed
@@ -271,6 +295,71 @@ def make_jax(x, y, arch, batch, dtype, seed):
 
     return step
 
+
+def make_cnn_purenn(x, y, batch, seed):
+    """The CNN of ``--workload cnn`` through purenn's public API; x is (n, 1, 28, 28)."""
+    import purenn as pn
+
+    spec = pn.Network(
+        IMAGE_SHAPE,
+        [
+            pn.Conv2D(32, 3),
+            pn.MaxPool2D(2),
+            pn.Conv2D(64, 3),
+            pn.MaxPool2D(2),
+            pn.Flatten(),
+            pn.Dense(128, "relu"),
+            pn.Dense(N_OUT, "softmax"),
+        ],
+    )
+    params = pn.init(spec, rng=seed, dtype=x.dtype)
+
+    def step(i):
+        nonlocal params
+        xb, yb = x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]
+        value, g = pn.loss_and_grads(params, xb, yb)
+        params = pn.sgd_step(params, g, CNN_LR)
+        return value
+
+    return step
+
+
+def make_cnn_torch(x, y, batch, seed):
+    """The same CNN in PyTorch eager (float32, threads = cores or OMP_NUM_THREADS)."""
+    try:
+        import torch
+    except ImportError as err:
+        raise PeerUnavailable("torch is not installed (pip install torch==2.13.0)") from err
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    torch.manual_seed(seed)
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 5 * 5, 128),
+        nn.ReLU(),
+        nn.Linear(128, N_OUT),
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=CNN_LR)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step(i):
+        xb, yb = xt[i * batch : (i + 1) * batch], yt[i * batch : (i + 1) * batch]
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+CNN_PEERS = {"cnn_purenn": make_cnn_purenn, "cnn_torch": make_cnn_torch}
 
 LOOP_PEERS = {
     "purenn": (make_purenn, np.float32),
@@ -471,7 +560,10 @@ def run_worker(args: argparse.Namespace) -> dict:
     else:
         dtype = np.float64 if peer.endswith("_f64") else np.float32
         x, y = load_data(args.data_dir, args.seed, n_samples, dtype, args.synthetic)
-        if peer == "sklearn":
+        if peer in CNN_PEERS:
+            images = x.reshape(x.shape[0], *IMAGE_SHAPE)  # a view: x is C-contiguous
+            timing = time_loop(CNN_PEERS[peer](images, y, BATCH, args.seed), steps, warmup)
+        elif peer == "sklearn":
             timing = time_sklearn(x, y, steps, warmup, args.seed)
         elif peer == "purenn_fit":
             timing = time_fit(x, y, steps, warmup, args.seed)
@@ -482,7 +574,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         result["dtype"] = np.dtype(dtype).name
         result["samples_per_s"] = timing["steps"] * BATCH / timing["seconds"]
     result["peak_rss_mb"] = peak_rss_mb()
-    result["versions"] = library_versions(peer.removesuffix("_f64"))
+    result["versions"] = library_versions(peer.removesuffix("_f64").removeprefix("cnn_"))
     result["blas"] = blas_info()
     return result
 
@@ -552,8 +644,10 @@ def spawn(peer: str, args: argparse.Namespace, scaling: bool) -> dict:
     return result
 
 
-def summarize(runs: list[dict]) -> dict:
-    """Per peer: median samples/s, spread, ratio to torch, fraction of the GEMM bound."""
+def summarize(runs: list[dict], reference: str = "torch") -> dict:
+    """Per peer: median samples/s, spread, ratio to ``reference`` (torch, or
+    cnn_torch for the CNN), fraction of the GEMM bound, median epoch seconds and
+    the largest peak RSS."""
     by_peer: dict[str, list[dict]] = {}
     for run in runs:
         by_peer.setdefault(run["peer"], []).append(run)
@@ -576,12 +670,16 @@ def summarize(runs: list[dict]) -> dict:
                 max=sps[-1],
                 all=[r["samples_per_s"] for r in ok],
             )
+            secs = [r["seconds"] for r in ok if "seconds" in r]
+            rss = [r["peak_rss_mb"] for r in ok if "peak_rss_mb" in r]
+            entry["epoch_s"] = statistics.median(secs) if secs else None
+            entry["peak_rss_mb"] = max(rss) if rss else None
         for key in ("skipped", "error"):
             notes = [r[key] for r in rs if key in r]
             if notes:
                 entry[key] = notes[-1]
         summary[peer] = entry
-    torch_med = summary.get("torch", {}).get("median")
+    torch_med = summary.get(reference, {}).get("median")
     bound = summary.get("gemm", {}).get("median")
     for entry in summary.values():
         if "median" in entry:
@@ -616,6 +714,21 @@ def targets(summary: dict) -> list[dict]:
     out = []
     for name, value, op, goal, unit in rows:
         ok = None if value is None else (value >= goal if op == ">=" else value <= goal)
+        out.append({"target": name, "value": value, "op": op, "goal": goal, "unit": unit, "ok": ok})
+    return out
+
+
+def cnn_targets(summary: dict) -> list[dict]:
+    """Issue 7's targets for ``--workload cnn`` (None: a peer is missing)."""
+    pn_, th = summary.get("cnn_purenn", {}), summary.get("cnn_torch", {})
+    slower = pn_["epoch_s"] / th["epoch_s"] if pn_.get("epoch_s") and th.get("epoch_s") else None
+    rows = [
+        ("cnn_purenn epoch time / cnn_torch epoch time", slower, "<=", 2.0, "x"),
+        ("cnn_purenn peak RSS, MiB", pn_.get("peak_rss_mb"), "<=", CNN_RSS_GOAL_MB, ""),
+    ]
+    out = []
+    for name, value, op, goal, unit in rows:
+        ok = None if value is None else value <= goal
         out.append({"target": name, "value": value, "op": op, "goal": goal, "unit": unit, "ok": ok})
     return out
 
@@ -673,6 +786,27 @@ def results_table(summary: dict) -> str:
             f"| {peer} | {entry['description']} | {fmt_rate(entry['median'])} | "
             f"{fmt_rate(entry['min'])} - {fmt_rate(entry['max'])} | "
             f"{fmt_ratio(entry['vs_torch'])} | {fmt_ratio(entry['of_bound'], '%')} |"
+        )
+    return "\n".join(lines)
+
+
+def cnn_table(summary: dict) -> str:
+    """The CNN workload: epoch seconds, epoch time against torch's, peak RSS."""
+    lines = [
+        "| peer | what | epoch s (median) | samples/s (median) | spread (min - max) "
+        "| epoch time vs torch | peak RSS, MiB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for peer, entry in summary.items():
+        if "median" not in entry:
+            why = entry.get("skipped") or entry.get("error", "no result").splitlines()[0]
+            lines.append(f"| {peer} | {entry['description']} | {why} | | | | |")
+            continue
+        vs = fmt_ratio(1 / entry["vs_torch"]) if entry.get("vs_torch") else "-"
+        lines.append(
+            f"| {peer} | {entry['description']} | {entry['epoch_s']:.1f} | "
+            f"{fmt_rate(entry['median'])} | {fmt_rate(entry['min'])} - {fmt_rate(entry['max'])} "
+            f"| {vs} | {entry['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -789,7 +923,7 @@ def machine_facts(runs: list[dict], threads: int | None) -> dict:
     }
     for run in runs:
         facts.setdefault("versions", {}).update(run.get("versions", {}))
-        if run.get("peer") == "gemm" and "blas" in run:
+        if run.get("peer") in ("gemm", "cnn_purenn") and "blas" in run:
             facts["numpy_blas"] = run["blas"]
     return facts
 
@@ -827,6 +961,8 @@ def facts_text(facts: dict) -> str:
 
 def report(results: dict) -> str:
     """The generated Markdown: command, machine, results, targets, memory."""
+    if results.get("workload", {}).get("name") == "cnn":
+        return cnn_report(results)
     parts = [
         f"Command: `{results['command']}` ({results['rounds']} rounds, "
         f"{time.strftime('%Y-%m-%d', time.localtime(results['started']))}).",
@@ -840,6 +976,22 @@ def report(results: dict) -> str:
         memory_line(results["summary"]),
     ]
     return "\n".join(parts)
+
+
+def cnn_report(results: dict) -> str:
+    """The generated Markdown of ``--workload cnn``: command, machine, table, targets."""
+    return "\n".join(
+        [
+            f"Command: `{results['command']}` ({results['rounds']} rounds, "
+            f"{time.strftime('%Y-%m-%d', time.localtime(results['started']))}).",
+            "",
+            facts_text(results["machine"]),
+            "",
+            cnn_table(results["summary"]),
+            "",
+            targets_table(results["targets"]),
+        ]
+    )
 
 
 def scaling_report(results: dict, figure: str) -> str:
@@ -876,6 +1028,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 def update_docs(results: dict) -> None:
     text = DOCS.read_text()
+    if results.get("workload", {}).get("name") == "cnn":
+        write_atomic(DOCS, replace_section(text, "cnn", cnn_report(results)))
+        return
     text = replace_section(text, "results", report(results))
     if results.get("scaling"):
         plot_scaling(results["scaling"], FIGURE)
@@ -916,7 +1071,7 @@ def profile_purenn(args: argparse.Namespace) -> None:
 
 def parse_peers(text: str) -> list[str]:
     if text.strip() == "all":
-        return list(PEERS)
+        return ["all"]  # every peer of --workload, resolved in main
     peers = [p.strip() for p in text.split(",") if p.strip()]
     unknown = [p for p in peers if p not in PEERS]
     if unknown or not peers:
@@ -931,7 +1086,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=(
             "Time one epoch of MNIST MLP training (784-128-64-10, batch 128, SGD lr 0.1) "
-            "for purenn and its peers, each in a fresh process, interleaved over rounds."
+            "for purenn and its peers, each in a fresh process, interleaved over rounds; "
+            "--workload cnn times a CNN (conv32-pool-conv64-pool-fc128-10, batch 128, "
+            "SGD lr 0.05) in purenn and PyTorch instead."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -941,7 +1098,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_peers,
         default="all",
         metavar="A,B,...",
-        help=f"'all' or a comma-separated subset of: {', '.join(PEERS)}",
+        help="'all' (every peer of --workload) or a comma-separated subset of: "
+        f"{', '.join(WORKLOADS['mlp'])} (mlp); {', '.join(WORKLOADS['cnn'])} (cnn)",
+    )
+    p.add_argument(
+        "--workload",
+        choices=list(WORKLOADS),
+        default="mlp",
+        help="mlp: the MLP epoch of issue 6 against all its peers; cnn: the CNN epoch of "
+        "issue 7 (cnn_purenn vs cnn_torch: epoch seconds, ratio, peak RSS; --update-docs "
+        "writes the cnn section; no --scaling or --profile)",
     )
     p.add_argument(
         "--threads",
@@ -1013,6 +1179,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.rounds < 1:
         raise SystemExit(f"--rounds must be >= 1; got {args.rounds}")
+    if args.peers == ["all"]:
+        args.peers = list(WORKLOADS[args.workload])
+    foreign = [p for p in args.peers if p not in WORKLOADS[args.workload]]
+    if foreign:
+        raise SystemExit(
+            f"peer(s) {', '.join(foreign)} do not belong to --workload {args.workload} "
+            f"(its peers: {', '.join(WORKLOADS[args.workload])}); pick the other --workload"
+        )
+    if args.workload == "cnn" and (args.scaling or args.profile):
+        raise SystemExit("--scaling and --profile are for the MLP workload: drop them")
     if args.quick and args.update_docs:
         raise SystemExit("--quick gives smoke-test numbers, not results: drop --update-docs")
     if not args.synthetic and not args.replot:
@@ -1097,16 +1273,23 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                     file=sys.stderr,
                     flush=True,
                 )
-    summary = summarize(runs)
+    summary = summarize(runs, REFERENCE[args.workload])
+    if args.workload == "cnn":
+        workload = {
+            "name": "cnn",
+            "network": "conv32(3x3)-maxpool2-conv64(3x3)-maxpool2-flatten-128-10",
+            "lr": CNN_LR,
+        }
+    else:
+        workload = {"name": "mlp", "network": "-".join(map(str, arch_of(None))), "lr": LR}
     return {
         "command": " ".join(["python scripts/bench.py", *args.argv]),
         "started": started,
         "rounds": args.rounds,
         "quick": args.quick,
         "workload": {
-            "network": "-".join(map(str, arch_of(None))),
+            **workload,
             "batch": BATCH,
-            "lr": LR,
             "steps": QUICK_STEPS if args.quick else STEPS,
             "warmup_steps": QUICK_WARMUP if args.quick else WARMUP,
             "data": "synthetic" if args.synthetic else "MNIST train, pre-shuffled",
@@ -1114,7 +1297,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         },
         "machine": machine_facts(runs + scaling_runs, args.threads),
         "summary": summary,
-        "targets": targets(summary),
+        "targets": cnn_targets(summary) if args.workload == "cnn" else targets(summary),
         "scaling": summarize_scaling(scaling_runs),
         "runs": runs,
         "scaling_runs": scaling_runs,

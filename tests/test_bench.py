@@ -36,7 +36,7 @@ def run_worker(peer, *extra):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("peer", ["purenn", "gemm", "purenn_fit", "purenn_f64"])
+@pytest.mark.parametrize("peer", ["purenn", "gemm", "purenn_fit", "purenn_f64", "cnn_purenn"])
 def test_worker_prints_one_json_result(peer):
     result = run_worker(peer)
     assert TIMING_KEYS <= result.keys()
@@ -48,7 +48,9 @@ def test_worker_prints_one_json_result(peer):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("peer,module", [("torch", "torch"), ("sklearn", "sklearn")])
+@pytest.mark.parametrize(
+    "peer,module", [("torch", "torch"), ("sklearn", "sklearn"), ("cnn_torch", "torch")]
+)
 def test_optional_peers(peer, module):
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} not installed")
@@ -87,6 +89,27 @@ def test_summary_ratios_and_targets():
     assert "| purenn |" in bench.results_table(summary)
 
 
+def test_cnn_summary_targets_and_table():
+    bench = load_bench()
+    runs = [
+        {"peer": "cnn_torch", "samples_per_s": 4000.0, "seconds": 15.0, "peak_rss_mb": 900.0},
+        {"peer": "cnn_purenn", "samples_per_s": 2000.0, "seconds": 30.0, "peak_rss_mb": 400.0},
+        {"peer": "cnn_purenn", "samples_per_s": 1000.0, "seconds": 60.0, "peak_rss_mb": 500.0},
+    ]
+    for r in runs:
+        r["dtype"] = "float32"
+    summary = bench.summarize(runs, "cnn_torch")
+    assert summary["cnn_purenn"]["epoch_s"] == 45.0
+    assert summary["cnn_purenn"]["peak_rss_mb"] == 500.0
+    assert summary["cnn_purenn"]["vs_torch"] == pytest.approx(1500.0 / 4000.0)
+    by_name = {t["target"]: t for t in bench.cnn_targets(summary)}
+    assert by_name["cnn_purenn epoch time / cnn_torch epoch time"]["value"] == 3.0
+    assert by_name["cnn_purenn epoch time / cnn_torch epoch time"]["ok"] is False
+    assert by_name["cnn_purenn peak RSS, MiB"]["ok"] is True
+    table = bench.cnn_table(summary)
+    assert "| cnn_purenn |" in table and "2.67x" in table  # 4000 / 1500
+
+
 def test_update_docs_needs_markers():
     bench = load_bench()
     text = "intro\n<!-- bench:results:start -->\nold\n<!-- bench:results:end -->\nrest\n"
@@ -101,3 +124,5 @@ def test_bad_arguments_are_refused():
         load_bench().main(["--peers", "purenn,nope"])
     with pytest.raises(SystemExit, match="--quick"):
         load_bench().main(["--quick", "--update-docs", "--synthetic"])
+    with pytest.raises(SystemExit, match="--workload"):
+        load_bench().main(["--peers", "purenn", "--workload", "cnn", "--synthetic"])
