@@ -414,12 +414,22 @@ def in_raw_units(
     return wrapped
 
 
+def _flip_half(xb: np.ndarray, rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
+    """A new batch in which each image is mirrored left to right with probability 1/2."""
+    n = xb.shape[0]
+    mirror = rng.random(n) < 0.5
+    img = xb.reshape(n, *hw)
+    return np.where(mirror[:, None, None], img[:, :, ::-1], img).reshape(xb.shape)
+
+
 def prepare_images(
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None,
     test: tuple[np.ndarray, np.ndarray],
     args: argparse.Namespace,
     class_names: Sequence[str],
+    *,
+    flip: bool = False,
 ) -> Data:
     """MNIST-style images ``uint8 (n, 28, 28)`` -> :class:`Data` for ``args.model``.
 
@@ -427,6 +437,9 @@ def prepare_images(
     ``(n, h*w)``, the CNN channels-first images ``(n, 1, h, w)``. ``--augment``
     adds ``augment_images`` (shifts up to 2 px, rotations up to 10 degrees,
     zoom up to 10%) to each training batch, in whichever layout the network uses.
+    With ``flip`` (for left-right symmetric classes, such as Fashion-MNIST's
+    clothes; never for digits) ``--augment`` first mirrors a random half of the
+    batch left to right.
     """
     h, w = test[0].shape[1:]
     shape = (h * w,) if args.model == "mlp" else (1, h, w)
@@ -438,6 +451,8 @@ def prepare_images(
     if args.augment:
 
         def augment(xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            if flip:
+                xb = _flip_half(xb, rng, (h, w))
             return augment_images(xb, rng, image_shape=(h, w))
 
     return Data(
