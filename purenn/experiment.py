@@ -58,7 +58,7 @@ import attrs
 import numpy as np
 
 from purenn import optim, schedules
-from purenn.augment import augment_images
+from purenn.augment import augment_images, flip_images
 from purenn.checkpoint import save
 from purenn.conv import Conv2D, Flatten, MaxPool2D
 from purenn.core import init, predict
@@ -414,14 +414,6 @@ def in_raw_units(
     return wrapped
 
 
-def _flip_half(xb: np.ndarray, rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
-    """A new batch in which each image is mirrored left to right with probability 1/2."""
-    n = xb.shape[0]
-    mirror = rng.random(n) < 0.5
-    img = xb.reshape(n, *hw)
-    return np.where(mirror[:, None, None], img[:, :, ::-1], img).reshape(xb.shape)
-
-
 def prepare_images(
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None,
@@ -452,7 +444,7 @@ def prepare_images(
 
         def augment(xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             if flip:
-                xb = _flip_half(xb, rng, (h, w))
+                xb = flip_images(xb, rng, image_shape=(h, w))
             return augment_images(xb, rng, image_shape=(h, w))
 
     return Data(

@@ -43,8 +43,9 @@ RECIPES = {
         "lr": 1e-3,
         "schedule": "cosine",
         "weight_decay": 1e-5,
-        "epochs": 8,
+        "epochs": 12,
         "batch_size": 128,
+        "augment": True,
     },
 }
 

@@ -194,7 +194,7 @@ def test_help_shows_every_option_with_its_default(capsys):
         assert flag in text, flag
     assert text.count("(default:") >= 19
     assert "mlp: 512 256; cnn: 128" in text
-    assert "mlp: 20, or 50 with --augment; cnn: 8" in text
+    assert "mlp: 20, or 50 with --augment; cnn: 12" in text
 
 
 def test_recipe_defaults_under_augmentation():
@@ -349,3 +349,25 @@ def test_in_raw_units_round_trips_through_the_standardiser():
     raw = out.astype(np.float64) * scaler.std + scaler.mean
     np.testing.assert_allclose(raw.reshape(-1, 8, 2).min(axis=1), 0.0, atol=1e-3)
     np.testing.assert_allclose(raw.reshape(-1, 8, 2).max(axis=1), 100.0, atol=1e-3)
+
+
+def test_prepare_images_flip_mirrors_before_distorting():
+    import argparse
+
+    from purenn.augment import augment_images, flip_images
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (8, 28, 28), dtype=np.uint8)
+    y = np.arange(8)
+    args = argparse.Namespace(model="cnn", dtype="float32", augment=True)
+    names = [str(k) for k in range(10)]
+    plain = experiment.prepare_images((x, y), None, (x, y), args, names)
+    mirrored = experiment.prepare_images((x, y), None, (x, y), args, names, flip=True)
+    xb = plain.train[0]
+    xb.flags.writeable = False
+    g = np.random.default_rng(1)
+    expected = augment_images(flip_images(xb, g, image_shape=(28, 28)), g, image_shape=(28, 28))
+    out = mirrored.augment(xb, np.random.default_rng(1))
+    assert out.shape == xb.shape and out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+    assert not np.array_equal(out, plain.augment(xb, np.random.default_rng(1)))
