@@ -422,6 +422,7 @@ def prepare_images(
     class_names: Sequence[str],
     *,
     flip: bool = False,
+    distort: bool = True,
 ) -> Data:
     """MNIST-style images ``uint8 (n, 28, 28)`` -> :class:`Data` for ``args.model``.
 
@@ -431,7 +432,8 @@ def prepare_images(
     zoom up to 10%) to each training batch, in whichever layout the network uses.
     With ``flip`` (for left-right symmetric classes, such as Fashion-MNIST's
     clothes; never for digits) ``--augment`` first mirrors a random half of the
-    batch left to right.
+    batch left to right (``flip_images``); with ``distort=False`` it leaves out
+    the shifts, rotations and zooms.
     """
     h, w = test[0].shape[1:]
     shape = (h * w,) if args.model == "mlp" else (1, h, w)
@@ -445,7 +447,7 @@ def prepare_images(
         def augment(xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             if flip:
                 xb = flip_images(xb, rng, image_shape=(h, w))
-            return augment_images(xb, rng, image_shape=(h, w))
+            return augment_images(xb, rng, image_shape=(h, w)) if distort else xb
 
     return Data(
         train=(prep(train[0]), train[1]),

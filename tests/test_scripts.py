@@ -371,3 +371,6 @@ def test_prepare_images_flip_mirrors_before_distorting():
     assert out.shape == xb.shape and out.dtype == np.float32
     np.testing.assert_array_equal(out, expected)
     assert not np.array_equal(out, plain.augment(xb, np.random.default_rng(1)))
+    only = experiment.prepare_images((x, y), None, (x, y), args, names, flip=True, distort=False)
+    out = only.augment(xb, np.random.default_rng(2))
+    np.testing.assert_array_equal(out, flip_images(xb, 2, image_shape=(28, 28)))
