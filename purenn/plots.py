@@ -120,6 +120,7 @@ def _atomic_write(path: Path, suffix: str, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; figures are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -369,7 +370,7 @@ def accuracy_curves(history: Mapping) -> Figure:
 
 def _title(base: str, history: Mapping) -> str:
     note = _stop_note(history)
-    return f"{base} ({note})" if note else base
+    return f"{base}\n({note})" if note else base
 
 
 def loss_curves_animation(
@@ -377,8 +378,8 @@ def loss_curves_animation(
     path: str | os.PathLike,
     *,
     fps: int = 8,
-    max_frames: int = 60,
-    hold_seconds: float = 1.5,
+    max_frames: int = 40,
+    hold_seconds: float = 1.0,
     dpi: int = 80,
 ) -> Path:
     """Write an animated GIF of the loss curves growing one epoch per frame.
@@ -426,8 +427,8 @@ def loss_curves_animation(
     ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
     ax.set_ylim(*_padded_limits(np.concatenate([train, val])))
     ax.set_ylabel("cross-entropy loss")
-    ax.legend(loc="upper right")
-    best_artists = [artists["best_line"], artists["best_point"]]
+    best_artists = [a for a in (artists["best_line"], artists["best_point"]) if a is not None]
+    curves = [a for a in (artists["train"], artists["val"]) if a is not None]
 
     def show(end: int) -> None:
         artists["train"].set_data(epochs[:end], train[:end])
@@ -435,10 +436,18 @@ def loss_curves_animation(
             artists["val"].set_data(epochs[:end], val[:end])
         done = end == n
         for a in best_artists:
-            if a is not None:
-                a.set_visible(done)
+            a.set_visible(done)
+        # The best epoch is only known at the end: keep it out of the legend until then.
+        handles = curves + ([artists["best_point"]] if done and best is not None else [])
+        ax.legend(handles=handles, loc="upper right")
         title = f"Loss, epoch {int(epochs[end - 1])} of {int(epochs[-1])}"
         ax.set_title(_title(title, history) if done else title)
+
+    # Lay the figure out once, for the fullest (last) frame, then freeze it so
+    # the axes do not shift between frames as titles and legends change.
+    show(n)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
 
     def write(tmp: Path) -> None:
         writer = PillowWriter(fps=fps)
@@ -527,7 +536,7 @@ def confusion_matrix(
             for j in range(k):
                 v = values[i, j]
                 if normalize:
-                    text = "0" if v == 0 else f"{v:.2f}"
+                    text = "0" if v == 0 else ("<.01" if v < 0.005 else f"{v:.2f}")
                 else:
                     text = str(int(counts[i, j]))
                 dark = v > 0.5 * vmax
