@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from purenn.fileio import atomic_write
 from purenn.network import Network
 from purenn.tree import SPEC_KEY
 
@@ -223,7 +223,7 @@ def save(path: str | os.PathLike, params: dict, **extra: Any) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot save {path}: folder {folder} does not exist; create it")
-    _atomic_write(path, members)
+    atomic_write(path, lambda tmp: _write_to(tmp, members))
     return path
 
 
@@ -231,30 +231,9 @@ def _write_npz(file: Any, members: dict[str, np.ndarray]) -> None:
     np.savez(file, **members)
 
 
-def _atomic_write(path: Path, members: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, members)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable (POSIX; best effort elsewhere)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+def _write_to(tmp: Path, members: dict[str, np.ndarray]) -> None:
+    with open(tmp, "wb") as f:
+        _write_npz(f, members)
 
 
 # --------------------------------------------------------------------------- decode

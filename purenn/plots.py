@@ -52,7 +52,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -61,6 +60,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from purenn._checks import positive_int
+from purenn.fileio import atomic_write
 
 __all__ = [
     "FIGURE_NAMES",
@@ -107,25 +107,6 @@ def _check_figure(fig: object) -> None:
             f"expected a matplotlib.figure.Figure; got {type(fig).__name__}. "
             "Pass the figure a purenn.plots function returned"
         )
-
-
-def _atomic_write(path: Path, suffix: str, write) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it.
-
-    The temporary file keeps ``suffix`` so writers that pick a format from the
-    extension (Pillow) see the right one. A reader never sees a half-written file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; figures are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _check_path(path: object, suffix: str, what: str) -> Path:
@@ -458,7 +439,7 @@ def loss_curves_animation(
             for _ in range(hold):
                 writer.grab_frame()
 
-    return _atomic_write(out, ".gif", write)
+    return atomic_write(out, write)
 
 
 # --------------------------------------------------------------------------- confusion
@@ -775,7 +756,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path
     _check_figure(fig)
     out = _check_path(path, ".png", "save_figure")
     dpi = positive_int(dpi, "dpi")
-    return _atomic_write(out, ".png", lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    return atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def save_misclassified(
@@ -825,7 +806,7 @@ def save_misclassified(
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    return _atomic_write(out, ".npz", write)
+    return atomic_write(out, write)
 
 
 def load_misclassified(path: str | os.PathLike) -> dict:

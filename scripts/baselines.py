@@ -28,13 +28,11 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import importlib
-import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -50,6 +48,7 @@ from purenn.datasets import (
     load_mnist,
     load_pendigits,
 )
+from purenn.fileio import write_json
 from purenn.preprocessing import (
     flatten_images,
     scale_images,
@@ -117,21 +116,6 @@ def _jsonable(v: Any) -> Any:
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     return repr(v)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` via a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- data
@@ -673,14 +657,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 entry.update(status="skipped", reason=str(err), install=INSTALL[err.peer])
                 _log(f"{dataset}: {title}: skipped ({err})")
             report["results"].append(entry)
-            write_json_atomic(out_path, report)
+            write_json(out_path, report)
 
     report["complete"] = True
     report["total_seconds"] = time.perf_counter() - t_start
     report["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_at_end"] = list(os.getloadavg())
-    write_json_atomic(out_path, report)
+    write_json(out_path, report)
     _log(f"wrote {out_path}")
     print(markdown_table(report["results"]))
     return 0

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import purenn as pn
+from purenn.fileio import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 N_SAMPLES, N_FEATURES, N_CLASSES = 256, 16, 10  # pendigits-sized: 16 features, 10 digits
@@ -90,12 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     result = golden_run(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "core.json"
-    fd, tmp = tempfile.mkstemp(dir=args.out, prefix=".core.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=1)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)  # atomic: never a half-written golden file
+    text = json.dumps(result, indent=1) + "\n"
+    atomic_write(target, lambda tmp: tmp.write_text(text))  # never a half-written golden
     print(f"wrote {target}: losses {result['losses'][0]:.4f} -> {result['losses'][-1]:.4f}")
     return 0
 

@@ -1,0 +1,65 @@
+"""Atomic file writes: a reader sees the old file or the complete new one, never half.
+
+Every file purenn writes (checkpoints, JSON results, figures, downloads once
+verified) goes through a temporary file in the destination's own folder, which
+is flushed to disk and then renamed over the destination (``os.replace`` is
+atomic on POSIX and Windows). If writing fails or is interrupted, the temporary
+file is removed and the previous file, if any, is left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Create ``path`` by calling ``write(tmp)`` on a temporary path beside it.
+
+    Args:
+        path: the destination; its folder is created if needed.
+        write: writes the whole content to the path it is given. The temporary
+            name keeps ``path``'s suffix, so writers that pick a format from the
+            extension (``np.savez``, ``savefig``, Pillow) see the right one.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)  # make the rename itself durable (best effort)
+    return path
+
+
+def write_json(path: str | os.PathLike, value: Any, *, indent: int = 2) -> Path:
+    """Write ``value`` as JSON (sorted keys, no NaN) atomically; see :func:`atomic_write`."""
+    text = json.dumps(value, indent=indent, sort_keys=True, allow_nan=False) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
