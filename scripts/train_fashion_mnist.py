@@ -42,8 +42,10 @@ RECIPES = {
         "optimizer": "adamw",
         "lr": 1e-3,
         "schedule": "cosine",
-        "weight_decay": 1e-5,
-        "epochs": 20,
+        # Decoupled decay strong enough to matter (1e-5 did nothing) lets the MLP train
+        # 30 epochs without overfitting: 91.3% on validation against 90.8% (docs/results.md).
+        "weight_decay": 0.1,
+        "epochs": 30,
         "batch_size": 128,
     },
     "cnn": {
