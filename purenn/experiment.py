@@ -43,11 +43,8 @@ training (shuffling, dropout, augmentation).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -62,6 +59,7 @@ from purenn.augment import augment_images, flip_images
 from purenn.checkpoint import save
 from purenn.conv import Conv2D, Flatten, MaxPool2D
 from purenn.core import init, predict
+from purenn.fileio import write_json
 from purenn.layers import Dense, Dropout
 from purenn.metrics import evaluate
 from purenn.network import Network
@@ -535,21 +533,6 @@ def _spec(args: argparse.Namespace, data: Data) -> Network:
 # --------------------------------------------------------------------------- outputs
 
 
-def _write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as JSON atomically (temporary file, fsync, rename)."""
-    text = json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _run_dir(args: argparse.Namespace) -> Path:
     if args.out is not None:
         out = Path(args.out)
@@ -666,8 +649,8 @@ def run(args: argparse.Namespace, data: Data) -> dict[str, Any]:
         history=history,
         preprocessing=data.preprocessing,
     )
-    _write_json(out / "history.json", history)
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "history.json", history)
+    write_json(out / "metrics.json", metrics)
     save_misclassified(out / "misclassified.npz", data.test_raw, y_test, y_pred, kind=data.kind)
     if args.figures:
         plot_run(out)

@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from purenn._checks import positive_int
 from purenn.fileio import atomic_write
@@ -282,6 +283,8 @@ def _draw_curves(
     ax.grid(True, alpha=0.3)
     if len(epochs) <= 12:
         ax.set_xticks(epochs)
+    else:  # epochs are whole numbers: no 2.5 ticks
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return artists
 
 

@@ -65,7 +65,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -1018,25 +1017,23 @@ def replace_section(text: str, name: str, body: str) -> str:
     return text[: i + len(start)] + "\n" + body + "\n" + text[j:]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _write_text(path: Path, text: str) -> None:
+    from purenn.fileio import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def update_docs(results: dict) -> None:
     text = DOCS.read_text()
     if results.get("workload", {}).get("name") == "cnn":
-        write_atomic(DOCS, replace_section(text, "cnn", cnn_report(results)))
+        _write_text(DOCS, replace_section(text, "cnn", cnn_report(results)))
         return
     text = replace_section(text, "results", report(results))
     if results.get("scaling"):
         plot_scaling(results["scaling"], FIGURE)
         rel = FIGURE.relative_to(DOCS.parent).as_posix()
         text = replace_section(text, "scaling", scaling_report(results, rel))
-    write_atomic(DOCS, text)
+    _write_text(DOCS, text)
 
 
 # --------------------------------------------------------------------------- profile
@@ -1213,7 +1210,7 @@ def main(argv: list[str] | None = None) -> int:
         if to_stdout:
             print(text)
         else:
-            write_atomic(Path(args.json), text + "\n")
+            _write_text(Path(args.json), text + "\n")
             print(f"wrote {args.json}", file=sys.stderr)
     if args.update_docs:
         update_docs(results)
