@@ -564,19 +564,8 @@ class Conv2D:
 
 
 @attrs.frozen
-class MaxPool2D:
-    """Max pooling: each output pixel is the largest input in its window.
-
-    Args:
-        pool_size: ``p`` or ``(ph, pw)``.
-        stride: ``s`` or ``(sh, sw)``; None (default) means ``pool_size``, so the
-            windows tile the image. No padding: rows and columns that do not fill a
-            whole window at the bottom/right are dropped (PyTorch's default).
-
-    Shapes: ``(n, c, h, w)`` -> ``(n, c, (h - ph) // sh + 1, (w - pw) // sw + 1)``.
-    The gradient goes to the window's maximum; on ties to the first in row-major
-    order, as in PyTorch.
-    """
+class _Pool2D:
+    """What max and average pooling share: the window, the stride, the shapes."""
 
     param_prefix: ClassVar[str | None] = None
 
@@ -599,6 +588,22 @@ class MaxPool2D:
 
     def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> None:
         return None
+
+
+@attrs.frozen
+class MaxPool2D(_Pool2D):
+    """Max pooling: each output pixel is the largest input in its window.
+
+    Args:
+        pool_size: ``p`` or ``(ph, pw)``.
+        stride: ``s`` or ``(sh, sw)``; None (default) means ``pool_size``, so the
+            windows tile the image. No padding: rows and columns that do not fill a
+            whole window at the bottom/right are dropped (PyTorch's default).
+
+    Shapes: ``(n, c, h, w)`` -> ``(n, c, (h - ph) // sh + 1, (w - pw) // sw + 1)``.
+    The gradient goes to the window's maximum; on ties to the first in row-major
+    order, as in PyTorch.
+    """
 
     def forward(self, p: None, x: np.ndarray, *, train: bool, rng: Any) -> tuple[np.ndarray, Any]:
         """``x`` (n, c, h, w) -> ``y`` (n, c, oh, ow), same dtype."""
@@ -620,7 +625,7 @@ class MaxPool2D:
 
 
 @attrs.frozen
-class AvgPool2D:
+class AvgPool2D(_Pool2D):
     """Average pooling: each output pixel is the mean of its window.
 
     Args:
@@ -630,28 +635,6 @@ class AvgPool2D:
 
     Shapes: ``(n, c, h, w)`` -> ``(n, c, (h - ph) // sh + 1, (w - pw) // sw + 1)``.
     """
-
-    param_prefix: ClassVar[str | None] = None
-
-    pool_size: tuple[int, int] = attrs.field(converter=_to_pair, validator=_pair_of(1))
-    stride: tuple[int, int] | None = attrs.field(
-        default=None, converter=_to_optional_pair, validator=_check_optional_pair
-    )
-
-    @property
-    def strides(self) -> tuple[int, int]:
-        """The stride in effect: ``stride``, or ``pool_size`` when it is None."""
-        return self.pool_size if self.stride is None else self.stride
-
-    def output_shape(self, in_shape: Shape, name: str) -> Shape:
-        _image_shape(self, in_shape, name)
-        oh, ow = _window_fit(
-            self, name, in_shape, self.pool_size, self.strides, "pool", (0, 0, 0, 0)
-        )
-        return (in_shape[0], oh, ow)
-
-    def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> None:
-        return None
 
     def forward(self, p: None, x: np.ndarray, *, train: bool, rng: Any) -> tuple[np.ndarray, Any]:
         """``x`` (n, c, h, w) -> ``y`` (n, c, oh, ow), same dtype."""

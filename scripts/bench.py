@@ -241,7 +241,14 @@ def make_torch(x, y, arch, batch, dtype, seed):
     for a, b in itertools.pairwise(arch):
         modules += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     model = torch.nn.Sequential(*modules[:-1]).to(tdtype[np.dtype(dtype)])
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    return _torch_sgd_step(model, x, y, batch, LR)
+
+
+def _torch_sgd_step(model, x, y, batch: int, lr: float):
+    """One eager PyTorch SGD step on batch ``i`` of ``x``, ``y``: the torch peers' step."""
+    import torch
+
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
     def step(i):
@@ -344,18 +351,7 @@ def make_cnn_torch(x, y, batch, seed):
         nn.ReLU(),
         nn.Linear(128, N_OUT),
     )
-    opt = torch.optim.SGD(model.parameters(), lr=CNN_LR)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-
-    def step(i):
-        xb, yb = xt[i * batch : (i + 1) * batch], yt[i * batch : (i + 1) * batch]
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
+    return _torch_sgd_step(model, x, y, batch, CNN_LR)
 
 
 CNN_PEERS = {"cnn_purenn": make_cnn_purenn, "cnn_torch": make_cnn_torch}
