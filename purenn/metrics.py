@@ -9,11 +9,11 @@ predicted as ``j`` (scikit-learn's layout).
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 
+from purenn._checks import positive_int
 from purenn.core import _check_y, _forward, _prepare
 from purenn.losses import LOSSES
 from purenn.network import Network
@@ -84,18 +84,16 @@ def confusion_matrix(
         as ``j``; rows sum to the class supports.
 
     Raises:
-        ValueError: for labels outside ``[0, k)``, mismatched lengths, empty input.
+        TypeError: if ``num_classes`` is not an int.
+        ValueError: for labels outside ``[0, k)``, mismatched lengths, empty input,
+            or ``num_classes < 1``.
     """
     t, p = _pair(y_true, y_pred)
     if num_classes is None:
         widths = [a.shape[1] for a in (y_true, y_pred) if a.ndim == 2]
         k = max([int(t.max()) + 1, int(p.max()) + 1, *widths])
     else:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-            raise TypeError(f"num_classes must be a positive int; got {num_classes!r}")
-        k = int(num_classes)
-        if k < 1:
-            raise ValueError(f"num_classes must be a positive int; got {k}")
+        k = positive_int(num_classes, "num_classes")
     for name, a in (("y_true", t), ("y_pred", p)):
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi >= k:
@@ -252,8 +250,6 @@ def evaluate(
     Raises:
         TypeError, ValueError: for malformed params or data, or NaN/inf inputs.
     """
-    from purenn._checks import positive_int
-
     spec, dtype, x = _prepare(params, x)
     y = _check_y(spec, y, x.shape[0], dtype)
     batch_size = positive_int(batch_size, "batch_size")
