@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
+from purenn._checks import positive_int
 from purenn.activations import ACTIVATIONS
 from purenn.initializers import INITIALIZERS, default_initializer
 
@@ -23,15 +24,8 @@ Shape = tuple[int, ...]
 
 
 def _positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(
-            f"{type(instance).__name__}.{attribute.name} must be a positive int; "
-            f"got {value!r} ({type(value).__name__})"
-        )
-    if value < 1:
-        raise ValueError(
-            f"{type(instance).__name__}.{attribute.name} must be a positive int; got {value}"
-        )
+    """attrs validator: :func:`purenn._checks.positive_int` naming ``Class.field``."""
+    positive_int(value, f"{type(instance).__name__}.{attribute.name}")
 
 
 def _one_of(options: dict[str, Any], allow_none: bool = False):
