@@ -358,6 +358,17 @@ def _like(x: np.ndarray) -> np.ndarray:
     return np.zeros_like(x, order="K")
 
 
+def _pool_grad_buffer(
+    like: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], out: tuple[int, ...]
+) -> np.ndarray:
+    """The array a pooling backward fills: like :func:`_like`, but when the windows
+    tile the input exactly (stride == pool, no rows or columns left over) every
+    element is written once by the offset loop, so the zero-filling pass (a full
+    pass over a large array) is skipped."""
+    tiles = tuple(stride) == tuple(pool) and like.shape[2:] == (out[0] * pool[0], out[1] * pool[1])
+    return np.empty_like(like, order="K") if tiles else _like(like)
+
+
 def _in_layout_of(a: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """``a`` itself if its axes are ordered in memory like ``ref``'s, else a copy
     that is (elementwise work on arrays of mixed layouts is several times slower)."""
@@ -420,7 +431,7 @@ def maxpool_backward(
     """
     out = dy.shape[2:]
     dy = _in_layout_of(dy, arg)
-    dx = _like(like)
+    dx = _pool_grad_buffer(like, pool, stride, out)
     overlap = stride[0] < pool[0] or stride[1] < pool[1]
     for k, index in _offset_slices(pool, stride, out):
         if overlap:
@@ -455,7 +466,7 @@ def avgpool_backward(
     """Spread ``dy`` (n, c, oh, ow) evenly over each window; ``like`` is the forward input."""
     dy = _in_layout_of(dy, like)
     g = dy * (1.0 / (pool[0] * pool[1]))  # dL/dx[window element] = dL/dy / (ph * pw)
-    dx = _like(like)
+    dx = _pool_grad_buffer(like, pool, stride, dy.shape[2:])
     overlap = stride[0] < pool[0] or stride[1] < pool[1]
     for _, index in _offset_slices(pool, stride, dy.shape[2:]):
         if overlap:

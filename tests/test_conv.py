@@ -631,3 +631,27 @@ def test_random_convs_match_torch_gradients():
             np.testing.assert_allclose(
                 ours, theirs.numpy(), rtol=1e-11, atol=1e-12, err_msg=repr(layer)
             )
+
+
+@pytest.mark.parametrize("layer", [pn.MaxPool2D(2), pn.AvgPool2D(2), pn.MaxPool2D(3)])
+@pytest.mark.parametrize("size", [6, 7])
+def test_pool_backward_writes_every_element_of_an_unfilled_buffer(monkeypatch, layer, size):
+    """Where windows tile the input, backward skips zero-filling its buffer: prove
+    every element is still written by handing it garbage (NaN) memory."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 2, size, size))
+    y, cache = layer.forward(None, x, train=True, rng=None)
+    dy = rng.standard_normal(y.shape)
+    want, _ = layer.backward(None, cache, dy)
+
+    real_empty_like = np.empty_like
+
+    def nan_empty_like(a, *args, **kwargs):
+        out = real_empty_like(a, *args, **kwargs)
+        out.fill(np.nan)
+        return out
+
+    monkeypatch.setattr(conv.np, "empty_like", nan_empty_like)
+    got, _ = layer.backward(None, cache, dy)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_array_equal(got, want)
