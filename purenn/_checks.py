@@ -32,6 +32,13 @@ def positive_int(value: object, name: str) -> int:
     return int(value)
 
 
+def as_bool(value: object) -> bool:
+    """attrs converter: ``True``/``False`` (NumPy bools too) as a Python bool; nothing else."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"expected True or False; got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 def float_dtype(dtype: object) -> np.dtype:
     """Return ``dtype`` as float32 or float64, refusing any other dtype."""
     try:

@@ -40,6 +40,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from purenn._checks import as_bool
 from purenn.core import descend
 from purenn.tree import SPEC_KEY, tree_check_like, tree_leaves, tree_map, tree_zeros_like
 
@@ -105,12 +106,6 @@ def _clip_norm(value: Any) -> float | None:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"clip_norm must be a positive finite float or None; got {value}")
     return value
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"expected True or False; got {value!r} ({type(value).__name__})")
-    return bool(value)
 
 
 _unit = _real(0.0, 1.0)
@@ -338,7 +333,7 @@ class SGD(_Optimizer):
 
     lr: float | Schedule = attrs.field(converter=_lr)
     momentum: float = attrs.field(default=0.0, converter=_unit)
-    nesterov: bool = attrs.field(default=False, converter=_bool)
+    nesterov: bool = attrs.field(default=False, converter=as_bool)
     weight_decay: float = attrs.field(default=0.0, converter=_nonneg)
     clip_norm: float | None = attrs.field(default=None, converter=_clip_norm)
 
@@ -545,7 +540,7 @@ class Adam(_Optimizer):
     b2: float = attrs.field(default=0.999, converter=_unit)
     eps: float = attrs.field(default=1e-8, converter=_positive_eps)
     weight_decay: float = attrs.field(default=0.0, converter=_nonneg)
-    decoupled_weight_decay: bool = attrs.field(default=False, converter=_bool)
+    decoupled_weight_decay: bool = attrs.field(default=False, converter=as_bool)
     clip_norm: float | None = attrs.field(default=None, converter=_clip_norm)
 
     def _update(self, grads: Tree, state: AdamState, params: Tree) -> tuple[Tree, AdamState]:

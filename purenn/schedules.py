@@ -21,6 +21,8 @@ from typing import Any
 
 import attrs
 
+from purenn._checks import as_bool
+
 __all__ = [
     "Constant",
     "CosineDecay",
@@ -56,12 +58,6 @@ def _factor(value: Any) -> float:
     value = _rate(value)
     if value == 0.0:
         raise ValueError("a decay factor must be > 0; got 0.0")
-    return value
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected True or False; got {value!r}")
     return value
 
 
@@ -118,7 +114,7 @@ class ExponentialDecay:
     init_value: float = attrs.field(converter=_rate)
     decay_rate: float = attrs.field(converter=_factor)
     decay_steps: int = attrs.field(converter=_steps)
-    staircase: bool = attrs.field(default=False, converter=_bool)
+    staircase: bool = attrs.field(default=False, converter=as_bool)
 
     def __call__(self, step: int) -> float:
         step = _step(step)
