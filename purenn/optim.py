@@ -41,7 +41,7 @@ import attrs
 import numpy as np
 
 from purenn._checks import as_bool
-from purenn.core import descend
+from purenn.core import _check_lr, descend
 from purenn.tree import SPEC_KEY, tree_check_like, tree_leaves, tree_map, tree_zeros_like
 
 Tree = dict[str, Any]
@@ -75,10 +75,7 @@ def _lr(value: Any) -> float | Schedule:
             f"lr must be a float or a schedule (a callable step -> lr, e.g. "
             f"purenn.schedules.CosineDecay(0.1, 1000)); got {value!r} ({type(value).__name__})"
         )
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"lr must be finite and >= 0; got {value}")
-    return value
+    return _check_lr(value)
 
 
 def _real(lo: float, hi: float, *, hi_open: bool = True) -> Callable[[Any], float]:
