@@ -959,11 +959,7 @@ def report(results: dict) -> str:
     if results.get("workload", {}).get("name") == "cnn":
         return cnn_report(results)
     parts = [
-        f"Command: `{results['command']}` ({results['rounds']} rounds, "
-        f"{time.strftime('%Y-%m-%d', time.localtime(results['started']))}).",
-        "",
-        facts_text(results["machine"]),
-        "",
+        *_report_head(results),
         results_table(results["summary"]),
         "",
         targets_table(results["targets"]),
@@ -977,16 +973,23 @@ def cnn_report(results: dict) -> str:
     """The generated Markdown of ``--workload cnn``: command, machine, table, targets."""
     return "\n".join(
         [
-            f"Command: `{results['command']}` ({results['rounds']} rounds, "
-            f"{time.strftime('%Y-%m-%d', time.localtime(results['started']))}).",
-            "",
-            facts_text(results["machine"]),
-            "",
+            *_report_head(results),
             cnn_table(results["summary"]),
             "",
             targets_table(results["targets"]),
         ]
     )
+
+
+def _report_head(results: dict) -> list[str]:
+    """The lines both reports open with: the command, its date, the machine."""
+    return [
+        f"Command: `{results['command']}` ({results['rounds']} rounds, "
+        f"{time.strftime('%Y-%m-%d', time.localtime(results['started']))}).",
+        "",
+        facts_text(results["machine"]),
+        "",
+    ]
 
 
 def scaling_report(results: dict, figure: str) -> str:
