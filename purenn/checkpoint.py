@@ -47,7 +47,7 @@ import numpy as np
 
 from purenn.fileio import atomic_write
 from purenn.network import Network
-from purenn.tree import SPEC_KEY
+from purenn.tree import SPEC_KEY, tree_leaves
 
 FORMAT = "purenn-checkpoint"
 FORMAT_VERSION = 1
@@ -426,19 +426,10 @@ def load(path: str | os.PathLike) -> Checkpoint:
         cache: dict = {}
         _check_trees(params, "params", decoder, cache)
         _check_trees(extra, "extra", decoder, cache)
-        dtypes = {str(leaf.dtype) for leaf in _leaves(params)}
+        dtypes = {str(leaf.dtype) for leaf in tree_leaves(params)}
         if dtypes and dtypes != {meta["dtype"]}:
             raise decoder.fail(
                 f"params have dtypes {sorted(dtypes)} but the metadata says {meta['dtype']}"
             )
     info = {k: v for k, v in meta.items() if k not in ("params", "extra")}
     return Checkpoint(params=params, extra=extra, metadata=info)
-
-
-def _leaves(tree: dict) -> list:
-    out = []
-    for k, v in tree.items():
-        if k == SPEC_KEY:
-            continue
-        out.extend(_leaves(v) if isinstance(v, dict) else [v])
-    return out
