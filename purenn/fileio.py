@@ -1,10 +1,12 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never half.
 
-Every file purenn writes (checkpoints, JSON results, figures, downloads once
-verified) goes through a temporary file in the destination's own folder, which
-is flushed to disk and then renamed over the destination (``os.replace`` is
+Checkpoints, JSON results, goldens and figures go through a temporary file in
+the destination's own folder, which is flushed to disk and then renamed over
+the destination (``os.replace`` is
 atomic on POSIX and Windows). If writing fails or is interrupted, the temporary
-file is removed and the previous file, if any, is left untouched.
+file is removed and the previous file, if any, is left untouched. (Downloads
+follow the same rule in ``purenn.datasets._download``, with a checksum test
+between the write and the rename.)
 """
 
 from __future__ import annotations

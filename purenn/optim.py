@@ -107,7 +107,15 @@ def _clip_norm(value: Any) -> float | None:
 
 _unit = _real(0.0, 1.0)
 _nonneg = _real(0.0, math.inf)
-_positive_eps = _real(0.0, math.inf)
+
+
+def _positive_eps(value: Any) -> float:
+    """eps > 0: it keeps ``g / (sqrt(nu) + eps)`` finite where a gradient and its
+    running mean are both zero."""
+    value = _nonneg(value)
+    if value == 0.0:
+        raise ValueError("eps must be > 0 (it keeps 0 / 0 out of the update); got 0.0")
+    return value
 
 
 # --------------------------------------------------------------------------- tree helpers

@@ -370,8 +370,17 @@ def fit(
             "monitor='val_accuracy' needs a classifier; this network uses the 'mse' loss: "
             "use monitor='val_loss'"
         )
-    if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or min_delta < 0:
-        raise ValueError(f"min_delta must be a float >= 0; got {min_delta!r}")
+    if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real):
+        raise TypeError(f"min_delta must be a float >= 0; got {min_delta!r}")
+    if not math.isfinite(min_delta) or min_delta < 0:
+        raise ValueError(f"min_delta must be a finite float >= 0; got {min_delta!r}")
+    for flag, value in (
+        ("restore_best", restore_best),
+        ("shuffle", shuffle),
+        ("drop_last", drop_last),
+    ):
+        if not isinstance(value, bool | np.bool_):
+            raise TypeError(f"{flag} must be True or False; got {value!r} ({type(value).__name__})")
     checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     verbose = _check_int(int(verbose) if isinstance(verbose, bool) else verbose, "verbose", 0)
     if checkpoint_dir is not None:

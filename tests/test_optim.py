@@ -340,6 +340,7 @@ def test_clip_by_global_norm():
         (lambda: optim.adam(b2=1.5), ValueError, "expected a float in"),
         (lambda: optim.adam(clip_norm=0), ValueError, "clip_norm must be a positive"),
         (lambda: optim.rmsprop(eps=-1e-8), ValueError, "expected a float"),
+        (lambda: optim.adam(eps=0.0), ValueError, "eps must be > 0"),
     ],
 )
 def test_bad_hyperparameters_are_refused(make, error, match):
