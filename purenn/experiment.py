@@ -124,9 +124,14 @@ _OPTIONS: dict[str, tuple[dict[str, Any], str]] = {
         {"type": float, "metavar": "F"},
         "share of the training data held out for validation (model selection); 0: none",
     ),
+    "monitor": (
+        {"choices": ("val_loss", "val_accuracy")},
+        "the validation number that picks the epoch whose parameters are kept (and that "
+        "--patience watches)",
+    ),
     "patience": (
         {"type": int},
-        "stop after this many epochs without a better validation loss; 0: never",
+        "stop after this many epochs without a better --monitor value; 0: never",
     ),
     "augment": (
         {"action": argparse.BooleanOptionalAction},
@@ -143,6 +148,7 @@ _COMMON_DEFAULTS = {
     "schedule": "cosine",
     "weight_decay": 0.0,
     "val_fraction": 0.1,
+    "monitor": "val_loss",
     "patience": 0,
     "augment": False,
     "dtype": "float32",
@@ -605,6 +611,7 @@ def run(args: argparse.Namespace, data: Data) -> dict[str, Any]:
         batch_size=args.batch_size,
         rng=train_rng,
         val=data.val,
+        monitor=args.monitor,
         patience=args.patience or None,
         augment=data.augment,
         verbose=0 if args.quiet else 1,

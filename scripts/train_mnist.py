@@ -31,8 +31,11 @@ RECIPES = {
         "lr": 1e-3,
         "schedule": "cosine",
         "weight_decay": 1e-5,
-        "epochs": 20,
+        "epochs": 30,
         "batch_size": 128,
+        # Validation loss bottoms out around epoch 10 while validation accuracy keeps
+        # rising to epoch ~25 (cosine decay): keep the most accurate epoch.
+        "monitor": "val_accuracy",
         # Distorted batches take longer to fit: with --augment, 50 epochs unless --epochs.
         "with_augment": {"epochs": 50},
     },

@@ -122,6 +122,17 @@ def test_pendigits_smoke_with_figures(tmp_path):
     _check_run(tmp_path / "run", "pendigits")
 
 
+def test_monitor_picks_the_kept_epoch(tmp_path):
+    _need(load_pendigits)
+    main = _script("train_pendigits").main
+    argv = ["--limit", "300", "--epochs", "4", "--quiet", "--no-figures", "--no-augment"]
+    metrics = main([*argv, "--monitor", "val_accuracy", "--out", str(tmp_path / "run")])
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert metrics["config"]["monitor"] == "val_accuracy"
+    assert metrics["val_accuracy"] == max(history["val_accuracy"])
+    assert history["val_accuracy"][history["best_epoch"] - 1] == max(history["val_accuracy"])
+
+
 @pytest.mark.slow
 def test_mnist_smoke_mlp_and_cnn(tmp_path):
     _need(load_mnist)
@@ -194,7 +205,8 @@ def test_help_shows_every_option_with_its_default(capsys):
         assert flag in text, flag
     assert text.count("(default:") >= 19
     assert "mlp: 512 256; cnn: 128" in text
-    assert "mlp: 20, or 50 with --augment; cnn: 12" in text
+    assert "mlp: 30, or 50 with --augment; cnn: 12" in text
+    assert "mlp: val_accuracy; cnn: val_loss" in text
 
 
 def test_recipe_defaults_under_augmentation():
