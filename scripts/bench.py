@@ -1235,40 +1235,33 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     runs: list[dict] = []
     scaling_runs: list[dict] = []
     unavailable: set[str] = set()
+
+    def run_one(peer: str, r: int, scaling: bool) -> None:
+        if peer in unavailable:
+            return
+        t0 = time.perf_counter()
+        res = spawn(peer, args, scaling=scaling)
+        res["round"] = r
+        (scaling_runs if scaling else runs).append(res)
+        if "skipped" in res:
+            unavailable.add(peer)
+        if scaling:
+            what = f"scaling {peer:6s} {'ok' if 'points' in res else describe(res)}"
+        else:
+            load = res.get("load_before") or 0
+            what = f"{peer:13s} {describe(res)} (load {load:.1f})"
+        print(
+            f"round {r}/{args.rounds} {what} [{time.perf_counter() - t0:.1f} s]",
+            file=sys.stderr,
+            flush=True,
+        )
+
     for r in range(1, args.rounds + 1):
         for peer in args.peers:
-            if peer in unavailable:
-                continue
-            t0 = time.perf_counter()
-            res = spawn(peer, args, scaling=False)
-            res["round"] = r
-            runs.append(res)
-            if "skipped" in res:
-                unavailable.add(peer)
-            print(
-                f"round {r}/{args.rounds} {peer:13s} {describe(res)} "
-                f"(load {res.get('load_before') or 0:.1f}) "
-                f"[{time.perf_counter() - t0:.1f} s]",
-                file=sys.stderr,
-                flush=True,
-            )
+            run_one(peer, r, scaling=False)
         if args.scaling:
             for peer in SCALING_PEERS:
-                if peer in unavailable:
-                    continue
-                t0 = time.perf_counter()
-                res = spawn(peer, args, scaling=True)
-                res["round"] = r
-                scaling_runs.append(res)
-                if "skipped" in res:
-                    unavailable.add(peer)
-                print(
-                    f"round {r}/{args.rounds} scaling {peer:6s} "
-                    f"{'ok' if 'points' in res else describe(res)} "
-                    f"[{time.perf_counter() - t0:.1f} s]",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                run_one(peer, r, scaling=True)
     summary = summarize(runs, REFERENCE[args.workload])
     if args.workload == "cnn":
         workload = {
