@@ -159,14 +159,7 @@ def make_purenn(x, y, arch, batch, dtype, seed):
     layers = [pn.Dense(units, "relu") for units in arch[1:-1]] + [pn.Dense(arch[-1], "softmax")]
     params = pn.init(pn.Network(arch[0], layers), rng=seed, dtype=dtype)
 
-    def step(i):
-        nonlocal params
-        xb, yb = x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]
-        value, g = pn.loss_and_grads(params, xb, yb)
-        params = pn.sgd_step(params, g, LR)
-        return value
-
-    return step
+    return _purenn_sgd_step(params, x, y, batch, LR)
 
 
 def make_tutorial(x, y, arch, batch, dtype, seed):
@@ -242,6 +235,20 @@ def make_torch(x, y, arch, batch, dtype, seed):
         modules += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     model = torch.nn.Sequential(*modules[:-1]).to(tdtype[np.dtype(dtype)])
     return _torch_sgd_step(model, x, y, batch, LR)
+
+
+def _purenn_sgd_step(params, x, y, batch: int, lr: float):
+    """One purenn public-API step (loss_and_grads + sgd_step) on batch ``i``."""
+    import purenn as pn
+
+    def step(i):
+        nonlocal params
+        xb, yb = x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]
+        value, g = pn.loss_and_grads(params, xb, yb)
+        params = pn.sgd_step(params, g, lr)
+        return value
+
+    return step
 
 
 def _torch_sgd_step(model, x, y, batch: int, lr: float):
@@ -320,14 +327,7 @@ def make_cnn_purenn(x, y, batch, seed):
     )
     params = pn.init(spec, rng=seed, dtype=x.dtype)
 
-    def step(i):
-        nonlocal params
-        xb, yb = x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]
-        value, g = pn.loss_and_grads(params, xb, yb)
-        params = pn.sgd_step(params, g, CNN_LR)
-        return value
-
-    return step
+    return _purenn_sgd_step(params, x, y, batch, CNN_LR)
 
 
 def make_cnn_torch(x, y, batch, seed):
