@@ -48,6 +48,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from purenn.activations import ACTIVATIONS
 from purenn.initializers import INITIALIZERS, default_initializer
 from purenn.layers import Shape, _finite_float, _one_of, _positive_int
+from purenn.scratch import FRESH, Allocator
 
 MAX_WORK_BYTES = 64 * 2**20
 """Upper bound, in bytes, on one im2col matrix ``cols`` (forward and backward).
@@ -173,21 +174,43 @@ def _window_fit(
 # ---------------------------------------------------------------------------
 
 
-def _batch_last(x: np.ndarray) -> np.ndarray:
+def _batch_last(x: np.ndarray, scratch: Allocator = FRESH, key: str = "xt") -> np.ndarray:
     """``x`` (n, c, h, w) stored as ``(c, h, w, n)`` in C order: a free view for the
     arrays this module makes, one copy for an ordinary C-ordered batch."""
-    return np.ascontiguousarray(x.transpose(1, 2, 3, 0))
+    xt = x.transpose(1, 2, 3, 0)
+    if xt.flags.c_contiguous:
+        return xt
+    out = scratch.empty(key, xt.shape, x.dtype)
+    np.copyto(out, xt)
+    return out
 
 
-def _pad(xt: np.ndarray, pads: Pads) -> np.ndarray:
+def _pad(xt: np.ndarray, pads: Pads, scratch: Allocator = FRESH, key: str = "xp") -> np.ndarray:
     """Zero-pad the spatial axes of a batch-last ``xt`` (c, h, w, n); new array if padded."""
     if not any(pads):
         return xt
     c, h, w, n = xt.shape
     t, b, l, r = pads
-    xp = np.zeros((c, h + t + b, w + l + r, n), dtype=xt.dtype)
+    xp = scratch.zeros(key, (c, h + t + b, w + l + r, n), xt.dtype)
     xp[:, t : t + h, l : l + w] = xt
     return xp
+
+
+def _empty_like(
+    scratch: Allocator, key: str, ref: np.ndarray, dtype: Any = None, shape: Shape | None = None
+) -> np.ndarray:
+    """An uninitialised array of ``shape`` (default: ``ref``'s) with its axes in
+    ``ref``'s memory order (elementwise work on mixed layouts is several times slower)."""
+    order = np.argsort(ref.strides, kind="stable")[::-1]  # ref's axes, outermost first
+    shape = ref.shape if shape is None else shape
+    buf = scratch.empty(key, tuple(shape[i] for i in order), dtype or ref.dtype)
+    return buf.transpose(np.argsort(order))
+
+
+def _same_layout(a: np.ndarray, ref: np.ndarray) -> bool:
+    return np.array_equal(
+        np.argsort(a.strides, kind="stable"), np.argsort(ref.strides, kind="stable")
+    )
 
 
 def _chunk_size(n: int, row_bytes: int, max_bytes: int) -> int:
@@ -196,10 +219,14 @@ def _chunk_size(n: int, row_bytes: int, max_bytes: int) -> int:
 
 
 def _im2col(
-    xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]
+    xp: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    out: tuple[int, int],
+    buf: np.ndarray,
 ) -> np.ndarray:
     """Windows of a padded batch-last chunk ``xp`` (c, hp, wp, m) as ``cols``
-    of shape (c*kh*kw, oh*ow*m).
+    of shape (c*kh*kw, oh*ow*m), written into the front of the flat ``buf``.
 
     Row ``(ci, i, j)`` of ``cols`` holds ``xp[ci, i + sh*r, j + sw*q, s]`` for every
     output pixel ``(r, q)`` and sample ``s``, in (r, q, s) order.
@@ -208,7 +235,9 @@ def _im2col(
     c, m = xp.shape[0], xp.shape[3]
     win = sliding_window_view(xp, (kh, kw), axis=(1, 2))  # (c, hp-kh+1, wp-kw+1, m, kh, kw)
     win = win[:, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw]  # (c, oh, ow, m, kh, kw)
-    return win.transpose(0, 4, 5, 1, 2, 3).reshape(c * kh * kw, oh * ow * m)  # one copy
+    cols = buf[: c * kh * kw * oh * ow * m]
+    np.copyto(cols.reshape(c, kh, kw, oh, ow, m), win.transpose(0, 4, 5, 1, 2, 3))  # one copy
+    return cols.reshape(c * kh * kw, oh * ow * m)
 
 
 def conv2d_forward(
@@ -220,6 +249,7 @@ def conv2d_forward(
     *,
     keep_cols: bool = False,
     max_bytes: int | None = None,
+    scratch: Allocator = FRESH,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Cross-correlation ``z[s, f, r, q] = b[f] + sum_{c,i,j} w[f, c, i, j] *
     xp[s, c, sh*r + i, sw*q + j]`` with ``xp`` the zero-padded ``x``.
@@ -233,6 +263,7 @@ def conv2d_forward(
         keep_cols: return the im2col matrix for the backward pass when the batch
             fits in one chunk (otherwise None is returned and backward rebuilds it).
         max_bytes: bound on one im2col chunk; default :data:`MAX_WORK_BYTES`.
+        scratch: where the work arrays (and ``z``) come from; see :mod:`purenn.scratch`.
 
     Returns:
         ``(z, cols)``: ``z`` of shape ``(n, f, oh, ow)`` and dtype of ``x`` (a view
@@ -242,23 +273,24 @@ def conv2d_forward(
     max_bytes = MAX_WORK_BYTES if max_bytes is None else max_bytes
     n, c = x.shape[:2]
     f, _, kh, kw = w.shape
-    xp = _pad(_batch_last(x), pads)  # (c, hp, wp, n)
+    xp = _pad(_batch_last(x, scratch), pads, scratch)  # (c, hp, wp, n)
     oh = (xp.shape[1] - kh) // stride[0] + 1
     ow = (xp.shape[2] - kw) // stride[1] + 1
     k, npix = c * kh * kw, oh * ow
     w2d = w.reshape(f, k)
     step = _chunk_size(n, k * npix * x.dtype.itemsize, max_bytes)
+    colbuf = scratch.empty("cols", (k * npix * step,), x.dtype)
+    z = scratch.empty("z", (f, npix * n), x.dtype)
     if step == n:
-        cols = _im2col(xp, (kh, kw), stride, (oh, ow))
-        z = w2d @ cols  # z = w2d @ cols, (f, oh*ow*n)
+        cols = _im2col(xp, (kh, kw), stride, (oh, ow), colbuf)
+        np.matmul(w2d, cols, out=z)  # z = w2d @ cols, (f, oh*ow*n)
     else:
         cols = None
-        z = np.empty((f, oh, ow, n), dtype=x.dtype)
+        z4 = z.reshape(f, oh, ow, n)
         for s0 in range(0, n, step):
             s1 = min(n, s0 + step)
-            colc = _im2col(xp[..., s0:s1], (kh, kw), stride, (oh, ow))
-            z[..., s0:s1] = (w2d @ colc).reshape(f, oh, ow, s1 - s0)
-        z = z.reshape(f, npix * n)
+            colc = _im2col(xp[..., s0:s1], (kh, kw), stride, (oh, ow), colbuf)
+            z4[..., s0:s1] = (w2d @ colc).reshape(f, oh, ow, s1 - s0)
     z += b[:, None]
     z = z.reshape(f, oh, ow, n).transpose(3, 0, 1, 2)
     return z, (cols if keep_cols else None)
@@ -274,6 +306,7 @@ def conv2d_backward(
     cols: np.ndarray | None = None,
     need_dx: bool = True,
     max_bytes: int | None = None,
+    scratch: Allocator = FRESH,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward` given ``dz = dL/dz``.
 
@@ -285,6 +318,7 @@ def conv2d_backward(
         cols: the forward's im2col matrix, if it kept it; else rebuilt per chunk.
         need_dx: whether to compute ``dL/dx`` (the first layer does not need it).
         max_bytes: bound on one im2col chunk; default :data:`MAX_WORK_BYTES`.
+        scratch: where the work arrays (and ``dx``) come from; see :mod:`purenn.scratch`.
 
     Returns:
         ``(dx, dw, db)`` with the shapes and dtype of ``x`` (or None), ``w`` and ``(f,)``;
@@ -297,27 +331,35 @@ def conv2d_backward(
     sh, sw = stride
     k, npix = c * kh * kw, oh * ow
     wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0))  # (kh, kw, c, f): wt[i, j] = w[:, :, i, j].T
-    dzt = _batch_last(dz)  # (f, oh, ow, n): free for the arrays this module makes
+    dzt = _batch_last(dz, scratch, "dzt")  # (f, oh, ow, n): free for this module's arrays
     db = dzt.reshape(f, npix * n).sum(axis=1)  # dL/db[f] = sum over samples and pixels of dz
     step = n if cols is not None else _chunk_size(n, k * npix * x.dtype.itemsize, max_bytes)
-    xp = _pad(_batch_last(x), pads) if cols is None else None
+    if cols is None:
+        xp = _pad(_batch_last(x, scratch, "bxt"), pads, scratch, "bxp")
+        colbuf = scratch.empty("bcols", (k * npix * step,), x.dtype)
     t, l = pads[0], pads[2]
     # dL/dxp, batch-last (c, hp, wp, n): each kernel offset adds one long contiguous slab
-    dxp = np.zeros((c, h + t + pads[1], wd + l + pads[3], n), x.dtype) if need_dx else None
+    if need_dx:
+        dxp = scratch.zeros("dxp", (c, h + t + pads[1], wd + l + pads[3], n), x.dtype)
+        dcolbuf = scratch.empty("dcols", (c * npix * step,), x.dtype)
     dw = np.zeros((f, k), dtype=x.dtype)
     for s0 in range(0, n, step):
         s1 = min(n, s0 + step)
         dzc = dzt.reshape(f, npix * n) if step == n else dzt[..., s0:s1].reshape(f, -1)
-        colc = cols if cols is not None else _im2col(xp[..., s0:s1], (kh, kw), stride, (oh, ow))
+        if cols is None:
+            colc = _im2col(xp[..., s0:s1], (kh, kw), stride, (oh, ow), colbuf)
+        else:
+            colc = cols
         dw += dzc @ colc.T  # dL/dw2d = dz2d @ cols.T
         if not need_dx:
             continue
         # col2im, one kernel offset (i, j) at a time: its rows of dL/dcols = w2d.T @ dz2d
         # are w[:, :, i, j].T @ dz2d, and every window adds them back where it read
         # (one small product per offset keeps the temporary at c*oh*ow*m, not k*oh*ow*m)
+        dcols = dcolbuf[: c * npix * (s1 - s0)].reshape(c, npix * (s1 - s0))
         for i in range(kh):
             for j in range(kw):
-                dcols_ij = (wt[i, j] @ dzc).reshape(c, oh, ow, s1 - s0)
+                dcols_ij = np.matmul(wt[i, j], dzc, out=dcols).reshape(c, oh, ow, s1 - s0)
                 ys = slice(i, i + sh * (oh - 1) + 1, sh)
                 xs = slice(j, j + sw * (ow - 1) + 1, sw)
                 dxp[:, ys, xs, s0:s1] += dcols_ij
@@ -353,35 +395,41 @@ def _pool_out(x_shape: tuple[int, ...], pool: tuple[int, int], stride: tuple[int
     return (x_shape[2] - pool[0]) // stride[0] + 1, (x_shape[3] - pool[1]) // stride[1] + 1
 
 
-def _like(x: np.ndarray) -> np.ndarray:
-    """Zeros with the shape, dtype and memory order of ``x``."""
-    return np.zeros_like(x, order="K")
-
-
 def _pool_grad_buffer(
-    like: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], out: tuple[int, ...]
+    like: np.ndarray,
+    pool: tuple[int, int],
+    stride: tuple[int, int],
+    out: tuple[int, ...],
+    scratch: Allocator,
 ) -> np.ndarray:
-    """The array a pooling backward fills: like :func:`_like`, but when the windows
-    tile the input exactly (stride == pool, no rows or columns left over) every
-    element is written once by the offset loop, so the zero-filling pass (a full
-    pass over a large array) is skipped."""
+    """The array a pooling backward fills, in the memory order of ``like``: zeros,
+    except when the windows tile the input exactly (stride == pool, no rows or
+    columns left over): then every element is written once by the offset loop,
+    so the zero-filling pass (a full pass over a large array) is skipped."""
+    dx = _empty_like(scratch, "dx", like)
     tiles = tuple(stride) == tuple(pool) and like.shape[2:] == (out[0] * pool[0], out[1] * pool[1])
-    return np.empty_like(like, order="K") if tiles else _like(like)
+    if not tiles:
+        dx.fill(0)
+    return dx
 
 
-def _in_layout_of(a: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def _in_layout_of(a: np.ndarray, ref: np.ndarray, scratch: Allocator) -> np.ndarray:
     """``a`` itself if its axes are ordered in memory like ``ref``'s, else a copy
     that is (elementwise work on arrays of mixed layouts is several times slower)."""
-    order = np.argsort(ref.strides, kind="stable")[::-1]  # ref's axes, outermost first
-    if np.array_equal(np.argsort(a.strides, kind="stable")[::-1], order):
+    if _same_layout(a, ref):
         return a
-    out = np.empty([a.shape[i] for i in order], dtype=a.dtype).transpose(np.argsort(order))
-    out[...] = a
+    out = _empty_like(scratch, "relayout", ref, a.dtype, a.shape)
+    np.copyto(out, a)
     return out
 
 
 def maxpool_forward(
-    x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], *, keep_argmax: bool = True
+    x: np.ndarray,
+    pool: tuple[int, int],
+    stride: tuple[int, int],
+    *,
+    keep_argmax: bool = True,
+    scratch: Allocator = FRESH,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Window maxima ``y[s, c, r, q] = max_{i,j} x[s, c, sh*r + i, sw*q + j]``.
 
@@ -389,6 +437,7 @@ def maxpool_forward(
         x: ``(n, c, h, w)``, float32 or float64 (not modified).
         pool: ``(ph, pw)``; stride: ``(sh, sw)``.
         keep_argmax: also return which window element won.
+        scratch: where ``y``, ``arg`` and the work arrays come from.
 
     Returns:
         ``(y, arg)``: ``y`` ``(n, c, oh, ow)`` of x's dtype; ``arg`` ``(n, c, oh, ow)``
@@ -398,17 +447,23 @@ def maxpool_forward(
     """
     out = _pool_out(x.shape, pool, stride)
     offsets = _offset_slices(pool, stride, out)
-    y = x[offsets[0][1]].copy(order="K")
-    arg = None
+    first = x[offsets[0][1]]
+    y = _empty_like(scratch, "y", first)
+    np.copyto(y, first)
+    arg = better = None
     if keep_argmax:
-        arg = np.zeros_like(y, dtype=_index_dtype(pool[0] * pool[1]))
+        arg = _empty_like(scratch, "arg", y, _index_dtype(pool[0] * pool[1]))
+        arg.fill(0)
+        better = _empty_like(scratch, "better", y, arg.dtype)
     for k, index in offsets[1:]:
         v = x[index]
         if arg is not None:
             # k exceeds every index so far, so max(arg, k * better) sets arg = k exactly
             # where v beats the running maximum (strictly: the first maximum keeps its
             # place); plain arithmetic is much faster than masked assignment
-            np.maximum(arg, (v > y) * arg.dtype.type(k), out=arg)
+            np.greater(v, y, out=better)
+            np.multiply(better, better.dtype.type(k), out=better)
+            np.maximum(arg, better, out=arg)
         np.maximum(y, v, out=y)
     return y, arg
 
@@ -424,24 +479,29 @@ def maxpool_backward(
     like: np.ndarray,
     pool: tuple[int, int],
     stride: tuple[int, int],
+    scratch: Allocator = FRESH,
 ) -> np.ndarray:
     """Route ``dy`` (n, c, oh, ow) to each window's winning element; zeros elsewhere.
 
     ``like`` is the forward input (only its shape, dtype and memory order are used).
     """
     out = dy.shape[2:]
-    dy = _in_layout_of(dy, arg)
-    dx = _pool_grad_buffer(like, pool, stride, out)
+    dy = _in_layout_of(dy, arg, scratch)
+    dx = _pool_grad_buffer(like, pool, stride, out, scratch)
     overlap = stride[0] < pool[0] or stride[1] < pool[1]
+    won = _empty_like(scratch, "won", arg, bool)
     for k, index in _offset_slices(pool, stride, out):
+        np.equal(arg, k, out=won)
         if overlap:
-            dx[index] += dy * (arg == k)  # an element in several windows collects from each
+            dx[index] += dy * won  # an element in several windows collects from each
         else:
-            np.multiply(dy, arg == k, out=dx[index])  # dL/dx[winner] = dL/dy; 0 elsewhere
+            np.multiply(dy, won, out=dx[index])  # dL/dx[winner] = dL/dy; 0 elsewhere
     return dx
 
 
-def avgpool_forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+def avgpool_forward(
+    x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], scratch: Allocator = FRESH
+) -> np.ndarray:
     """Window means ``y[s, c, r, q] = mean_{i,j} x[s, c, sh*r + i, sw*q + j]``.
 
     Args:
@@ -453,7 +513,9 @@ def avgpool_forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int
     """
     out = _pool_out(x.shape, pool, stride)
     offsets = _offset_slices(pool, stride, out)
-    y = x[offsets[0][1]].copy(order="K")
+    first = x[offsets[0][1]]
+    y = _empty_like(scratch, "y", first)
+    np.copyto(y, first)
     for _, index in offsets[1:]:
         y += x[index]
     y *= 1.0 / (pool[0] * pool[1])  # Python float: a weak scalar, the dtype stays
@@ -461,12 +523,16 @@ def avgpool_forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int
 
 
 def avgpool_backward(
-    dy: np.ndarray, like: np.ndarray, pool: tuple[int, int], stride: tuple[int, int]
+    dy: np.ndarray,
+    like: np.ndarray,
+    pool: tuple[int, int],
+    stride: tuple[int, int],
+    scratch: Allocator = FRESH,
 ) -> np.ndarray:
     """Spread ``dy`` (n, c, oh, ow) evenly over each window; ``like`` is the forward input."""
-    dy = _in_layout_of(dy, like)
+    dy = _in_layout_of(dy, like, scratch)
     g = dy * (1.0 / (pool[0] * pool[1]))  # dL/dx[window element] = dL/dy / (ph * pw)
-    dx = _pool_grad_buffer(like, pool, stride, dy.shape[2:])
+    dx = _pool_grad_buffer(like, pool, stride, dy.shape[2:], scratch)
     overlap = stride[0] < pool[0] or stride[1] < pool[1]
     for _, index in _offset_slices(pool, stride, dy.shape[2:]):
         if overlap:
@@ -553,10 +619,14 @@ class Conv2D:
         b = np.full(self.filters, self.bias_init, dtype=dtype)
         return {"w": w.astype(dtype), "b": b}
 
-    def forward(self, p: dict, x: np.ndarray, *, train: bool, rng: Any) -> tuple[np.ndarray, Any]:
+    def forward(
+        self, p: dict, x: np.ndarray, *, train: bool, rng: Any, scratch: Allocator = FRESH
+    ) -> tuple[np.ndarray, Any]:
         """``x`` (n, c_in, h, w) -> ``a`` (n, filters, oh, ow), same dtype."""
         pads = self.pads(x.shape[1:])
-        z, cols = conv2d_forward(x, p["w"], p["b"], self.stride, pads, keep_cols=train)
+        z, cols = conv2d_forward(
+            x, p["w"], p["b"], self.stride, pads, keep_cols=train, scratch=scratch
+        )
         fn = ACTIVATIONS[self.activation][0]
         if self.activation == "relu":
             a = np.maximum(z, 0, out=z)  # z is ours and not needed again
@@ -565,12 +635,26 @@ class Conv2D:
         return a, (x, cols, a, pads)
 
     def backward(
-        self, p: dict, cache: Any, dy: np.ndarray, *, need_dx: bool = True
+        self,
+        p: dict,
+        cache: Any,
+        dy: np.ndarray,
+        *,
+        need_dx: bool = True,
+        scratch: Allocator = FRESH,
     ) -> tuple[np.ndarray | None, dict]:
         """``dy`` = dL/da (n, filters, oh, ow) -> (dL/dx, {w, b})."""
         x, cols, a, pads = cache
-        dz = ACTIVATIONS[self.activation][1](a, dy)  # dL/dz = dL/da * da/dz
-        dx, dw, db = conv2d_backward(dz, x, p["w"], self.stride, pads, cols=cols, need_dx=need_dx)
+        if self.activation == "relu" and _same_layout(dy, a):
+            # dL/dz = dL/da where a > 0, else 0; written into scratch
+            active = _empty_like(scratch, "active", a, bool)
+            np.greater(a, 0, out=active)
+            dz = np.multiply(dy, active, out=_empty_like(scratch, "dz", a))
+        else:
+            dz = ACTIVATIONS[self.activation][1](a, dy)  # dL/dz = dL/da * da/dz
+        dx, dw, db = conv2d_backward(
+            dz, x, p["w"], self.stride, pads, cols=cols, need_dx=need_dx, scratch=scratch
+        )
         return dx, {"w": dw, "b": db}
 
 
@@ -616,13 +700,23 @@ class MaxPool2D(_Pool2D):
     order, as in PyTorch.
     """
 
-    def forward(self, p: None, x: np.ndarray, *, train: bool, rng: Any) -> tuple[np.ndarray, Any]:
+    def forward(
+        self, p: None, x: np.ndarray, *, train: bool, rng: Any, scratch: Allocator = FRESH
+    ) -> tuple[np.ndarray, Any]:
         """``x`` (n, c, h, w) -> ``y`` (n, c, oh, ow), same dtype."""
-        y, arg = maxpool_forward(x, self.pool_size, self.strides, keep_argmax=train)
+        y, arg = maxpool_forward(
+            x, self.pool_size, self.strides, keep_argmax=train, scratch=scratch
+        )
         return y, (x, arg)
 
     def backward(
-        self, p: None, cache: Any, dy: np.ndarray, *, need_dx: bool = True
+        self,
+        p: None,
+        cache: Any,
+        dy: np.ndarray,
+        *,
+        need_dx: bool = True,
+        scratch: Allocator = FRESH,
     ) -> tuple[np.ndarray | None, None]:
         x, arg = cache
         if arg is None:
@@ -632,7 +726,7 @@ class MaxPool2D(_Pool2D):
             )
         if not need_dx:
             return None, None
-        return maxpool_backward(dy, arg, x, self.pool_size, self.strides), None
+        return maxpool_backward(dy, arg, x, self.pool_size, self.strides, scratch), None
 
 
 @attrs.frozen
@@ -647,16 +741,24 @@ class AvgPool2D(_Pool2D):
     Shapes: ``(n, c, h, w)`` -> ``(n, c, (h - ph) // sh + 1, (w - pw) // sw + 1)``.
     """
 
-    def forward(self, p: None, x: np.ndarray, *, train: bool, rng: Any) -> tuple[np.ndarray, Any]:
+    def forward(
+        self, p: None, x: np.ndarray, *, train: bool, rng: Any, scratch: Allocator = FRESH
+    ) -> tuple[np.ndarray, Any]:
         """``x`` (n, c, h, w) -> ``y`` (n, c, oh, ow), same dtype."""
-        return avgpool_forward(x, self.pool_size, self.strides), x
+        return avgpool_forward(x, self.pool_size, self.strides, scratch), x
 
     def backward(
-        self, p: None, cache: Any, dy: np.ndarray, *, need_dx: bool = True
+        self,
+        p: None,
+        cache: Any,
+        dy: np.ndarray,
+        *,
+        need_dx: bool = True,
+        scratch: Allocator = FRESH,
     ) -> tuple[np.ndarray | None, None]:
         if not need_dx:
             return None, None
-        return avgpool_backward(dy, cache, self.pool_size, self.strides), None
+        return avgpool_backward(dy, cache, self.pool_size, self.strides, scratch), None
 
 
 @attrs.frozen
@@ -672,11 +774,19 @@ class Flatten:
     def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> None:
         return None
 
-    def forward(self, p: None, x: np.ndarray, *, train: bool, rng: Any) -> tuple[np.ndarray, Any]:
+    def forward(
+        self, p: None, x: np.ndarray, *, train: bool, rng: Any, scratch: Allocator = FRESH
+    ) -> tuple[np.ndarray, Any]:
         """``x`` (n, *shape) -> ``(n, prod(shape))``; a copy only if x is not C-ordered."""
         return x.reshape(x.shape[0], -1), x.shape
 
     def backward(
-        self, p: None, cache: Any, dy: np.ndarray, *, need_dx: bool = True
+        self,
+        p: None,
+        cache: Any,
+        dy: np.ndarray,
+        *,
+        need_dx: bool = True,
+        scratch: Allocator = FRESH,
     ) -> tuple[np.ndarray | None, None]:
         return (dy.reshape(cache) if need_dx else None), None  # dL/dx = dL/dy, unflattened

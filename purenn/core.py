@@ -14,6 +14,7 @@ import numpy as np
 from purenn._checks import as_generator, float_dtype
 from purenn.losses import LOSSES
 from purenn.network import Network
+from purenn.scratch import FRESH, Allocator, training_pass
 from purenn.tree import SPEC_KEY, tree_check_like, tree_map
 
 Params = dict[str, Any]
@@ -187,16 +188,19 @@ def _forward(
     rng: Any,
     activate_last: bool,
     names: tuple[str, ...] | None = None,
+    scratch: Allocator = FRESH,
 ) -> tuple[np.ndarray, list]:
     """Run every layer; return the output and the per-layer caches."""
     caches = []
     last = len(spec.layers) - 1
     for i, (layer, name) in enumerate(zip(spec.layers, names or spec.layer_names(), strict=True)):
-        p = params.get(name)
+        p, layer_scratch = params.get(name), scratch.scoped(name)
         if i == last and not activate_last:
-            x, cache = layer.forward(p, x, train=train, rng=rng, activate=False)
+            x, cache = layer.forward(
+                p, x, train=train, rng=rng, activate=False, scratch=layer_scratch
+            )
         else:
-            x, cache = layer.forward(p, x, train=train, rng=rng)
+            x, cache = layer.forward(p, x, train=train, rng=rng, scratch=layer_scratch)
         caches.append(cache)
     return x, caches
 
@@ -238,21 +242,34 @@ def _backprop(
 
     The output is the last layer's logits for the fused losses (its activations
     for MSE): ``fit`` reads training accuracy from it at no extra cost.
+
+    A training step (``need_grad``) takes its work arrays from the thread's
+    scratch (:mod:`purenn.scratch`); the loss, gradients and output returned
+    are fresh arrays all the same.
     """
     names = names or spec.layer_names()
     fused, loss_fn = LOSSES[spec.loss]
-    out, caches = _forward(spec, params, x, train, rng, fused is None, names)
-    value, dy = loss_fn(out, y, need_grad)
     if not need_grad:
-        return value, None, out
+        out, _ = _forward(spec, params, x, train, rng, fused is None, names)
+        return loss_fn(out, y, False)[0], None, out
     grads: Params = {SPEC_KEY: spec}
     last = len(spec.layers) - 1
-    for i in range(last, -1, -1):
-        layer, name = spec.layers[i], names[i]
-        kwargs = {"activated": False} if (i == last and fused) else {}
-        dy, g = layer.backward(params.get(name), caches[i], dy, need_dx=i > 0, **kwargs)
-        if g is not None:
-            grads[name] = g
+    with training_pass() as scratch:
+        out, caches = _forward(spec, params, x, train, rng, fused is None, names, scratch)
+        value, dy = loss_fn(out, y, True)
+        for i in range(last, -1, -1):
+            layer, name = spec.layers[i], names[i]
+            kwargs = {"activated": False} if (i == last and fused) else {}
+            dy, g = layer.backward(
+                params.get(name),
+                caches[i],
+                dy,
+                need_dx=i > 0,
+                scratch=scratch.scoped(name),
+                **kwargs,
+            )
+            if g is not None:
+                grads[name] = g
     # same key order as params, so the trees print and iterate alike
     return value, {key: grads[key] for key in params}, out
 

@@ -6,6 +6,10 @@ Backward steps sit right beside the forward they differentiate.
 
 A layer's forward returns ``(y, cache)``; its backward takes that cache and
 ``dy = dL/dy`` and returns ``(dx, grads)``. Caches are per call, never stored.
+Both also take ``scratch``, the allocator of their work arrays: fresh arrays by
+default, reused buffers in a training step (:mod:`purenn.scratch`). Dense and
+Dropout always allocate fresh arrays: the network's output comes from a Dense
+layer and must never live in scratch.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 from purenn._checks import positive_int
 from purenn.activations import ACTIVATIONS
 from purenn.initializers import INITIALIZERS, default_initializer
+from purenn.scratch import FRESH, Allocator
 
 Shape = tuple[int, ...]
 
@@ -112,7 +117,14 @@ class Dense:
         return {"w": w, "b": b}
 
     def forward(
-        self, p: dict, x: np.ndarray, *, train: bool, rng: Any, activate: bool = True
+        self,
+        p: dict,
+        x: np.ndarray,
+        *,
+        train: bool,
+        rng: Any,
+        activate: bool = True,
+        scratch: Allocator = FRESH,
     ) -> tuple[np.ndarray, Any]:
         """``x`` (n, d_in) -> ``a`` (n, d_out); with ``activate=False`` the logits ``z``."""
         z = x @ p["w"]
@@ -126,7 +138,14 @@ class Dense:
         return a, (x, a)
 
     def backward(
-        self, p: dict, cache: Any, dy: np.ndarray, *, need_dx: bool = True, activated: bool = True
+        self,
+        p: dict,
+        cache: Any,
+        dy: np.ndarray,
+        *,
+        need_dx: bool = True,
+        activated: bool = True,
+        scratch: Allocator = FRESH,
     ) -> tuple[np.ndarray | None, dict]:
         """``dy`` = dL/da (or dL/dz when ``activated`` is False) -> (dL/dx, {w, b})."""
         if activated:
@@ -168,7 +187,13 @@ class Dropout:
         return None
 
     def forward(
-        self, p: None, x: np.ndarray, *, train: bool, rng: np.random.Generator | None
+        self,
+        p: None,
+        x: np.ndarray,
+        *,
+        train: bool,
+        rng: np.random.Generator | None,
+        scratch: Allocator = FRESH,
     ) -> tuple[np.ndarray, Any]:
         if not train or self.rate == 0.0:
             return x, None
@@ -178,7 +203,13 @@ class Dropout:
         return x * mask, mask
 
     def backward(
-        self, p: None, cache: Any, dy: np.ndarray, *, need_dx: bool = True
+        self,
+        p: None,
+        cache: Any,
+        dy: np.ndarray,
+        *,
+        need_dx: bool = True,
+        scratch: Allocator = FRESH,
     ) -> tuple[np.ndarray | None, None]:
         if cache is None:
             return dy, None
