@@ -645,11 +645,11 @@ class Conv2D:
     ) -> tuple[np.ndarray | None, dict]:
         """``dy`` = dL/da (n, filters, oh, ow) -> (dL/dx, {w, b})."""
         x, cols, a, pads = cache
-        if self.activation == "relu" and _same_layout(dy, a):
-            # dL/dz = dL/da where a > 0, else 0; written into scratch
+        if self.activation == "relu" and scratch.owns_dy:
+            # dL/dz = dL/da where a > 0, else 0, in place on the pass's own dy
             active = _empty_like(scratch, "active", a, bool)
             np.greater(a, 0, out=active)
-            dz = np.multiply(dy, active, out=_empty_like(scratch, "dz", a))
+            dz = np.multiply(dy, active, out=dy)
         else:
             dz = ACTIVATIONS[self.activation][1](a, dy)  # dL/dz = dL/da * da/dz
         dx, dw, db = conv2d_backward(

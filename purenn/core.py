@@ -15,7 +15,7 @@ from purenn._checks import as_generator, float_dtype
 from purenn.losses import LOSSES
 from purenn.network import Network
 from purenn.scratch import FRESH, Allocator, training_pass
-from purenn.tree import SPEC_KEY, tree_check_like, tree_map
+from purenn.tree import SPEC_KEY, tree_check_like
 
 Params = dict[str, Any]
 
@@ -375,19 +375,37 @@ def sgd_step(params: Params, grads: Params, lr: float) -> Params:
     """
     _spec_of(params)
     lr = _check_lr(lr)
-
-    def step(p: np.ndarray, g: Any) -> np.ndarray:
-        if not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
-            raise ValueError  # replaced below by tree_check_like's message
-        return descend(p, g, lr)
-
     # One walk checks and updates; only on failure does the slower, path-naming
     # tree_check_like run to say which leaf is wrong.
     try:
-        return tree_map(step, params, grads)
-    except (ValueError, TypeError):
+        return _descend_tree(params, grads, lr)
+    except (ValueError, TypeError, KeyError):
         tree_check_like(grads, params, "grads")
         raise
+
+
+def _descend_tree(params: dict, grads: Any, lr: float) -> dict:
+    """:func:`descend` leaf by leaf (spec passed through), raising a bare
+    ValueError at the first difference in structure, spec, shape or dtype.
+
+    ``tree_map`` with the checks inlined: this runs on every training step.
+    """
+    if type(grads) is not dict or grads.keys() != params.keys():
+        raise ValueError
+    out = {}
+    for key, p in params.items():
+        g = grads[key]
+        if key == SPEC_KEY:
+            if g is not p and g != p:
+                raise ValueError
+            out[key] = p
+        elif type(p) is dict:
+            out[key] = _descend_tree(p, g, lr)
+        elif not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
+            raise ValueError
+        else:
+            out[key] = descend(p, g, lr)
+    return out
 
 
 def descend(p: np.ndarray, g: np.ndarray, lr: float) -> np.ndarray:

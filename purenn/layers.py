@@ -150,7 +150,10 @@ class Dense:
         """``dy`` = dL/da (or dL/dz when ``activated`` is False) -> (dL/dx, {w, b})."""
         if activated:
             x, a = cache
-            dz = ACTIVATIONS[self.activation][1](a, dy)  # dL/dz = dL/da * da/dz
+            if self.activation == "relu" and scratch.owns_dy:
+                dz = np.multiply(dy, a > 0, out=dy)  # dL/dz = dL/da where a > 0, else 0
+            else:
+                dz = ACTIVATIONS[self.activation][1](a, dy)  # dL/dz = dL/da * da/dz
         else:
             x, dz = cache, dy
         dw = x.T @ dz  # dL/dw = x.T @ dz

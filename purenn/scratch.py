@@ -16,6 +16,9 @@ Rules that keep this invisible to callers:
   same key in one pass gets a fresh array), and nothing a pass returns (loss,
   gradients, outputs) lives in scratch: gradients are fresh arrays, and the
   last layer is a Dense layer, which does not use scratch.
+* Inside a training pass every ``dy`` handed to a layer's backward is an array
+  of the pass (the loss gradient, or the ``dx`` of the layer above), so layers
+  may overwrite it (``owns_dy``): the ReLU derivative is then applied in place.
 * Buffers are per thread, so passes in different threads never share one; a
   pass started inside another pass in the same thread gets no scratch.
 
@@ -39,6 +42,10 @@ class Fresh:
 
     __slots__ = ()
 
+    owns_dy = False
+    """Whether a layer's backward may overwrite the ``dy`` it is given: only inside
+    a training pass, where every ``dy`` is an array of the pass itself."""
+
     def empty(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return np.empty(shape, dtype)
 
@@ -59,6 +66,8 @@ class Scratch:
     batch of an epoch needs no new memory)."""
 
     __slots__ = ("_buffers", "_taken", "active")
+
+    owns_dy = True
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
@@ -102,6 +111,8 @@ class Scratch:
 
 class _Scoped:
     __slots__ = ("_prefix", "_scratch")
+
+    owns_dy = True
 
     def __init__(self, scratch: Scratch, prefix: str) -> None:
         self._scratch, self._prefix = scratch, prefix
