@@ -108,6 +108,11 @@ def _check_x(spec: Network, x: Any, dtype: np.dtype) -> np.ndarray:
     return x
 
 
+_UNSIGNED = {
+    np.dtype(t): np.dtype(t).str.replace("i", "u") for t in (np.int8, np.int16, np.int32, np.int64)
+}
+
+
 def _check_y(spec: Network, y: Any, n: int, dtype: np.dtype) -> np.ndarray:
     """Check targets against the loss; return int labels (n,) or dense targets (n, k)."""
     if not isinstance(y, np.ndarray):
@@ -121,8 +126,9 @@ def _check_y(spec: Network, y: Any, n: int, dtype: np.dtype) -> np.ndarray:
             )
         if y.shape[0] != n:
             raise ValueError(f"y has {y.shape[0]} labels but x has {n} samples")
-        lo, hi = y.min(), y.max()
-        if lo < 0 or hi >= k:
+        # one reduction: seen as unsigned, a negative label is a huge value
+        if y.view(_UNSIGNED.get(y.dtype, y.dtype)).max() >= k:
+            lo, hi = y.min(), y.max()
             raise ValueError(
                 f"labels must be class indices in [0, {k - 1}] for a {k}-way output; "
                 f"got values from {lo} to {hi}"
@@ -188,19 +194,21 @@ def _forward(
     rng: Any,
     activate_last: bool,
     names: tuple[str, ...] | None = None,
-    scratch: Allocator = FRESH,
+    scopes: list[Allocator] | None = None,
 ) -> tuple[np.ndarray, list]:
-    """Run every layer; return the output and the per-layer caches."""
+    """Run every layer; return the output and the per-layer caches.
+
+    ``scopes`` holds each layer's allocator in a training pass (default: fresh arrays).
+    """
     caches = []
-    last = len(spec.layers) - 1
-    for i, (layer, name) in enumerate(zip(spec.layers, names or spec.layer_names(), strict=True)):
-        p, layer_scratch = params.get(name), scratch.scoped(name)
+    names = names or spec.layer_names()
+    last = len(names) - 1
+    for i, layer in enumerate(spec.layers):
+        p, scratch = params.get(names[i]), FRESH if scopes is None else scopes[i]
         if i == last and not activate_last:
-            x, cache = layer.forward(
-                p, x, train=train, rng=rng, activate=False, scratch=layer_scratch
-            )
+            x, cache = layer.forward(p, x, train=train, rng=rng, activate=False, scratch=scratch)
         else:
-            x, cache = layer.forward(p, x, train=train, rng=rng, scratch=layer_scratch)
+            x, cache = layer.forward(p, x, train=train, rng=rng, scratch=scratch)
         caches.append(cache)
     return x, caches
 
@@ -253,21 +261,19 @@ def _backprop(
         out, _ = _forward(spec, params, x, train, rng, fused is None, names)
         return loss_fn(out, y, False)[0], None, out
     grads: Params = {SPEC_KEY: spec}
-    last = len(spec.layers) - 1
+    last = len(names) - 1
     with training_pass() as scratch:
-        out, caches = _forward(spec, params, x, train, rng, fused is None, names, scratch)
+        scopes = [scratch.scoped(name) for name in names]
+        out, caches = _forward(spec, params, x, train, rng, fused is None, names, scopes)
         value, dy = loss_fn(out, y, True)
         for i in range(last, -1, -1):
-            layer, name = spec.layers[i], names[i]
-            kwargs = {"activated": False} if (i == last and fused) else {}
-            dy, g = layer.backward(
-                params.get(name),
-                caches[i],
-                dy,
-                need_dx=i > 0,
-                scratch=scratch.scoped(name),
-                **kwargs,
-            )
+            layer, name, p = spec.layers[i], names[i], params.get(names[i])
+            if i == last and fused:  # dy is already dL/dz of the fused output activation
+                dy, g = layer.backward(
+                    p, caches[i], dy, need_dx=i > 0, activated=False, scratch=scopes[i]
+                )
+            else:
+                dy, g = layer.backward(p, caches[i], dy, need_dx=i > 0, scratch=scopes[i])
             if g is not None:
                 grads[name] = g
     # same key order as params, so the trees print and iterate alike
