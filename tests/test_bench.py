@@ -36,7 +36,9 @@ def run_worker(peer, *extra):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("peer", ["purenn", "gemm", "purenn_fit", "purenn_f64", "cnn_purenn"])
+@pytest.mark.parametrize(
+    "peer", ["purenn", "handopt", "gemm", "purenn_fit", "purenn_f64", "cnn_purenn"]
+)
 def test_worker_prints_one_json_result(peer):
     result = run_worker(peer)
     assert TIMING_KEYS <= result.keys()
@@ -45,6 +47,19 @@ def test_worker_prints_one_json_result(peer):
     assert result["samples_per_s"] > 0
     assert result["steps"] > 0
     assert result["mean_loss"] == result["mean_loss"]  # not NaN
+
+
+def test_handopt_loop_does_purenns_arithmetic():
+    """The hand-optimised peer is purenn's step without the API: the same bits."""
+    import numpy as np
+
+    bench = load_bench()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 20), dtype=np.float32), rng.integers(0, 5, 64)
+    args = (x, y, (20, 12, 8, 5), 16, np.float32, 3)
+    purenn_step, handopt_step = bench.make_purenn(*args), bench.make_handopt(*args)
+    for i in range(8):
+        assert purenn_step(i % 4) == handopt_step(i % 4)
 
 
 @pytest.mark.slow
