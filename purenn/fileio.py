@@ -4,9 +4,9 @@ Checkpoints, JSON results, goldens and figures go through a temporary file in
 the destination's own folder, which is flushed to disk and then renamed over
 the destination (``os.replace`` is
 atomic on POSIX and Windows). If writing fails or is interrupted, the temporary
-file is removed and the previous file, if any, is left untouched. (Downloads
+file is removed and the previous file, if any, is left untouched. Downloads
 follow the same rule in ``purenn.datasets._download``, with a checksum test
-between the write and the rename.)
+between the write and the rename; both end in :func:`publish`.
 """
 
 from __future__ import annotations
@@ -38,14 +38,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     tmp = Path(name)
     try:
         write(tmp)
-        _fsync(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync(path.parent)  # make the rename itself durable (best effort)
     return path
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move the complete file ``tmp`` onto ``path`` (same folder) for good.
+
+    The data is flushed to disk first, the file made readable by everyone
+    (``mkstemp`` makes it 0600; results and data are meant to be read by
+    others), then renamed atomically, and the rename itself made durable by
+    flushing the folder (best effort).
+    """
+    tmp, path = Path(tmp), Path(path)
+    _fsync(tmp)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    _fsync(path.parent)
 
 
 def write_json(path: str | os.PathLike, value: Any, *, indent: int = 2) -> Path:

@@ -179,6 +179,8 @@ def test_download_success_then_cache_reused(server, cache, monkeypatch, capsys, 
     np.testing.assert_array_equal(y_te, arrays[3])
     assert x_tr.dtype == np.uint8 and y_tr.dtype == np.int64
     assert _leftovers(cache / subdir) == sorted(blobs)  # no .part files
+    for name in blobs:  # published like every other file purenn writes: readable by all
+        assert (cache / subdir / name).stat().st_mode & 0o777 == 0o644
     assert "downloading" in capsys.readouterr().err
     n_hits = len(server.hits)
     load(download=False)  # from the cache, no network
@@ -332,6 +334,8 @@ def test_pendigits_falls_back_to_the_zip(server, cache, monkeypatch):
     (x, _), (xt, _) = load_pendigits()
     assert x.shape == (12, 16) and xt.shape == (7, 16)
     assert _leftovers(cache / "pendigits") == sorted(texts)  # zip itself not kept
+    for name in texts:  # zip members are published like direct downloads
+        assert (cache / "pendigits" / name).stat().st_mode & 0o777 == 0o644
 
 
 def test_pendigits_wrong_content_and_bad_zip_are_refused(server, cache, monkeypatch):

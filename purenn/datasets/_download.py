@@ -2,7 +2,8 @@
 
 A download streams into a temporary file in the destination folder, is checked
 (MD5 as published, and/or a parser-level ``verify`` callback), and only then is
-renamed onto its final name with :func:`os.replace`, which is atomic on POSIX and
+renamed onto its final name by :func:`purenn.fileio.publish` (flushed, mode 0644,
+:func:`os.replace`), which is atomic on POSIX and
 Windows. An interrupted, truncated or corrupt download therefore never looks
 complete: either the final file is there and verified, or it is not there.
 """
@@ -21,6 +22,8 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
+
+from purenn.fileio import publish
 
 __all__ = [
     "MirrorsFailedError",
@@ -205,7 +208,7 @@ def download_first(
                         verify(tmp)
                     except ValueError as e:
                         raise DownloadFailedError(f"content refused: {e}") from None
-                os.replace(tmp, dest)
+                publish(tmp, dest)
             return url
         except DownloadFailedError as e:
             errors.append(f"{url}: {e}")
@@ -290,7 +293,7 @@ def _extract_member(
                 verify(name, tmp)
             except ValueError as e:
                 raise DownloadFailedError(f"member {name!r} refused: {e}") from None
-        os.replace(tmp, dest)
+        publish(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
