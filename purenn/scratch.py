@@ -23,7 +23,7 @@ Rules that keep this invisible to callers:
   pass started inside another pass in the same thread gets no scratch.
 
 Memory: the calling thread keeps the largest working set of its training steps
-(about 100 MB for the benchmark CNN at batch 128; nothing worth mentioning for
+(64 MiB for the benchmark CNN at batch 128; nothing worth mentioning for
 an MLP) until :func:`release` is called or the thread ends.
 """
 
