@@ -108,9 +108,8 @@ def _check_x(spec: Network, x: Any, dtype: np.dtype) -> np.ndarray:
     return x
 
 
-_UNSIGNED = {
-    np.dtype(t): np.dtype(t).str.replace("i", "u") for t in (np.int8, np.int16, np.int32, np.int64)
-}
+_UNSIGNED = {np.dtype(f"i{size}"): np.dtype(f"u{size}") for size in (1, 2, 4, 8)}
+"""Native signed int dtypes -> the unsigned dtype of the same size (see _check_y)."""
 
 
 def _check_y(spec: Network, y: Any, n: int, dtype: np.dtype) -> np.ndarray:
@@ -126,8 +125,11 @@ def _check_y(spec: Network, y: Any, n: int, dtype: np.dtype) -> np.ndarray:
             )
         if y.shape[0] != n:
             raise ValueError(f"y has {y.shape[0]} labels but x has {n} samples")
-        # one reduction: seen as unsigned, a negative label is a huge value
-        if y.view(_UNSIGNED.get(y.dtype, y.dtype)).max() >= k:
+        if y.dtype in _UNSIGNED:  # one reduction: seen as unsigned, a negative label is huge
+            out_of_range = y.view(_UNSIGNED[y.dtype]).max() >= k
+        else:  # unsigned, or a non-native byte order
+            out_of_range = y.min() < 0 or y.max() >= k
+        if out_of_range:
             lo, hi = y.min(), y.max()
             raise ValueError(
                 f"labels must be class indices in [0, {k - 1}] for a {k}-way output; "

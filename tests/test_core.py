@@ -463,6 +463,9 @@ def test_float64_x_with_float32_params():
         (np.array([0, 1, 2, 0, 1, 2, 0]), ValueError, r"y has 7 labels but x has 6 samples"),
         (np.array([0, 1, 2, 0, 1, -1]), ValueError, r"\[0, 2\] for a 3-way output; got .* -1 to 2"),
         (np.array([0, 1, 3, 0, 1, 2]), ValueError, r"\[0, 2\] for a 3-way output; got .* 0 to 3"),
+        (np.array([0, 1, -2, 0, 1, 2], np.int8), ValueError, r"got values from -2 to 2"),
+        (np.array([0, 1, -1, 0, 1, 2], ">i4"), ValueError, r"got values from -1 to 2"),
+        (np.array([0, 1, 2, 0, 9, 2], np.uint16), ValueError, r"got values from 0 to 9"),
         (np.array([0.0, 1, 2]), TypeError, r"must be int class indices; got dtype float64"),
         (
             np.zeros((6, 4)),
@@ -474,7 +477,20 @@ def test_float64_x_with_float32_params():
         (np.zeros((6, 3), np.float32), TypeError, r"targets have dtype float32 but the params are"),
         ([0, 1, 2, 0, 1, 2], TypeError, r"y must be a NumPy array; got list"),
     ],
-    ids=["few", "many", "negative", "too-big", "float", "wrong-k", "wrong-n", "dtype", "list"],
+    ids=[
+        "few",
+        "many",
+        "negative",
+        "too-big",
+        "negative-int8",
+        "negative-big-endian",
+        "too-big-uint16",
+        "float",
+        "wrong-k",
+        "wrong-n",
+        "dtype",
+        "list",
+    ],
 )
 def test_bad_labels(ce, bad_y, error, match):
     params, x, _ = ce
