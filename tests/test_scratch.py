@@ -18,6 +18,20 @@ from purenn import conv, scratch
 from purenn.tree import tree_items
 
 
+def conv_chain():
+    """Convolutions back to back (the second reads the first's scratch output and
+    hands its padded scratch gradient to the first's in-place ReLU derivative)."""
+    return pn.Network(
+        (2, 9, 8),
+        [
+            pn.Conv2D(3, 3, padding="same"),
+            pn.Conv2D(4, 2, stride=2, padding=1),
+            pn.Flatten(),
+            pn.Dense(3, "softmax"),
+        ],
+    )
+
+
 def small_cnn(padding="valid"):
     return pn.Network(
         (2, 9, 8),
@@ -55,10 +69,11 @@ def scratch_buffers():
     return list(s._buffers.values())
 
 
-@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("net", ["valid", "same", "chain"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_scratch_gives_the_same_bits_as_fresh_arrays(padding, dtype):
-    params = pn.init(small_cnn(padding), 0, dtype=dtype)
+def test_scratch_gives_the_same_bits_as_fresh_arrays(net, dtype):
+    spec = conv_chain() if net == "chain" else small_cnn(net)
+    params = pn.init(spec, 0, dtype=dtype)
     x, y = batch(6, dtype=dtype)
     for _ in range(2):  # the second call reuses the first call's buffers
         value, g = pn.loss_and_grads(params, x, y)
