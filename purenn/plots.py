@@ -292,7 +292,22 @@ def _fmt(value: float, as_percent: bool) -> str:
     return f"{100 * value:.2f}%" if as_percent else f"{value:.4f}"
 
 
-def loss_curves(history: Mapping, *, log_scale: bool = False) -> Figure:
+LOG_SCALE_SPAN = 10.0
+"""Loss curves go on a log axis by default when the largest loss drawn is more
+than this many times the smallest (a first epoch far above the rest would
+otherwise flatten every later epoch onto the floor of the plot)."""
+
+
+def _wants_log(values: np.ndarray, log_scale: bool | None) -> bool:
+    """``log_scale`` if given; else whether the finite positive values span more
+    than :data:`LOG_SCALE_SPAN`."""
+    if log_scale is not None:
+        return bool(log_scale)
+    drawn = values[np.isfinite(values) & (values > 0)]
+    return drawn.size > 0 and float(drawn.max()) > LOG_SCALE_SPAN * float(drawn.min())
+
+
+def loss_curves(history: Mapping, *, log_scale: bool | None = None) -> Figure:
     """Training and validation loss per epoch, with the best epoch marked.
 
     Args:
@@ -300,7 +315,9 @@ def loss_curves(history: Mapping, *, log_scale: bool = False) -> Figure:
             ``"train_loss"``, ``"val_loss"`` (entries may be None: no validation
             set), and optionally ``"best_epoch"``, ``"stopped_early"``,
             ``"stop_reason"``. NaN/inf losses (a diverged run) are drawn as gaps.
-        log_scale: draw the loss on a log axis (useful when it falls by decades).
+        log_scale: draw the loss on a log axis (True) or a linear one (False);
+            None (default) picks log when the losses span more than
+            :data:`LOG_SCALE_SPAN`.
 
     Returns:
         A one-axes Figure: line "train loss", line "validation loss" if any
@@ -312,6 +329,7 @@ def loss_curves(history: Mapping, *, log_scale: bool = False) -> Figure:
             increasing 1-based ints, or ``best_epoch`` is not a recorded epoch.
     """
     epochs, train, val, best = _curve_data(history, "train_loss", "val_loss", unit=False)
+    log_scale = _wants_log(np.concatenate([train, val]), log_scale)
     fig = _new_figure(6.4, 4.2)
     ax = fig.add_subplot()
     _draw_curves(ax, epochs, train, val, best, what="loss", higher_is_better=False)
@@ -365,6 +383,7 @@ def loss_curves_animation(
     max_frames: int = 40,
     hold_seconds: float = 1.0,
     dpi: int = 80,
+    log_scale: bool | None = None,
 ) -> Path:
     """Write an animated GIF of the loss curves growing one epoch per frame.
 
@@ -381,6 +400,8 @@ def loss_curves_animation(
         max_frames: most growth frames drawn, >= 1.
         hold_seconds: how long the last frame stays up, >= 0.
         dpi: resolution of each frame (a 6.4 x 4.2 inch figure).
+        log_scale: as for :func:`loss_curves` (None: log when the losses span
+            more than :data:`LOG_SCALE_SPAN`).
 
     Returns:
         The path written.
@@ -409,8 +430,12 @@ def loss_curves_animation(
     ax = fig.add_subplot()
     artists = _draw_curves(ax, epochs, train, val, best, what="loss", higher_is_better=False)
     ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
-    ax.set_ylim(*_padded_limits(np.concatenate([train, val])))
-    ax.set_ylabel("cross-entropy loss")
+    losses = np.concatenate([train, val])
+    log_scale = _wants_log(losses, log_scale)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_ylim(*_padded_limits(losses, log=log_scale))
+    ax.set_ylabel("cross-entropy loss" if not log_scale else "cross-entropy loss (log scale)")
     best_artists = [a for a in (artists["best_line"], artists["best_point"]) if a is not None]
     curves = [a for a in (artists["train"], artists["val"]) if a is not None]
 

@@ -94,6 +94,32 @@ def test_loss_curves_log_scale_and_diverged_run():
     assert fig.axes[0].get_yscale() == "log"
 
 
+def test_loss_curves_pick_a_log_axis_when_the_loss_spans_decades():
+    steep = make_history(n=30)
+    steep["train_loss"] = [0.4] + [0.008] * 29  # epoch 1 is 50x the rest
+    assert plots.loss_curves(steep).axes[0].get_yscale() == "log"
+    assert "log scale" in plots.loss_curves(steep).axes[0].get_ylabel()
+    assert plots.loss_curves(steep, log_scale=False).axes[0].get_yscale() == "linear"
+    gentle = make_history()  # 1.0 down to 0.17: a 6x span
+    assert plots.loss_curves(gentle).axes[0].get_yscale() == "linear"
+
+
+def test_loss_animation_follows_the_same_axis_rule(tmp_path, monkeypatch):
+    limits = []
+    padded = plots._padded_limits
+    monkeypatch.setattr(
+        plots, "_padded_limits", lambda v, log=False: limits.append(log) or padded(v, log=log)
+    )
+    steep = make_history(n=12)
+    steep["train_loss"] = [0.5] + [0.01] * 11
+    for history, log in ((steep, True), (make_history(), False)):
+        path = plots.loss_curves_animation(
+            history, tmp_path / "loss.gif", max_frames=3, hold_seconds=0
+        )
+        assert path.is_file() and path.stat().st_size > 0
+        assert limits[-1] is log
+
+
 def test_accuracy_curves_percent_axis():
     fig = plots.accuracy_curves(make_history())
     (ax,) = fig.axes
