@@ -141,3 +141,15 @@ def test_bad_arguments_are_refused():
         load_bench().main(["--quick", "--update-docs", "--synthetic"])
     with pytest.raises(SystemExit, match="--workload"):
         load_bench().main(["--peers", "purenn", "--workload", "cnn", "--synthetic"])
+
+
+def test_ab_purenn_refuses_folders_without_purenn(tmp_path):
+    script = SCRIPT.parent / "ab_purenn.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(SCRIPT.parents[1]), "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert f"{tmp_path} holds no purenn package" in proc.stderr
