@@ -1,6 +1,6 @@
 """Work arrays reused from one training step to the next.
 
-Why: a convolutional training step makes and drops about a hundred megabytes of
+Why: a convolutional training step makes and drops tens of megabytes of
 temporaries (im2col matrices, activations, pooling and ReLU gradients). When
 they are freed, the C allocator hands the memory back to the operating system,
 and the next step faults every page in again: on a 2-core machine that was half
