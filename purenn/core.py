@@ -7,6 +7,7 @@ the layer math below assumes valid input.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from purenn._checks import as_generator, float_dtype
 from purenn.losses import LOSSES
 from purenn.network import Network
-from purenn.scratch import FRESH, Allocator, training_pass
+from purenn.scratch import FRESH, OWNED, Allocator, training_pass
 from purenn.tree import SPEC_KEY, tree_check_like
 
 Params = dict[str, Any]
@@ -60,12 +61,10 @@ def _spec_of(params: Any) -> Network:
     return params[SPEC_KEY]
 
 
-def _params_dtype(params: Params, spec: Network, names: tuple[str, ...] | None = None) -> np.dtype:
+def _params_dtype(params: Params, spec: Network) -> np.dtype:
     """The dtype of the params (checked to be one float dtype for all leaves)."""
     dtype = None
-    for name, layer in zip(names or spec.layer_names(), spec.layers, strict=True):
-        if layer.param_prefix is None:
-            continue
+    for name, layer in spec._layout.with_params:
         p = params.get(name)
         if not isinstance(p, dict):
             raise ValueError(f"params has no entry {name!r} for {type(layer).__name__} layer")
@@ -158,14 +157,6 @@ def _prepare(params: Any, x: Any) -> tuple[Network, np.dtype, np.ndarray]:
     return spec, dtype, _check_x(spec, x, dtype)
 
 
-def _prepare_named(params: Any, x: Any) -> tuple[Network, tuple[str, ...], np.dtype, np.ndarray]:
-    """:func:`_prepare` plus the layer names, worked out once per public call."""
-    spec = _spec_of(params)
-    names = spec.layer_names()
-    dtype = _params_dtype(params, spec, names)
-    return spec, names, dtype, _check_x(spec, x, dtype)
-
-
 def _check_rng(spec: Network, rng: Any, train: bool) -> np.random.Generator | None:
     """A Generator when the pass needs randomness; raise if it needs one and has none.
 
@@ -174,17 +165,11 @@ def _check_rng(spec: Network, rng: Any, train: bool) -> np.random.Generator | No
     if rng is not None:
         rng = as_generator(rng)
         return rng if train else None
-    if train and any(getattr(layer, "rate", 0.0) > 0.0 for layer in spec.layers):
-        needs = [
-            n
-            for n, l in zip(spec.layer_names(), spec.layers, strict=True)
-            if getattr(l, "rate", 0.0) > 0.0
-        ]
-        if needs:
-            raise ValueError(
-                f"training-mode pass through {', '.join(needs)} needs randomness: pass "
-                "rng=np.random.default_rng(seed) (or an int seed), or remove the dropout"
-            )
+    if train and spec._layout.random:
+        raise ValueError(
+            f"training-mode pass through {', '.join(spec._layout.random)} needs randomness: "
+            "pass rng=np.random.default_rng(seed) (or an int seed), or remove the dropout"
+        )
     return None
 
 
@@ -195,15 +180,14 @@ def _forward(
     train: bool,
     rng: Any,
     activate_last: bool,
-    names: tuple[str, ...] | None = None,
-    scopes: list[Allocator] | None = None,
+    scopes: Sequence[Allocator] | None = None,
 ) -> tuple[np.ndarray, list]:
     """Run every layer; return the output and the per-layer caches.
 
     ``scopes`` holds each layer's allocator in a training pass (default: fresh arrays).
     """
     caches = []
-    names = names or spec.layer_names()
+    names = spec._layout.names
     last = len(names) - 1
     for i, layer in enumerate(spec.layers):
         p, scratch = params.get(names[i]), FRESH if scopes is None else scopes[i]
@@ -232,9 +216,9 @@ def forward(params: Params, x: np.ndarray, *, train: bool = False, rng: Any = No
     Raises:
         TypeError, ValueError: for malformed params, x or rng.
     """
-    spec, names, _, x = _prepare_named(params, x)
+    spec, _, x = _prepare(params, x)
     rng = _check_rng(spec, rng, train)
-    out, _ = _forward(spec, params, x, train, rng, activate_last=True, names=names)
+    out, _ = _forward(spec, params, x, train, rng, activate_last=True)
     return out
 
 
@@ -246,7 +230,6 @@ def _backprop(
     rng: Any,
     train: bool,
     need_grad: bool,
-    names: tuple[str, ...] | None = None,
 ) -> tuple[float, Params | None, np.ndarray]:
     """Loss, gradients and output on already-checked inputs.
 
@@ -257,38 +240,57 @@ def _backprop(
     scratch (:mod:`purenn.scratch`); the loss, gradients and output returned
     are fresh arrays all the same.
     """
-    names = names or spec.layer_names()
     fused, loss_fn = LOSSES[spec.loss]
     if not need_grad:
-        out, _ = _forward(spec, params, x, train, rng, fused is None, names)
+        out, _ = _forward(spec, params, x, train, rng, fused is None)
         return loss_fn(out, y, False)[0], None, out
-    grads: Params = {SPEC_KEY: spec}
-    last = len(names) - 1
-    with training_pass() as scratch:
-        scopes = [scratch.scoped(name) for name in names]
-        out, caches = _forward(spec, params, x, train, rng, fused is None, names, scopes)
-        value, dy = loss_fn(out, y, True)
-        for i in range(last, -1, -1):
-            layer, name, p = spec.layers[i], names[i], params.get(names[i])
-            if i == last and fused:  # dy is already dL/dz of the fused output activation
-                dy, g = layer.backward(
-                    p, caches[i], dy, need_dx=i > 0, activated=False, scratch=scopes[i]
-                )
-            else:
-                dy, g = layer.backward(p, caches[i], dy, need_dx=i > 0, scratch=scopes[i])
-            if g is not None:
-                grads[name] = g
+    if spec._layout.dense_only:  # no layer takes work arrays: skip the scratch
+        value, grads, out = _train_pass(spec, params, x, y, rng, train, OWNED)
+    else:
+        with training_pass() as scratch:
+            value, grads, out = _train_pass(spec, params, x, y, rng, train, scratch)
     # same key order as params, so the trees print and iterate alike
     return value, {key: grads[key] for key in params}, out
+
+
+def _train_pass(
+    spec: Network,
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: Any,
+    train: bool,
+    scratch: Allocator,
+) -> tuple[float, Params, np.ndarray]:
+    """:func:`_backprop`'s forward and backward pass, each layer's work arrays
+    from ``scratch`` (scoped by layer name)."""
+    fused, loss_fn = LOSSES[spec.loss]
+    names = spec._layout.names
+    scopes = [scratch.scoped(name) for name in names]
+    out, caches = _forward(spec, params, x, train, rng, fused is None, scopes)
+    value, dy = loss_fn(out, y, True)
+    grads: Params = {SPEC_KEY: spec}
+    last = len(names) - 1
+    for i in range(last, -1, -1):
+        layer, name, p = spec.layers[i], names[i], params.get(names[i])
+        if i == last and fused:  # dy is already dL/dz of the fused output activation
+            dy, g = layer.backward(
+                p, caches[i], dy, need_dx=i > 0, activated=False, scratch=scopes[i]
+            )
+        else:
+            dy, g = layer.backward(p, caches[i], dy, need_dx=i > 0, scratch=scopes[i])
+        if g is not None:
+            grads[name] = g
+    return value, grads, out
 
 
 def _loss_and_grads(
     params: Params, x: np.ndarray, y: np.ndarray, rng: Any, need_grad: bool, train: bool
 ) -> tuple[float, Params | None]:
-    spec, names, dtype, x = _prepare_named(params, x)
+    spec, dtype, x = _prepare(params, x)
     y = _check_y(spec, y, x.shape[0], dtype)
     rng = _check_rng(spec, rng, train)
-    value, g, _ = _backprop(spec, params, x, y, rng, train, need_grad, names)
+    value, g, _ = _backprop(spec, params, x, y, rng, train, need_grad)
     return value, g
 
 

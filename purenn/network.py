@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import numpy as np
@@ -52,6 +52,37 @@ def _as_layers(value: Any) -> tuple:
     return layers
 
 
+class Layout(NamedTuple):
+    """What every training step asks of a Network, worked out once when it is
+    made (a Network never changes), so the per-step checks in
+    :mod:`purenn.core` do not walk the layers again."""
+
+    names: tuple[str, ...]
+    """:meth:`Network.layer_names`."""
+    with_params: tuple[tuple[str, Any], ...]
+    """``(name, layer)`` of each layer that has parameters, in order."""
+    random: tuple[str, ...]
+    """Names of the layers that draw randomness in training (dropout, rate > 0)."""
+    dense_only: bool
+    """Only Dense and Dropout layers: no layer takes scratch buffers."""
+
+
+def _layout(layers: tuple) -> Layout:
+    counts: dict[str, int] = {}
+    names = []
+    for layer in layers:
+        prefix = layer.param_prefix or type(layer).__name__.lower()
+        names.append(f"{prefix}_{counts.get(prefix, 0)}")
+        counts[prefix] = counts.get(prefix, 0) + 1
+    pairs = tuple(zip(names, layers, strict=True))
+    return Layout(
+        names=tuple(names),
+        with_params=tuple((n, layer) for n, layer in pairs if layer.param_prefix is not None),
+        random=tuple(n for n, layer in pairs if getattr(layer, "rate", 0.0) > 0.0),
+        dense_only=all(type(layer) in (Dense, Dropout) for layer in layers),
+    )
+
+
 @attrs.frozen
 class Network:
     """An immutable description of a network: hashable, comparable, JSON-able.
@@ -73,6 +104,8 @@ class Network:
     input_shape: Shape = attrs.field(converter=_as_shape)
     layers: tuple = attrs.field(converter=_as_layers)
     loss: str = attrs.field(default="cross_entropy")
+    _layout: Layout = attrs.field(init=False, repr=False, eq=False, hash=False)
+    """Derived from ``layers`` at construction (not an argument, not compared)."""
 
     @loss.validator
     def _check_loss(self, attribute: attrs.Attribute, value: Any) -> None:
@@ -81,6 +114,7 @@ class Network:
             raise ValueError(f"Network.loss must be one of {valid}; got {value!r}")
 
     def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_layout", _layout(self.layers))  # frozen: set once, here
         self.shapes()  # chains and checks every layer's shape
         last = self.layers[-1]
         if len(self.output_shape) != 1:
@@ -105,13 +139,7 @@ class Network:
     def layer_names(self) -> tuple[str, ...]:
         """Names of the layers in order: param keys (``dense_0``) or, for layers
         without params, the same pattern (``dropout_0``); counted per kind."""
-        counts: dict[str, int] = {}
-        names = []
-        for layer in self.layers:
-            prefix = layer.param_prefix or type(layer).__name__.lower()
-            names.append(f"{prefix}_{counts.get(prefix, 0)}")
-            counts[prefix] = counts.get(prefix, 0) + 1
-        return tuple(names)
+        return self._layout.names
 
     def shapes(self) -> tuple[Shape, ...]:
         """Per-sample shapes: the input's, then each layer's output."""

@@ -19,6 +19,8 @@ Rules that keep this invisible to callers:
 * Inside a training pass every ``dy`` handed to a layer's backward is an array
   of the pass (the loss gradient, or the ``dx`` of the layer above), so layers
   may overwrite it (``owns_dy``): the ReLU derivative is then applied in place.
+  A pass through Dense and Dropout layers only keeps no buffers (``OWNED``:
+  fresh arrays, ``dy`` still overwritten in place).
 * Buffers are per thread, so passes in different threads never share one; a
   pass started inside another pass in the same thread gets no scratch.
 
@@ -55,6 +57,19 @@ class Fresh:
 
 
 FRESH = Fresh()
+
+
+class Owned(Fresh):
+    """Fresh arrays for a training pass that needs no reusable buffers (a network
+    of Dense and Dropout layers only): its every ``dy`` is still the pass's own,
+    so layers may overwrite it."""
+
+    __slots__ = ()
+
+    owns_dy = True
+
+
+OWNED = Owned()
 
 
 class Scratch:

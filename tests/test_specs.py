@@ -97,6 +97,25 @@ def test_shapes_are_chained_and_names_are_predictable():
     assert params["dense_1"]["w"].shape == (32, 16)
 
 
+def test_layout_is_derived_once_and_invisible_to_equality():
+    """The per-step facts a Network precomputes follow its layers, survive pickling
+    and evolve, and play no part in repr, equality or hashing."""
+    import pickle
+
+    layout = SPEC._layout
+    assert layout.names == SPEC.layer_names()
+    assert [name for name, _ in layout.with_params] == ["dense_0", "dense_1", "dense_2"]
+    assert layout.random == ("dropout_0",) and layout.dense_only
+    assert "_layout" not in repr(SPEC) and "layout" not in repr(SPEC)
+    twin = pickle.loads(pickle.dumps(SPEC))
+    assert twin == SPEC and hash(twin) == hash(SPEC) and twin._layout == layout
+    no_dropout = attrs.evolve(SPEC, layers=SPEC.layers[:1] + SPEC.layers[2:])
+    assert no_dropout._layout.random == () and no_dropout.layer_names()[1] == "dense_1"
+    cnn = pn.Network((1, 6, 6), [pn.Conv2D(2, 3), pn.Flatten(), pn.Dense(3, "softmax")])
+    assert not cnn._layout.dense_only
+    assert pn.Network(4, [pn.Dropout(0.0), pn.Dense(2, "softmax")])._layout.random == ()
+
+
 # ---------------------------------------------------------------- evolve re-validates
 
 
