@@ -216,8 +216,15 @@ def _first_nonfinite(a: np.ndarray) -> int | None:
     if a.dtype.kind not in "fc" or a.shape[0] == 0:
         return None
     # One fast pass: a sum is finite exactly when no element is NaN or inf (or
-    # when finite values overflow it); only then search sample by sample.
-    if np.isfinite(a.sum()):
+    # when finite values overflow it); only then search sample by sample. The
+    # row sums of a contiguous array are one BLAS matrix-vector product, which
+    # reads the data on every core (twice as fast as a.sum() on two cores).
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow only means: look closer
+        if a.flags.c_contiguous and a.ndim > 1:
+            sums = a.reshape(a.shape[0], -1) @ np.ones(a[0].size, a.dtype)
+        else:
+            sums = a.sum()
+    if np.isfinite(sums).all():
         return None
     rows = max(1, (1 << 22) // max(1, a[0].size))
     for start in range(0, a.shape[0], rows):

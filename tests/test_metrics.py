@@ -134,6 +134,24 @@ def test_evaluate_is_pure_on_read_only_inputs():
     assert r1["loss"] == r2["loss"] and np.array_equal(r1["confusion"], r2["confusion"])
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["rows", "images", "strided", "transposed", "flat"])
+def test_first_nonfinite_finds_the_first_bad_sample(dtype, layout):
+    """The one-pass screen (row sums, or one sum when not contiguous) never hides a
+    NaN or inf, and finite values whose sums overflow are still reported finite."""
+    rng = np.random.default_rng(0)
+    shape = {"images": (40, 1, 3, 4), "flat": (40,)}.get(layout, (40, 6))
+    base = rng.random((80, *shape[1:]) if layout == "strided" else shape).astype(dtype)
+    a = {"strided": lambda b: b[::2], "transposed": lambda b: b.T.copy().T}.get(layout, lambda b: b)
+    assert metrics._first_nonfinite(a(base)) is None
+    for bad, at in ((np.nan, 33), (np.inf, 7), (-np.inf, 0)):
+        b = base.copy()
+        b[(2 * at if layout == "strided" else at, *([0] * (b.ndim - 1)))] = bad
+        assert metrics._first_nonfinite(a(b)) == at
+    huge = np.full(shape, np.finfo(dtype).max, dtype)  # every sum overflows to inf
+    assert metrics._first_nonfinite(huge) is None
+
+
 def test_evaluate_refuses_bad_data():
     params, x, y = classifier()
     bad = x.copy()
