@@ -157,9 +157,7 @@ class Dense:
         else:
             x, dz = cache, dy
         dw = x.T @ dz  # dL/dw = x.T @ dz
-        # dL/db = sum over the batch of dz, as a BLAS matrix-vector product: 2-4x
-        # faster than dz.sum(axis=0), whose axis-0 reduction is not vectorised
-        db = np.ones(dz.shape[0], dz.dtype) @ dz
+        db = dz.sum(axis=0)  # dL/db = sum over the batch of dz
         dx = dz @ p["w"].T if need_dx else None  # dL/dx = dz @ w.T
         return dx, {"w": dw, "b": db}
 

@@ -42,27 +42,25 @@ def cross_entropy(z: np.ndarray, y: np.ndarray, need_grad: bool = True):
     row_start = np.arange(0, n * k, k)
     # log-sum-exp with the row max taken out: finite for logits of any size. The
     # max is read at the argmax (a row-wise max over 10 columns costs 6x more).
-    top = z.argmax(axis=1)
-    top += row_start
-    shifted = z - z.ravel()[top][:, None]
+    shifted = z - z.ravel()[row_start + z.argmax(axis=1)][:, None]
     e = np.exp(shifted)
-    s = e @ np.ones(k, z.dtype)  # row sums: a BLAS product, 2x faster than e.sum(axis=1)
+    s = e.sum(axis=1, keepdims=True)
+    log_s = np.log(s)
     if y.ndim == 1:
         at_label = row_start + y
         # mean of -log p[y] = log s - shifted[y]
-        loss = float((np.log(s) - shifted.ravel()[at_label]).sum()) / n
+        loss = (float(log_s.sum()) - float(shifted.ravel()[at_label].sum())) / n
     else:
-        loss = -float((y * (shifted - np.log(s)[:, None])).sum()) / n
+        loss = -float((y * (shifted - log_s)).sum()) / n
     if not need_grad:
         return loss, None
-    # dL/dz = (p - y) / n with p = e / s
+    dz = np.divide(e, s, out=e)  # p
+    # dL/dz = (p - y) / n
     if y.ndim == 1:
-        dz = np.multiply(e, ((1.0 / n) / s)[:, None], out=e)  # p / n in one pass
-        dz.ravel()[at_label] -= 1.0 / n
+        dz.ravel()[at_label] -= 1.0
     else:
-        dz = np.divide(e, s[:, None], out=e)
         dz -= y
-        dz *= 1.0 / n
+    dz *= 1.0 / n
     return loss, dz
 
 

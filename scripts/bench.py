@@ -211,8 +211,6 @@ def make_handopt(x, y, arch, batch, dtype, seed):
     B = [init[name]["b"] for name in names]
     k = arch[-1]
     base = np.arange(0, batch * k, k)  # flat index of each row's first logit
-    ones = np.ones(batch, dtype)  # bias gradients as matrix-vector products, like purenn
-    ones_k = np.ones(k, dtype)  # softmax row sums, the same way
 
     def step(i):
         xb, yb = x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]
@@ -223,17 +221,16 @@ def make_handopt(x, y, arch, batch, dtype, seed):
             acts.append(np.maximum(z, 0, out=z))
         z = acts[-1] @ W[-1]
         z += B[-1]
-        top = z.argmax(axis=1)
-        top += base
-        shifted = z - z.ravel()[top][:, None]
+        shifted = z - z.ravel()[base + z.argmax(axis=1)][:, None]
         e = np.exp(shifted)
-        s = e @ ones_k
+        s = e.sum(axis=1, keepdims=True)
         at_label = base + yb
-        loss = float((np.log(s) - shifted.ravel()[at_label]).sum()) / batch
-        delta = np.multiply(e, ((1.0 / batch) / s)[:, None], out=e)
-        delta.ravel()[at_label] -= 1.0 / batch
+        loss = (float(np.log(s).sum()) - float(shifted.ravel()[at_label].sum())) / batch
+        delta = np.divide(e, s, out=e)
+        delta.ravel()[at_label] -= 1.0
+        delta *= 1.0 / batch
         for j in range(len(W) - 1, -1, -1):
-            gw, gb = acts[j].T @ delta, ones @ delta
+            gw, gb = acts[j].T @ delta, delta.sum(axis=0)
             if j > 0:
                 dx = delta @ W[j].T
                 delta = np.multiply(dx, acts[j] > 0, out=dx)
