@@ -7,6 +7,7 @@ the layer math below assumes valid input.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -434,6 +435,6 @@ def _check_lr(lr: Any) -> float:
     if isinstance(lr, bool) or not isinstance(lr, int | float | np.integer | np.floating):
         raise TypeError(f"lr must be a float; got {lr!r} ({type(lr).__name__})")
     lr = float(lr)  # a Python float: weak scalar, keeps float32 params float32
-    if not np.isfinite(lr) or lr < 0:
+    if not math.isfinite(lr) or lr < 0:
         raise ValueError(f"lr must be finite and >= 0; got {lr}")
     return lr
