@@ -153,3 +153,53 @@ def test_ab_purenn_refuses_folders_without_purenn(tmp_path):
     )
     assert proc.returncode == 2
     assert f"{tmp_path} holds no purenn package" in proc.stderr
+
+
+# ---------------------------------------------------------------- scripts/profile_step.py
+
+PROFILE_SCRIPT = SCRIPT.parent / "profile_step.py"
+
+
+def load_profile_step():
+    sys.path.insert(0, str(SCRIPT.parent))  # it imports bench beside it
+    try:
+        spec = importlib.util.spec_from_file_location("profile_step", PROFILE_SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return module
+
+
+def test_timed_step_is_handopts_step():
+    """The instrumented step does handopt's arithmetic: the same losses, bit for bit,
+    and it marks every operation, products and element-wise work alike."""
+    import numpy as np
+
+    profile_step = load_profile_step()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 20), dtype=np.float32), rng.integers(0, 5, 64)
+    args = (x, y, (20, 12, 8, 5), 16, np.float32, 3)
+    timed, handopt = profile_step.make_timed_step(*args), load_bench().make_handopt(*args)
+    marks = []
+    for i in range(8):
+        marks.clear()
+        assert timed(i % 4, lambda label, kind: marks.append((label, kind))) == handopt(i % 4)
+    kinds = [kind for _, kind in marks]
+    assert kinds.count("matmul") == 3 + 3 + 2  # forward a @ w, backward dw and dx
+    assert len(set(marks)) == len(marks)  # one label per operation
+
+
+def test_profile_step_prints_a_table(tmp_path):
+    out = tmp_path / "ops.json"
+    proc = subprocess.run(
+        [sys.executable, str(PROFILE_SCRIPT), "--synthetic", "--epochs", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| forward 0: a @ w (128, 784)x(784, 128) | matmul |" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["steps_per_epoch"] == 468 and result["step_us"] > 0
+    assert sum(op["us"] for op in result["ops"]) == pytest.approx(result["step_us"], rel=0.3)
