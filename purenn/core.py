@@ -237,9 +237,10 @@ def _backprop(
     The output is the last layer's logits for the fused losses (its activations
     for MSE): ``fit`` reads training accuracy from it at no extra cost.
 
-    A training step (``need_grad``) takes its work arrays from the thread's
-    scratch (:mod:`purenn.scratch`); the loss, gradients and output returned
-    are fresh arrays all the same.
+    A training step (``need_grad``) through convolution or pooling layers takes
+    their work arrays from the thread's scratch (:mod:`purenn.scratch`); one
+    through Dense and Dropout layers only needs none. The loss, gradients and
+    output returned are fresh arrays either way.
     """
     fused, loss_fn = LOSSES[spec.loss]
     if not need_grad:
