@@ -242,8 +242,8 @@ def _backprop(
     through Dense and Dropout layers only needs none. The loss, gradients and
     output returned are fresh arrays either way.
     """
-    fused, loss_fn = LOSSES[spec.loss]
     if not need_grad:
+        fused, loss_fn = LOSSES[spec.loss]
         out, _ = _forward(spec, params, x, train, rng, fused is None)
         return loss_fn(out, y, False)[0], None, out
     if spec._layout.dense_only:  # no layer takes work arrays: skip the scratch
