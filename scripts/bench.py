@@ -733,6 +733,48 @@ def summarize(runs: list[dict], reference: str = "torch") -> dict:
     return summary
 
 
+# The ratios behind issue 6's targets, and handopt's (the API-free loop) for scale.
+PAIRED = (
+    ("purenn", "torch"),
+    ("purenn", "gemm"),
+    ("purenn", "handopt"),
+    ("handopt", "torch"),
+    ("purenn_fit", "purenn"),
+    ("purenn_f64", "tutorial_f64"),
+)
+
+
+def paired_ratios(runs: list[dict], pairs=PAIRED) -> list[dict]:
+    """Per pair (a, b): a's samples/s over b's *within* each round, then the median
+    and range of those per-round ratios.
+
+    The two peers of a round ran seconds apart, so a slow spell of a shared
+    machine hits both; the ratio of the two medians (which the targets use)
+    mixes rounds. Where the two disagree, the machine was drifting.
+    """
+    rate: dict[tuple[str, int], float] = {
+        (r["peer"], r["round"]): r["samples_per_s"]
+        for r in runs
+        if "samples_per_s" in r and "round" in r
+    }
+    out = []
+    for a, b in pairs:
+        ratios = sorted(
+            rate[(a, rnd)] / rate[(b, rnd)] for peer, rnd in rate if peer == a and (b, rnd) in rate
+        )
+        if ratios:
+            out.append(
+                {
+                    "ratio": f"{a} / {b}",
+                    "median": statistics.median(ratios),
+                    "min": ratios[0],
+                    "max": ratios[-1],
+                    "rounds": len(ratios),
+                }
+            )
+    return out
+
+
 def targets(summary: dict) -> list[dict]:
     """Issue 6's targets, each measured from this run's medians (None: a peer is missing)."""
 
@@ -852,6 +894,19 @@ def cnn_table(summary: dict) -> str:
             f"| {peer} | {entry['description']} | {entry['epoch_s']:.1f} | "
             f"{fmt_rate(entry['median'])} | {fmt_rate(entry['min'])} - {fmt_rate(entry['max'])} "
             f"| {vs} | {entry['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def paired_table(rows: list[dict]) -> str:
+    lines = [
+        "| per-round ratio | median | range (min - max) | rounds |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['ratio']} | {r['median']:.2f} | {r['min']:.2f} - {r['max']:.2f} | "
+            f"{r['rounds']} |"
         )
     return "\n".join(lines)
 
@@ -1016,6 +1071,15 @@ def report(results: dict) -> str:
         "",
         memory_line(results["summary"]),
     ]
+    if results.get("paired"):
+        parts += [
+            "",
+            "The targets are ratios of the medians above. The same ratios taken within "
+            "each round (peers seconds apart), then their median and range, show how far "
+            "the machine drifted during the run:",
+            "",
+            paired_table(results["paired"]),
+        ]
     return "\n".join(parts)
 
 
@@ -1337,6 +1401,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "machine": machine_facts(runs + scaling_runs, args.threads),
         "summary": summary,
         "targets": cnn_targets(summary) if args.workload == "cnn" else targets(summary),
+        "paired": [] if args.workload == "cnn" else paired_ratios(runs),
         "scaling": summarize_scaling(scaling_runs),
         "runs": runs,
         "scaling_runs": scaling_runs,

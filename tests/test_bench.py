@@ -104,6 +104,27 @@ def test_summary_ratios_and_targets():
     assert "| purenn |" in bench.results_table(summary)
 
 
+def test_paired_ratios_are_taken_within_rounds():
+    bench = load_bench()
+    # round 2 ran on a slow machine: both peers halve, their ratio holds
+    rates = {1: {"torch": 200.0, "purenn": 260.0}, 2: {"torch": 100.0, "purenn": 130.0}}
+    rates[3] = {"torch": 180.0}  # purenn failed this round: no pair
+    runs = [
+        {"peer": peer, "round": rnd, "samples_per_s": v, "dtype": "float32"}
+        for rnd, peers in rates.items()
+        for peer, v in peers.items()
+    ]
+    runs.append({"peer": "purenn", "round": 3, "error": "worker exited with 1"})
+    rows = {r["ratio"]: r for r in bench.paired_ratios(runs)}
+    assert list(rows) == ["purenn / torch"]  # pairs with a missing peer are left out
+    row = rows["purenn / torch"]
+    assert (row["median"], row["min"], row["max"], row["rounds"]) == (1.3, 1.3, 1.3, 2)
+    # the ratio of medians mixes the rounds: 195 / 180
+    summary = bench.summarize(runs)
+    assert summary["purenn"]["vs_torch"] == pytest.approx(195.0 / 180.0)
+    assert "| purenn / torch | 1.30 | 1.30 - 1.30 | 2 |" in bench.paired_table(rows.values())
+
+
 def test_cnn_summary_targets_and_table():
     bench = load_bench()
     runs = [
