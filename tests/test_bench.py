@@ -224,3 +224,109 @@ def test_profile_step_prints_a_table(tmp_path):
     result = json.loads(out.read_text())
     assert result["steps_per_epoch"] == 468 and result["step_us"] > 0
     assert sum(op["us"] for op in result["ops"]) == pytest.approx(result["step_us"], rel=0.3)
+
+
+# ----------------------------------------------------------- scripts/step_instructions.py
+
+COUNT_SCRIPT = SCRIPT.parent / "step_instructions.py"
+
+# A callgrind output file in miniature: two objects, compressed names, a call
+# whose inclusive cost (the line after calls=) must not be counted again.
+CALLGRIND_OUT = """\
+# callgrind format
+version: 1
+events: Ir
+summary: 1111
+
+ob=(1) /usr/lib/libpython3.11.so.1.0
+fn=(1) _PyEval_EvalFrameDefault
+10 100
++2 1
+cob=(2) /venv/numpy.libs/libscipy_openblas64_-1.so
+cfn=(2) sgemm_kernel_HASWELL
+calls=1 0
+* 1000
+-1 10
+
+ob=(2)
+fn=(2)
+0 1000
+
+totals: 1111
+"""
+
+
+def load_step_instructions():
+    sys.path.insert(0, str(SCRIPT.parent))  # it imports bench beside it
+    try:
+        spec = importlib.util.spec_from_file_location("step_instructions", COUNT_SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return module
+
+
+def test_callgrind_files_are_read_by_object(tmp_path):
+    counter = load_step_instructions()
+    path = tmp_path / "callgrind.out"
+    path.write_text(CALLGRIND_OUT)
+    total, by_object = counter.parse_callgrind(path)
+    assert total == 1111
+    assert by_object == {
+        "/usr/lib/libpython3.11.so.1.0": 111,
+        "/venv/numpy.libs/libscipy_openblas64_-1.so": 1000,
+    }
+    assert counter.by_group(by_object) == {
+        "BLAS": 1000,
+        "NumPy": 0,
+        "Python": 111,
+        "C library": 0,
+        "other": 0,
+    }
+    # a file whose costs do not add up is refused, not silently misread
+    path.write_text(CALLGRIND_OUT.replace("totals: 1111", "totals: 2111"))
+    with pytest.raises(ValueError, match="add up to 1,111"):
+        counter.parse_callgrind(path)
+
+
+@pytest.mark.parametrize(
+    ("objfile", "group"),
+    [
+        ("/venv/lib/python3.11/site-packages/numpy/_core/_multiarray_umath.so", "NumPy"),
+        ("/venv/lib/python3.11/site-packages/numpy.libs/libscipy_openblas64_.so", "BLAS"),
+        ("/usr/lib/x86_64-linux-gnu/libc.so.6", "C library"),
+        ("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "C library"),
+        ("/root/.pyenv/versions/3.11.7/bin/python3.11", "Python"),
+        ("/usr/lib/x86_64-linux-gnu/libz.so.1", "other"),
+    ],
+)
+def test_objects_are_grouped_by_library(objfile, group):
+    assert load_step_instructions().library_group(objfile) == group
+
+
+def test_instruction_table_prices_the_api():
+    counter = load_step_instructions()
+    groups = dict.fromkeys(counter.GROUPS, 0.0)
+    counts = {
+        "handopt": {"per_step": 1000.0, "groups": {**groups, "BLAS": 900.0, "Python": 100.0}},
+        "purenn": {"per_step": 1100.0, "groups": {**groups, "BLAS": 900.0, "Python": 200.0}},
+    }
+    text = counter.table(counts)
+    assert "| purenn | 1,100 | 1.100x | 900 | 0 | 200 | 0 | 0 |" in text
+    assert "+100 instructions per step (+10.00% of handopt's step)" in text
+    assert "Python +100" in text and "BLAS" not in text.split("by library:")[1]
+
+
+def test_instruction_worker_runs_and_bad_arguments_are_refused():
+    run = [sys.executable, str(COUNT_SCRIPT)]
+    proc = subprocess.run(
+        [*run, "--worker", "purenn", "--steps", "2"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([*run, "--peers", "torch"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown peer(s) ['torch']" in proc.stderr
+    proc = subprocess.run(
+        [*run, "--few", "9", "--many", "3"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "need 0 <= --few < --many" in proc.stderr
