@@ -63,9 +63,18 @@ def _spec_of(params: Any) -> Network:
 
 
 def _params_dtype(params: Params, spec: Network) -> np.dtype:
-    """The dtype of the params (checked to be one float dtype for all leaves)."""
+    """The dtype of the params, checked: an entry for each layer with parameters
+    and no other, its leaves NumPy arrays of one float dtype."""
+    with_params = spec._layout.with_params
+    if len(params) > len(with_params) + 1:  # + the spec
+        known = {SPEC_KEY, *(name for name, _ in with_params)}
+        raise ValueError(
+            f"params has entries {[key for key in params if key not in known]} that no layer "
+            f"of the network has; expected {SPEC_KEY!r} and {[n for n, _ in with_params]}: "
+            "pass the dict made by purenn.init (or by sgd_step or an optimizer)"
+        )
     dtype = None
-    for name, layer in spec._layout.with_params:
+    for name, layer in with_params:
         p = params.get(name)
         if not isinstance(p, dict):
             raise ValueError(f"params has no entry {name!r} for {type(layer).__name__} layer")
@@ -126,7 +135,7 @@ def _check_y(spec: Network, y: Any, n: int, dtype: np.dtype) -> np.ndarray:
         if y.shape[0] != n:
             raise ValueError(f"y has {y.shape[0]} labels but x has {n} samples")
         if y.dtype in _UNSIGNED:  # one reduction: seen as unsigned, a negative label is huge
-            out_of_range = y.view(_UNSIGNED[y.dtype]).max() >= k
+            out_of_range = np.maximum.reduce(y.view(_UNSIGNED[y.dtype])) >= k
         else:  # unsigned, or a non-native byte order
             out_of_range = y.min() < 0 or y.max() >= k
         if out_of_range:
@@ -247,12 +256,9 @@ def _backprop(
         out, _ = _forward(spec, params, x, train, rng, fused is None)
         return loss_fn(out, y, False)[0], None, out
     if spec._layout.dense_only:  # no layer takes work arrays: skip the scratch
-        value, grads, out = _train_pass(spec, params, x, y, rng, train, OWNED)
-    else:
-        with training_pass() as scratch:
-            value, grads, out = _train_pass(spec, params, x, y, rng, train, scratch)
-    # same key order as params, so the trees print and iterate alike
-    return value, {key: grads[key] for key in params}, out
+        return _train_pass(spec, params, x, y, rng, train, OWNED)
+    with training_pass() as scratch:
+        return _train_pass(spec, params, x, y, rng, train, scratch)
 
 
 def _train_pass(
@@ -271,7 +277,10 @@ def _train_pass(
     scopes = [scratch.scoped(name) for name in names]
     out, caches = _forward(spec, params, x, train, rng, fused is None, scopes)
     value, dy = loss_fn(out, y, True)
-    grads: Params = {SPEC_KEY: spec}
+    # params' keys first (checked to be the spec and one per layer with parameters),
+    # so the two trees print and iterate alike; the backward pass fills in the leaves
+    grads: Params = dict.fromkeys(params)
+    grads[SPEC_KEY] = spec
     last = len(names) - 1
     for i in range(last, -1, -1):
         layer, name, p = spec.layers[i], names[i], params.get(names[i])

@@ -633,6 +633,14 @@ def test_params_not_made_by_init(ce):
     missing = {k: v for k, v in params.items() if k != "dense_1"}
     with pytest.raises(ValueError, match=r"params has no entry 'dense_1' for Dense layer"):
         pn.forward(missing, x)
+    extra = {**params, "dense_9": params["dense_1"]}  # was a bare KeyError in grads
+    for call in (lambda: pn.forward(extra, x), lambda: pn.grads(extra, x, y)):
+        with pytest.raises(
+            ValueError,
+            match=r"params has entries \['dense_9'\] that no layer of the network has; "
+            r"expected 'spec' and \['dense_0', 'dense_1'\]",
+        ):
+            call()
     mixed = {**params, "dense_1": pn.tree_map(lambda a: a.astype(np.float32), params["dense_1"])}
     with pytest.raises(
         ValueError, match=r"params mix dtypes: 'dense_1' holds float32, earlier leaves float64"
