@@ -157,7 +157,7 @@ class Dense:
         else:
             x, dz = cache, dy
         dw = x.T @ dz  # dL/dw = x.T @ dz
-        db = dz.sum(axis=0)  # dL/db = sum over the batch of dz
+        db = np.add.reduce(dz, axis=0)  # dL/db = sum over the batch of dz (dz.sum, unwrapped)
         dx = dz @ p["w"].T if need_dx else None  # dL/dx = dz @ w.T
         return dx, {"w": dw, "b": db}
 

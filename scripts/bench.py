@@ -223,14 +223,15 @@ def make_handopt(x, y, arch, batch, dtype, seed):
         z += B[-1]
         shifted = z - z.ravel()[base + z.argmax(axis=1)][:, None]
         e = np.exp(shifted)
-        s = e.sum(axis=1, keepdims=True)
+        s = np.add.reduce(e, axis=1, keepdims=True)
         at_label = base + yb
-        loss = (float(np.log(s).sum()) - float(shifted.ravel()[at_label].sum())) / batch
+        lse, at = np.log(s), shifted.ravel()[at_label]
+        loss = (float(np.add.reduce(lse, axis=None)) - float(np.add.reduce(at))) / batch
         delta = np.divide(e, s, out=e)
         delta.ravel()[at_label] -= 1.0
         delta *= 1.0 / batch
         for j in range(len(W) - 1, -1, -1):
-            gw, gb = acts[j].T @ delta, delta.sum(axis=0)
+            gw, gb = acts[j].T @ delta, np.add.reduce(delta, axis=0)
             if j > 0:
                 dx = delta @ W[j].T
                 delta = np.multiply(dx, acts[j] > 0, out=dx)

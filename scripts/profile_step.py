@@ -62,10 +62,11 @@ def make_timed_step(x, y, arch, batch, dtype, seed) -> Callable:
         shifted = z - z.ravel()[base + z.argmax(axis=1)][:, None]
         mark("loss: row max shifted out", "elementwise")
         e = np.exp(shifted)
-        s = e.sum(axis=1, keepdims=True)
+        s = np.add.reduce(e, axis=1, keepdims=True)
         mark("loss: exp, row sums", "elementwise")
         at_label = base + yb
-        loss = (float(np.log(s).sum()) - float(shifted.ravel()[at_label].sum())) / batch
+        lse, at = np.log(s), shifted.ravel()[at_label]
+        loss = (float(np.add.reduce(lse, axis=None)) - float(np.add.reduce(at))) / batch
         mark("loss: value", "elementwise")
         delta = np.divide(e, s, out=e)
         delta.ravel()[at_label] -= 1.0
@@ -74,7 +75,7 @@ def make_timed_step(x, y, arch, batch, dtype, seed) -> Callable:
         for j in range(last, -1, -1):
             gw = acts[j].T @ delta
             mark(f"backward {j}: dw = a.T @ dz", "matmul")
-            gb = delta.sum(axis=0)
+            gb = np.add.reduce(delta, axis=0)
             mark(f"backward {j}: db = sum of dz", "elementwise")
             if j > 0:
                 dx = delta @ W[j].T

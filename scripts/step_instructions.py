@@ -7,10 +7,11 @@ each peer's training loop from ``scripts/bench.py`` (the benchmark's MLP
 784-128-64-10, batch 128, lr 0.1, on random data of MNIST's shapes) under
 valgrind's callgrind, once with ``--few`` steps and once with ``--many``, and
 divides the difference by ``many - few``: start-up, data and warm-up cancel,
-and what is left is one training step. The count is split by library: BLAS
-(the matrix products), NumPy (element-wise work and array bookkeeping), the
-Python interpreter (the code around them) and the C library (memset, memcpy,
-malloc)::
+and what is left is one training step (with ``PYTHONHASHSEED=0``, two runs of
+the same code agree to within about 100 instructions per step). The count is
+split by library: BLAS (the matrix products), NumPy (element-wise work and
+array bookkeeping), the Python interpreter (the code around them) and the C
+library (memset, memcpy, malloc)::
 
     python scripts/step_instructions.py                          # handopt, purenn, gemm, tutorial
     python scripts/step_instructions.py --peers purenn,handopt --json counts.json
@@ -146,7 +147,10 @@ def count(peer: str, steps: int, seed: int, folder: Path) -> tuple[int, Counter]
         "--seed",
         str(seed),
     ]
+    # one BLAS thread; a fixed hash seed, else start-up work varies from run to run by
+    # ~1M instructions and the two runs' start-ups no longer cancel
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONHASHSEED"] = "0"
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not out.exists():
         tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
