@@ -7,8 +7,8 @@ each peer's training loop from ``scripts/bench.py`` (the benchmark's MLP
 784-128-64-10, batch 128, lr 0.1, on random data of MNIST's shapes) under
 valgrind's callgrind, once with ``--few`` steps and once with ``--many``, and
 divides the difference by ``many - few``: start-up, data and warm-up cancel,
-and what is left is one training step (with ``PYTHONHASHSEED=0``, two runs of
-the same code agree to within about 100 instructions per step). The count is
+and what is left is one training step (with ``PYTHONHASHSEED=0``, runs of the
+same code agree to within 3,000 instructions per step, 0.03%). The count is
 split by library: BLAS (the matrix products), NumPy (element-wise work and
 array bookkeeping), the Python interpreter (the code around them) and the C
 library (memset, memcpy, malloc)::

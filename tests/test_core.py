@@ -613,7 +613,7 @@ def test_bad_learning_rate(ce, lr, error, match):
         pn.sgd_step(params, g, lr)
 
 
-def test_params_not_made_by_init(ce):
+def test_params_not_made_by_init(ce, tmp_path):
     params, x, y = ce
     no_spec = {k: v for k, v in params.items() if k != pn.SPEC_KEY}
     for call in (
@@ -634,7 +634,11 @@ def test_params_not_made_by_init(ce):
     with pytest.raises(ValueError, match=r"params has no entry 'dense_1' for Dense layer"):
         pn.forward(missing, x)
     extra = {**params, "dense_9": params["dense_1"]}  # was a bare KeyError in grads
-    for call in (lambda: pn.forward(extra, x), lambda: pn.grads(extra, x, y)):
+    for call in (
+        lambda: pn.forward(extra, x),
+        lambda: pn.grads(extra, x, y),
+        lambda: pn.save(tmp_path / "extra.npz", extra),
+    ):
         with pytest.raises(
             ValueError,
             match=r"params has entries \['dense_9'\] that no layer of the network has; "
