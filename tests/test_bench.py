@@ -181,15 +181,20 @@ def test_ab_purenn_refuses_folders_without_purenn(tmp_path):
 PROFILE_SCRIPT = SCRIPT.parent / "profile_step.py"
 
 
-def load_profile_step():
-    sys.path.insert(0, str(SCRIPT.parent))  # it imports bench beside it
+def load_script_beside_bench(path):
+    """A script of scripts/ that imports bench from its own folder, as a module."""
+    sys.path.insert(0, str(SCRIPT.parent))
     try:
-        spec = importlib.util.spec_from_file_location("profile_step", PROFILE_SCRIPT)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(SCRIPT.parent))
     return module
+
+
+def load_profile_step():
+    return load_script_beside_bench(PROFILE_SCRIPT)
 
 
 def test_timed_step_is_handopts_step():
@@ -257,14 +262,7 @@ totals: 1111
 
 
 def load_step_instructions():
-    sys.path.insert(0, str(SCRIPT.parent))  # it imports bench beside it
-    try:
-        spec = importlib.util.spec_from_file_location("step_instructions", COUNT_SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_script_beside_bench(COUNT_SCRIPT)
 
 
 def test_callgrind_files_are_read_by_object(tmp_path):
