@@ -18,7 +18,8 @@ library (memset, memcpy, malloc)::
 
 ``purenn`` against ``handopt`` (purenn's arithmetic with no API around it) is
 the price of purenn's API in instructions. BLAS runs single-threaded here
-(valgrind runs one thread at a time anyway), so the counts say nothing about
+(valgrind runs one thread at a time anyway), on an AVX2 kernel (valgrind does
+not emulate AVX-512, and OpenBLAS sees that). The counts say nothing about
 threading, caches or memory traffic: instructions are not time. A GEMM
 instruction does 8 multiply-adds at once, an interpreter instruction little,
 so the API's share of the time is larger than its share of the instructions.
@@ -161,12 +162,20 @@ def count(peer: str, steps: int, seed: int, folder: Path) -> tuple[int, Counter]
 def measure(peers: list[str], few: int, many: int, seed: int) -> dict:
     """Per peer: instructions of one step, in all and per library group."""
     jobs = [(peer, steps) for peer in peers for steps in (few, many)]
+    workers = os.cpu_count() or 1
+    print(
+        f"{len(jobs)} callgrind runs of 20-60 s each, {workers} at a time ...",
+        file=sys.stderr,
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="purenn-callgrind-") as tmp:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {job: pool.submit(count, *job, seed, Path(tmp)) for job in jobs}
             for (peer, steps), future in futures.items():
                 future.add_done_callback(
-                    lambda _, p=peer, s=steps: print(f"counted {p} ({s} steps)", file=sys.stderr)
+                    lambda _, p=peer, s=steps: print(
+                        f"counted {p} ({s} steps)", file=sys.stderr, flush=True
+                    )
                 )
             counts = {job: future.result() for job, future in futures.items()}
     result = {}
@@ -183,9 +192,7 @@ def measure(peers: list[str], few: int, many: int, seed: int) -> dict:
 def table(counts: dict) -> str:
     ref = counts.get("handopt", {}).get("per_step")
     lines = [
-        "| peer | instructions per step | vs handopt | "
-        + " | ".join(f"{g}" for g in GROUPS)
-        + " |",
+        f"| peer | instructions per step | vs handopt | {' | '.join(GROUPS)} |",
         "| --- | ---: | ---: |" + " ---: |" * len(GROUPS),
     ]
     for peer, c in counts.items():
