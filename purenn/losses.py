@@ -49,9 +49,8 @@ def cross_entropy(z: np.ndarray, y: np.ndarray, need_grad: bool = True):
     if y.ndim == 1:
         at_label = row_start + y
         # mean of -log p[y] = log s - shifted[y]
-        loss = (
-            float(np.add.reduce(log_s, axis=None)) - float(np.add.reduce(shifted.ravel()[at_label]))
-        ) / n
+        total_log_s = float(np.add.reduce(log_s, axis=None))
+        loss = (total_log_s - float(np.add.reduce(shifted.ravel()[at_label]))) / n
     else:
         loss = -float((y * (shifted - log_s)).sum()) / n
     if not need_grad:
