@@ -8,13 +8,29 @@ is a handful of pure functions::
     params = purenn.sgd_step(params, purenn.grads(params, x, y), lr=0.1)
 """
 
-from purenn import metrics, optim, schedules
+from purenn import losses, metrics, optim, schedules
+from purenn.activations import register_activation
+from purenn.base import Context, Layer, register_layer
 from purenn.checkpoint import Checkpoint, load, save
 from purenn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
-from purenn.core import forward, grads, init, loss, loss_and_grads, predict, sgd_step
+from purenn.core import (
+    TrainPass,
+    check_inputs,
+    forward,
+    grads,
+    init,
+    logits,
+    loss,
+    loss_and_grads,
+    predict,
+    sgd_step,
+    train_pass,
+)
 from purenn.layers import Dense, Dropout
+from purenn.losses import Loss, register_loss
 from purenn.network import Network
 from purenn.training import NonFiniteLossError, fit
+from purenn.workspace import Workspace
 from purenn.tree import (
     SPEC_KEY,
     tree_allclose,
@@ -32,27 +48,39 @@ __all__ = [
     "SPEC_KEY",
     "AvgPool2D",
     "Checkpoint",
+    "Context",
     "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
+    "Layer",
+    "Loss",
     "MaxPool2D",
     "Network",
     "NonFiniteLossError",
+    "TrainPass",
+    "Workspace",
     "__version__",
+    "check_inputs",
     "fit",
     "forward",
     "grads",
     "init",
     "load",
+    "logits",
     "loss",
     "loss_and_grads",
+    "losses",
     "metrics",
     "optim",
     "predict",
+    "register_activation",
+    "register_layer",
+    "register_loss",
     "save",
     "schedules",
     "sgd_step",
+    "train_pass",
     "tree_allclose",
     "tree_check_like",
     "tree_equal",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -48,3 +49,14 @@ def float_dtype(dtype: object) -> np.dtype:
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64; got {dt}")
     return dt
+
+
+def check_lr(lr: object) -> float:
+    """A learning rate as a Python float (a weak scalar: float32 stays float32),
+    refusing bools, non-numbers, NaN, inf and negative values."""
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"lr must be a float; got {lr!r} ({type(lr).__name__})")
+    lr = float(lr)
+    if not math.isfinite(lr) or lr < 0:
+        raise ValueError(f"lr must be finite and >= 0; got {lr}")
+    return lr

@@ -23,8 +23,9 @@ string keys) or a dict tagged with ``"$type"``:
 * ``{"$type": "network", "spec": {...}}``: a :class:`Network`;
 * ``{"$type": "generator", "state": ...}``: a ``numpy.random.Generator``,
   by its ``bit_generator.state``;
-* ``{"$type": "record", "class": "AdamState", "fields": {...}}``: one of
-  purenn's optimizers, optimizer states or schedules, by class name.
+* ``{"$type": "record", "class": "AdamState", "fields": {...}}``: an instance
+  of a class registered with :func:`register_record` (purenn's optimizers,
+  optimizer states and schedules, or your own), by class name.
 
 Tuples come back as lists. Nothing is unpickled: files are read with
 ``allow_pickle=False`` and records are rebuilt only from a fixed list of
@@ -54,7 +55,7 @@ FORMAT_VERSION = 1
 METADATA_KEY = "metadata"
 _TAG = "$type"
 
-__all__ = ["FORMAT_VERSION", "Checkpoint", "load", "save"]
+__all__ = ["FORMAT_VERSION", "Checkpoint", "load", "register_record", "save", "storable"]
 
 
 @attrs.frozen(eq=False)  # holds arrays: compare the parts with purenn.tree_equal
@@ -108,10 +109,49 @@ class Checkpoint:
 # --------------------------------------------------------------------------- records
 
 
-def _record_types() -> dict[str, type]:
-    from purenn import optim, schedules
+_RECORDS: dict[str, type] = {}
 
-    return {**optim.OPTIMIZERS, **optim.STATES, **schedules.SCHEDULES}
+
+def register_record(cls: type) -> type:
+    """Class decorator: let checkpoints store instances of a frozen ``attrs``
+    class (an optimizer, its state or a schedule of your own), field by field.
+
+    purenn's own optimizers, states and schedules are registered the same way.
+    On load the class is rebuilt by name with its validators run again, so the
+    module defining it must be imported first.
+
+    Raises:
+        TypeError: if ``cls`` is not an attrs class.
+        ValueError: if another class of the same name is registered already.
+    """
+    if not isinstance(cls, type) or not attrs.has(cls):
+        raise TypeError(f"register_record expects an attrs class; got {cls!r}")
+    known = _RECORDS.get(cls.__name__)
+    if known is not None and (known.__module__, known.__qualname__) != (
+        cls.__module__,
+        cls.__qualname__,
+    ):
+        raise ValueError(
+            f"a different record class named {cls.__name__!r} is registered already "
+            f"({known.__module__}.{known.__qualname__}); rename one of them"
+        )
+    _RECORDS[cls.__name__] = cls
+    return cls
+
+
+def _record_types() -> dict[str, type]:
+    import purenn.optim  # noqa: F401  (registers the optimizers, states and schedules)
+
+    return _RECORDS
+
+
+def storable(value: Any) -> bool:
+    """Whether :func:`save` can store ``value`` as an extra (no file is written)."""
+    try:
+        _Encoder().encode(value, "value")
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
@@ -160,7 +200,7 @@ class _Encoder:
                     )
                 out[key] = self.encode(v, f"{path}/{key}")
             return out
-        if type(value) in self.records.values():
+        if self.records.get(type(value).__name__) is type(value):
             fields = {
                 f.name: self.encode(getattr(value, f.name), f"{path}/{f.name}")
                 for f in attrs.fields(type(value))
@@ -168,8 +208,9 @@ class _Encoder:
             return {_TAG: "record", "class": type(value).__name__, "fields": fields}
         raise TypeError(
             f"cannot store {path!r} of type {type(value).__name__} in a checkpoint; it takes "
-            "arrays, numbers, strings, lists, dicts, Networks, Generators and purenn's "
-            "optimizers, optimizer states and schedules"
+            "arrays, numbers, strings, lists, dicts, Networks, Generators and records "
+            "(purenn's optimizers, states and schedules, or attrs classes registered with "
+            "purenn.checkpoint.register_record)"
         )
 
     def _array(self, value: np.ndarray, path: str, tag: str) -> dict:
@@ -202,10 +243,10 @@ def save(path: str | os.PathLike, params: dict, **extra: Any) -> Path:
         FileNotFoundError: if the folder does not exist.
     """
     from purenn import __version__
-    from purenn.core import _params_dtype, _spec_of
+    from purenn.core import params_dtype
 
-    spec = _spec_of(params)
-    dtype = _params_dtype(params, spec)
+    dtype = params_dtype(params)
+    spec = params[SPEC_KEY]
     encoder = _Encoder()
     meta = {
         "format": FORMAT,

@@ -2,8 +2,10 @@
 AvgPool2D and Flatten.
 
 Arrays are batch-first and channels-first: ``x`` is ``(n, c, h, w)``. The layers
-follow the protocol of :mod:`purenn.layers`: frozen ``attrs`` specs with
-``output_shape``, ``init_params``, ``forward`` and ``backward``.
+follow the protocol of :mod:`purenn.base`: frozen ``attrs`` specs with
+``output_shape``, ``init_params``, ``forward`` and ``backward``, registered
+like a user's own. Convolution and pooling declare ``uses_workspace``: their
+work arrays come from ``ctx.workspace`` (:class:`purenn.Workspace`).
 
 How the convolution is computed (derived in full in ``docs/math.md``):
 
@@ -39,16 +41,23 @@ stride 1 this keeps the spatial size for any kernel, also an even one.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from purenn.activations import ACTIVATIONS
+from purenn.activations import get_activation
+from purenn.base import Context, Layer, Shape, register_layer
 from purenn.initializers import INITIALIZERS, default_initializer
-from purenn.layers import Shape, _finite_float, _one_of, _positive_int
-from purenn.scratch import FRESH, Allocator
+from purenn.layers import (
+    _finite_float,
+    _int_if_integer,
+    _one_of,
+    _positive_int,
+    _registered_activation,
+)
+from purenn.workspace import FRESH, Allocator
 
 MAX_WORK_BYTES = 64 * 2**20
 """Upper bound, in bytes, on one im2col matrix ``cols`` (forward and backward).
@@ -130,10 +139,10 @@ def _check_optional_pair(instance: Any, attribute: attrs.Attribute, value: Any) 
 # ---------------------------------------------------------------------------
 
 
-def _image_shape(layer: Any, in_shape: Shape, name: str) -> Shape:
+def _image_shape(in_shape: Shape) -> Shape:
     if len(in_shape) != 3:
         raise ValueError(
-            f"{name} ({type(layer).__name__}) expects channels-first images of shape "
+            "expects channels-first images of shape "
             f"(channels, height, width); got {in_shape}. Give the Network an input_shape "
             "like (1, 28, 28), and put image layers before Flatten()"
         )
@@ -148,8 +157,6 @@ def _same_pads(size: int, k: int, s: int) -> tuple[int, int, int]:
 
 
 def _window_fit(
-    layer: Any,
-    name: str,
     in_shape: Shape,
     kernel: tuple[int, int],
     stride: tuple[int, int],
@@ -162,7 +169,7 @@ def _window_fit(
     if hp < kernel[0] or wp < kernel[1]:
         padded = f" (padded to {hp}x{wp})" if any(pads) else ""
         raise ValueError(
-            f"{name} ({type(layer).__name__}): the {kernel[0]}x{kernel[1]} {what} does not fit "
+            f"the {kernel[0]}x{kernel[1]} {what} does not fit "
             f"the input of shape {in_shape}{padded}; use a smaller {what}, more padding, "
             "or fewer downsampling layers before it"
         )
@@ -547,8 +554,13 @@ def avgpool_backward(
 # ---------------------------------------------------------------------------
 
 
+def _workspace(ctx: Context) -> Allocator:
+    return FRESH if ctx.workspace is None else ctx.workspace
+
+
+@register_layer
 @attrs.frozen
-class Conv2D:
+class Conv2D(Layer):
     """2-D convolution (cross-correlation, as in PyTorch and TensorFlow) over
     channels-first images: ``y = activation(conv(x, w) + b)``.
 
@@ -559,7 +571,8 @@ class Conv2D:
         padding: ``"valid"`` (no padding), ``"same"`` (output ``ceil(h / sh)`` by
             ``ceil(w / sw)``, TensorFlow's rule; the input size when the stride is 1),
             or an int ``p`` / a pair ``(ph, pw)`` of zeros added on both sides.
-        activation: as for :class:`purenn.Dense`, e.g. ``"relu"`` or ``"linear"``.
+        activation: a registered activation name, as for :class:`purenn.Dense`
+            (not ``"softmax"``).
         weight_init: an initialiser name, or None for He (ReLU family) / Glorot;
             ``fan_in = c_in * kh * kw`` and ``fan_out = filters * kh * kw``.
         bias_init: constant every bias starts at.
@@ -571,15 +584,15 @@ class Conv2D:
     ``oh = (h + pad_top + pad_bottom - kh) // sh + 1`` (likewise ``ow``).
     """
 
-    param_prefix: ClassVar[str | None] = "conv2d"
+    uses_workspace = True
 
-    filters: int = attrs.field(validator=_positive_int)
+    filters: int = attrs.field(converter=_int_if_integer, validator=_positive_int)
     kernel_size: tuple[int, int] = attrs.field(converter=_to_pair, validator=_pair_of(1))
     stride: tuple[int, int] = attrs.field(default=1, converter=_to_pair, validator=_pair_of(1))
     padding: str | tuple[int, int] = attrs.field(
         default="valid", converter=_to_padding, validator=_check_padding
     )
-    activation: str = attrs.field(default="relu", validator=_one_of(ACTIVATIONS))
+    activation: str = attrs.field(default="relu", validator=_registered_activation)
     weight_init: str | None = attrs.field(
         default=None, validator=_one_of(INITIALIZERS, allow_none=True)
     )
@@ -604,11 +617,9 @@ class Conv2D:
         ph, pw = self.padding
         return (ph, ph, pw, pw)
 
-    def output_shape(self, in_shape: Shape, name: str) -> Shape:
-        _image_shape(self, in_shape, name)
-        oh, ow = _window_fit(
-            self, name, in_shape, self.kernel_size, self.stride, "kernel", self.pads(in_shape)
-        )
+    def output_shape(self, in_shape: Shape) -> Shape:
+        _image_shape(in_shape)
+        oh, ow = _window_fit(in_shape, self.kernel_size, self.stride, "kernel", self.pads(in_shape))
         return (self.filters, oh, ow)
 
     def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> dict:
@@ -619,50 +630,45 @@ class Conv2D:
         b = np.full(self.filters, self.bias_init, dtype=dtype)
         return {"w": w.astype(dtype), "b": b}
 
-    def forward(
-        self, p: dict, x: np.ndarray, *, train: bool, rng: Any, scratch: Allocator = FRESH
-    ) -> tuple[np.ndarray, Any]:
+    def forward(self, params: dict, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
         """``x`` (n, c_in, h, w) -> ``a`` (n, filters, oh, ow), same dtype."""
         pads = self.pads(x.shape[1:])
         z, cols = conv2d_forward(
-            x, p["w"], p["b"], self.stride, pads, keep_cols=train, scratch=scratch
+            x,
+            params["w"],
+            params["b"],
+            self.stride,
+            pads,
+            keep_cols=ctx.train,
+            scratch=_workspace(ctx),
         )
-        fn = ACTIVATIONS[self.activation][0]
-        if self.activation == "relu":
-            a = np.maximum(z, 0, out=z)  # z is ours and not needed again
-        else:
-            a = fn(z)
-        return a, (x, cols, a, pads)
+        a = get_activation(self.activation).forward(z)
+        return a, (x, cols, z, a, pads)
 
     def backward(
-        self,
-        p: dict,
-        cache: Any,
-        dy: np.ndarray,
-        *,
-        need_dx: bool = True,
-        scratch: Allocator = FRESH,
+        self, params: dict, cache: Any, dy: np.ndarray, ctx: Context
     ) -> tuple[np.ndarray | None, dict]:
         """``dy`` = dL/da (n, filters, oh, ow) -> (dL/dx, {w, b})."""
-        x, cols, a, pads = cache
-        if self.activation == "relu" and scratch.owns_dy:
-            # dL/dz = dL/da where a > 0, else 0, in place on the pass's own dy
-            active = _empty_like(scratch, "active", a, bool)
-            np.greater(a, 0, out=active)
-            dz = np.multiply(dy, active, out=dy)
-        else:
-            dz = ACTIVATIONS[self.activation][1](a, dy)  # dL/dz = dL/da * da/dz
+        x, cols, z, a, pads = cache
+        dz = get_activation(self.activation).backward(z, a, dy)  # dL/dz = dL/da * da/dz
         dx, dw, db = conv2d_backward(
-            dz, x, p["w"], self.stride, pads, cols=cols, need_dx=need_dx, scratch=scratch
+            dz,
+            x,
+            params["w"],
+            self.stride,
+            pads,
+            cols=cols,
+            need_dx=ctx.need_dx,
+            scratch=_workspace(ctx),
         )
         return dx, {"w": dw, "b": db}
 
 
 @attrs.frozen
-class _Pool2D:
+class _Pool2D(Layer):
     """What max and average pooling share: the window, the stride, the shapes."""
 
-    param_prefix: ClassVar[str | None] = None
+    uses_workspace = True
 
     pool_size: tuple[int, int] = attrs.field(converter=_to_pair, validator=_pair_of(1))
     stride: tuple[int, int] | None = attrs.field(
@@ -674,17 +680,13 @@ class _Pool2D:
         """The stride in effect: ``stride``, or ``pool_size`` when it is None."""
         return self.pool_size if self.stride is None else self.stride
 
-    def output_shape(self, in_shape: Shape, name: str) -> Shape:
-        _image_shape(self, in_shape, name)
-        oh, ow = _window_fit(
-            self, name, in_shape, self.pool_size, self.strides, "pool", (0, 0, 0, 0)
-        )
+    def output_shape(self, in_shape: Shape) -> Shape:
+        _image_shape(in_shape)
+        oh, ow = _window_fit(in_shape, self.pool_size, self.strides, "pool", (0, 0, 0, 0))
         return (in_shape[0], oh, ow)
 
-    def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> None:
-        return None
 
-
+@register_layer
 @attrs.frozen
 class MaxPool2D(_Pool2D):
     """Max pooling: each output pixel is the largest input in its window.
@@ -700,23 +702,15 @@ class MaxPool2D(_Pool2D):
     order, as in PyTorch.
     """
 
-    def forward(
-        self, p: None, x: np.ndarray, *, train: bool, rng: Any, scratch: Allocator = FRESH
-    ) -> tuple[np.ndarray, Any]:
+    def forward(self, params: None, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
         """``x`` (n, c, h, w) -> ``y`` (n, c, oh, ow), same dtype."""
         y, arg = maxpool_forward(
-            x, self.pool_size, self.strides, keep_argmax=train, scratch=scratch
+            x, self.pool_size, self.strides, keep_argmax=ctx.train, scratch=_workspace(ctx)
         )
         return y, (x, arg)
 
     def backward(
-        self,
-        p: None,
-        cache: Any,
-        dy: np.ndarray,
-        *,
-        need_dx: bool = True,
-        scratch: Allocator = FRESH,
+        self, params: None, cache: Any, dy: np.ndarray, ctx: Context
     ) -> tuple[np.ndarray | None, None]:
         x, arg = cache
         if arg is None:
@@ -724,11 +718,13 @@ class MaxPool2D(_Pool2D):
                 "MaxPool2D.backward needs the cache of a forward pass with train=True "
                 "(evaluation mode does not record the argmax)"
             )
-        if not need_dx:
+        if not ctx.need_dx:
             return None, None
-        return maxpool_backward(dy, arg, x, self.pool_size, self.strides, scratch), None
+        dx = maxpool_backward(dy, arg, x, self.pool_size, self.strides, _workspace(ctx))
+        return dx, None
 
 
+@register_layer
 @attrs.frozen
 class AvgPool2D(_Pool2D):
     """Average pooling: each output pixel is the mean of its window.
@@ -741,52 +737,33 @@ class AvgPool2D(_Pool2D):
     Shapes: ``(n, c, h, w)`` -> ``(n, c, (h - ph) // sh + 1, (w - pw) // sw + 1)``.
     """
 
-    def forward(
-        self, p: None, x: np.ndarray, *, train: bool, rng: Any, scratch: Allocator = FRESH
-    ) -> tuple[np.ndarray, Any]:
+    def forward(self, params: None, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
         """``x`` (n, c, h, w) -> ``y`` (n, c, oh, ow), same dtype."""
-        return avgpool_forward(x, self.pool_size, self.strides, scratch), x
+        return avgpool_forward(x, self.pool_size, self.strides, _workspace(ctx)), x
 
     def backward(
-        self,
-        p: None,
-        cache: Any,
-        dy: np.ndarray,
-        *,
-        need_dx: bool = True,
-        scratch: Allocator = FRESH,
+        self, params: None, cache: Any, dy: np.ndarray, ctx: Context
     ) -> tuple[np.ndarray | None, None]:
-        if not need_dx:
+        if not ctx.need_dx:
             return None, None
-        return avgpool_backward(dy, cache, self.pool_size, self.strides, scratch), None
+        dx = avgpool_backward(dy, cache, self.pool_size, self.strides, _workspace(ctx))
+        return dx, None
 
 
+@register_layer
 @attrs.frozen
-class Flatten:
+class Flatten(Layer):
     """Flatten each sample to a vector: ``(n, c, h, w)`` -> ``(n, c*h*w)``, in
     C order (channel, then row, then column), as ``torch.flatten(x, 1)``."""
 
-    param_prefix: ClassVar[str | None] = None
-
-    def output_shape(self, in_shape: Shape, name: str) -> Shape:
+    def output_shape(self, in_shape: Shape) -> Shape:
         return (math.prod(in_shape),)
 
-    def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> None:
-        return None
-
-    def forward(
-        self, p: None, x: np.ndarray, *, train: bool, rng: Any, scratch: Allocator = FRESH
-    ) -> tuple[np.ndarray, Any]:
+    def forward(self, params: None, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
         """``x`` (n, *shape) -> ``(n, prod(shape))``; a copy only if x is not C-ordered."""
         return x.reshape(x.shape[0], -1), x.shape
 
     def backward(
-        self,
-        p: None,
-        cache: Any,
-        dy: np.ndarray,
-        *,
-        need_dx: bool = True,
-        scratch: Allocator = FRESH,
+        self, params: None, cache: Any, dy: np.ndarray, ctx: Context
     ) -> tuple[np.ndarray | None, None]:
-        return (dy.reshape(cache) if need_dx else None), None  # dL/dx = dL/dy, unflattened
+        return (dy.reshape(cache) if ctx.need_dx else None), None  # dL/dx = dL/dy, unflattened

@@ -2,22 +2,23 @@
 
 Nothing here keeps state or writes into a caller's array. Inputs are checked
 once, here at the public boundary, with cheap shape, dtype and range checks;
-the layer math below assumes valid input.
+the layers assume valid input. What each layer returns is checked as it
+comes (shape and dtype), so a layer that breaks its own ``output_shape`` is
+named at once, not met as a broadcast error three layers later.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from purenn._checks import as_generator, float_dtype
-from purenn.losses import LOSSES
+from purenn._checks import as_generator, check_lr, float_dtype
+from purenn.activations import get_activation
+from purenn.base import Context
 from purenn.network import Network
-from purenn.scratch import FRESH, OWNED, Allocator, training_pass
 from purenn.tree import SPEC_KEY, tree_check_like
+from purenn.workspace import FRESH, Workspace
 
 Params = dict[str, Any]
 
@@ -46,10 +47,29 @@ def init(spec: Network, rng: np.random.Generator | int, dtype: Any = np.float32)
     params: Params = {SPEC_KEY: spec}
     shapes = spec.shapes()
     for layer, name, in_shape in zip(spec.layers, spec.layer_names(), shapes, strict=False):
-        p = layer.init_params(rng, in_shape, dtype)
-        if p is not None:
-            params[name] = p
+        if layer.has_params:
+            params[name] = _checked_init(layer, name, layer.init_params(rng, in_shape, dtype), dtype)
     return params
+
+
+def _checked_init(layer: Any, name: str, p: Any, dtype: np.dtype) -> dict:
+    """A layer's fresh params, if they are a dict of arrays of ``dtype``."""
+    ok = type(p) is dict and p and all(
+        isinstance(k, str) and "/" not in k and type(v) is np.ndarray and v.dtype == dtype
+        for k, v in p.items()
+    )
+    if not ok:
+        got = (
+            {k: getattr(v, "dtype", type(v).__name__) for k, v in p.items()}
+            if isinstance(p, dict)
+            else type(p).__name__
+        )
+        raise ValueError(
+            f"{name} ({type(layer).__name__}).init_params must return a non-empty dict of "
+            f"{dtype} NumPy arrays keyed by names without '/'; got {got}. A layer without "
+            "params does not define init_params"
+        )
+    return p
 
 
 def _spec_of(params: Any) -> Network:
@@ -62,35 +82,54 @@ def _spec_of(params: Any) -> Network:
     return params[SPEC_KEY]
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _params_dtype(params: Params, spec: Network) -> np.dtype:
     """The dtype of the params, checked: an entry for each layer with parameters
-    and no other, its leaves NumPy arrays of one float dtype."""
+    and no other, each a dict of NumPy arrays of one float dtype."""
     with_params = spec._layout.with_params
-    if len(params) > len(with_params) + 1:  # + the spec
-        known = {SPEC_KEY, *(name for name, _ in with_params)}
+    if len(params) != len(with_params) + 1 or any(
+        type(params.get(name)) is not dict for name in with_params
+    ):
+        known = {SPEC_KEY, *with_params}
+        extra = [key for key in params if key not in known]
+        missing = [name for name in with_params if not isinstance(params.get(name), dict)]
         raise ValueError(
-            f"params has entries {[key for key in params if key not in known]} that no layer "
-            f"of the network has; expected {SPEC_KEY!r} and {[n for n, _ in with_params]}: "
-            "pass the dict made by purenn.init (or by sgd_step or an optimizer)"
+            f"params do not fit the network: entries {extra} are not layers with "
+            f"parameters, and {missing} are missing or not dicts; expected {SPEC_KEY!r} and "
+            f"{list(with_params)}. Pass the dict made by purenn.init (or by sgd_step or an "
+            "optimizer)"
         )
     dtype = None
-    for name, layer in with_params:
-        p = params.get(name)
-        if not isinstance(p, dict):
-            raise ValueError(f"params has no entry {name!r} for {type(layer).__name__} layer")
-        for leaf in p.values():
+    for name in with_params:
+        for key, leaf in params[name].items():
             if not isinstance(leaf, np.ndarray):
                 raise TypeError(
-                    f"params[{name!r}] must hold NumPy arrays; got {type(leaf).__name__}"
+                    f"params[{name!r}][{key!r}] must be a NumPy array; got {type(leaf).__name__}"
                 )
             if dtype is None:
                 dtype = leaf.dtype
+                if dtype not in _FLOATS:
+                    raise TypeError(
+                        f"params[{name!r}][{key!r}] has dtype {dtype}; params must be float32 "
+                        "or float64 (init(spec, rng, dtype=np.float64) makes float64 ones)"
+                    )
             elif leaf.dtype != dtype:
                 raise ValueError(
                     f"params mix dtypes: {name!r} holds {leaf.dtype}, earlier leaves {dtype}; "
                     "make all leaves one dtype"
                 )
     return dtype if dtype is not None else np.dtype(np.float32)
+
+
+def params_dtype(params: Any) -> np.dtype:
+    """The float dtype of a params tree, after checking it fits its spec's layers.
+
+    Raises:
+        TypeError, ValueError: for a tree that is not a purenn params tree.
+    """
+    return _params_dtype(params, _spec_of(params))
 
 
 def _check_x(spec: Network, x: Any, dtype: np.dtype) -> np.ndarray:
@@ -117,48 +156,25 @@ def _check_x(spec: Network, x: Any, dtype: np.dtype) -> np.ndarray:
     return x
 
 
-_UNSIGNED = {np.dtype(f"i{size}"): np.dtype(f"u{size}") for size in (1, 2, 4, 8)}
-"""Native signed int dtypes -> the unsigned dtype of the same size (see _check_y)."""
+def check_inputs(params: Params, x: Any, y: Any = None) -> tuple[np.ndarray, Any]:
+    """Check a batch against a network, as every function here does on entry.
 
+    Args:
+        params: a tree from :func:`init`.
+        x: inputs of shape ``(n, *input_shape)`` in the params' dtype.
+        y: targets for the network's loss, or None.
 
-def _check_y(spec: Network, y: Any, n: int, dtype: np.dtype) -> np.ndarray:
-    """Check targets against the loss; return int labels (n,) or dense targets (n, k)."""
-    if not isinstance(y, np.ndarray):
-        raise TypeError(f"y must be a NumPy array; got {type(y).__name__}")
-    k = spec.layers[-1].units  # the last layer is a Dense (Network checks it)
-    if spec.loss == "cross_entropy" and y.ndim == 1:
-        if y.dtype.kind not in "iu":
-            raise TypeError(
-                f"cross-entropy labels of shape (n,) must be int class indices; got dtype "
-                f"{y.dtype}. Use y.astype(np.int64), or pass one-hot targets of shape (n, {k})"
-            )
-        if y.shape[0] != n:
-            raise ValueError(f"y has {y.shape[0]} labels but x has {n} samples")
-        if y.dtype in _UNSIGNED:  # one reduction: seen as unsigned, a negative label is huge
-            out_of_range = np.maximum.reduce(y.view(_UNSIGNED[y.dtype])) >= k
-        else:  # unsigned, or a non-native byte order
-            out_of_range = y.min() < 0 or y.max() >= k
-        if out_of_range:
-            lo, hi = y.min(), y.max()
-            raise ValueError(
-                f"labels must be class indices in [0, {k - 1}] for a {k}-way output; "
-                f"got values from {lo} to {hi}"
-            )
-        return y
-    if y.shape != (n, k):
-        if spec.loss == "cross_entropy":
-            expected = f"int labels of shape ({n},) or one-hot targets of shape ({n}, {k})"
-        else:
-            expected = f"targets of shape ({n}, {k})"
-        raise ValueError(f"loss {spec.loss!r} expects {expected}; got y of shape {y.shape}")
-    if y.dtype.kind in "biu":
-        return y.astype(dtype)
-    if y.dtype != dtype:
-        raise TypeError(
-            f"targets have dtype {y.dtype} but the params are {dtype}; convert with "
-            f"y.astype(np.{dtype}) (no silent casts)"
-        )
-    return y
+    Returns:
+        ``(x, y)`` as the passes take them: ``y`` as the loss's ``check_targets``
+        returns it (int labels as ``intp``, int targets as floats), or None.
+
+    Raises:
+        TypeError, ValueError: for malformed params, inputs or targets.
+    """
+    spec, dtype, x = _prepare(params, x)
+    if y is not None:
+        y = spec.loss.check_targets(y, x.shape[0], spec.output_shape, dtype)
+    return x, y
 
 
 def _prepare(params: Any, x: Any) -> tuple[Network, np.dtype, np.ndarray]:
@@ -183,30 +199,113 @@ def _check_rng(spec: Network, rng: Any, train: bool) -> np.random.Generator | No
     return None
 
 
-def _forward(
-    spec: Network,
-    params: Params,
-    x: np.ndarray,
-    train: bool,
-    rng: Any,
-    activate_last: bool,
-    scopes: Sequence[Allocator] | None = None,
-) -> tuple[np.ndarray, list]:
-    """Run every layer; return the output and the per-layer caches.
+def _check_workspace(workspace: Any) -> Workspace | None:
+    if workspace is not None and not isinstance(workspace, Workspace):
+        raise TypeError(
+            f"workspace must be a purenn.Workspace or None; got {type(workspace).__name__}"
+        )
+    return workspace
 
-    ``scopes`` holds each layer's allocator in a training pass (default: fresh arrays).
-    """
+
+def _layer_output(name: str, layer: Any, y: Any, x: np.ndarray, shape: tuple) -> np.ndarray:
+    """``y`` if it is what the layer promised for a batch ``x``; else a clear error."""
+    if (
+        type(y) is not np.ndarray
+        or y.shape[1:] != shape
+        or y.shape[0] != x.shape[0]
+        or y.dtype != x.dtype
+    ):
+        got = (
+            f"shape {y.shape} and dtype {y.dtype}"
+            if isinstance(y, np.ndarray)
+            else type(y).__name__
+        )
+        raise ValueError(
+            f"{name} ({type(layer).__name__}).forward returned {got} for an input of shape "
+            f"{x.shape} and dtype {x.dtype}; its output_shape promises "
+            f"({x.shape[0]}, {', '.join(map(str, shape))}) of the input's dtype"
+        )
+    return y
+
+
+def _run_forward(
+    spec: Network, params: Params, x: np.ndarray, train: bool, rng: Any, ws: Workspace | None
+) -> tuple[np.ndarray, list]:
+    """Every layer forward; the last layer's output (logits for a fused loss) and
+    each layer's ``(cache, ctx)``."""
+    layout = spec._layout
+    shapes = layout.shapes
     caches = []
-    names = spec._layout.names
-    last = len(names) - 1
-    for i, layer in enumerate(spec.layers):
-        p, scratch = params.get(names[i]), FRESH if scopes is None else scopes[i]
-        if i == last and not activate_last:
-            x, cache = layer.forward(p, x, train=train, rng=rng, activate=False, scratch=scratch)
+    for i, (name, layer) in enumerate(zip(layout.names, layout.run_layers, strict=True)):
+        if layer.uses_workspace:
+            ctx = Context(train, rng, i > 0, FRESH if ws is None else ws.scoped(name))
         else:
-            x, cache = layer.forward(p, x, train=train, rng=rng, scratch=scratch)
-        caches.append(cache)
+            ctx = Context(train, rng, i > 0)
+        y, cache = layer.forward(params.get(name), x, ctx)
+        x = _layer_output(name, layer, y, x, shapes[i + 1])
+        caches.append((cache, ctx))
     return x, caches
+
+
+def _run_backward(
+    spec: Network, params: Params, caches: list, dy: np.ndarray, x_shape: tuple
+) -> Params:
+    """Every layer backward from ``dy = dL/dout``; the gradient tree."""
+    layout = spec._layout
+    shapes = layout.shapes
+    # params' keys first, so the two trees print and iterate alike
+    grads: Params = dict.fromkeys(params)
+    grads[SPEC_KEY] = spec
+    for i in range(len(layout.names) - 1, -1, -1):
+        name, layer = layout.names[i], layout.run_layers[i]
+        cache, ctx = caches[i]
+        p = params.get(name)
+        dx, g = layer.backward(p, cache, dy, ctx)
+        if p is not None:
+            _check_layer_grads(name, layer, g, p)
+            grads[name] = g
+        elif g is not None:
+            raise ValueError(
+                f"{name} ({type(layer).__name__}) has no params but its backward returned "
+                f"gradients {type(g).__name__}; return (dx, None)"
+            )
+        if ctx.need_dx:
+            want = (x_shape[0], *shapes[i])
+            if type(dx) is not np.ndarray or dx.shape != want or dx.dtype != dy.dtype:
+                got = f"shape {dx.shape}" if isinstance(dx, np.ndarray) else type(dx).__name__
+                raise ValueError(
+                    f"{name} ({type(layer).__name__}).backward returned dx of {got}; expected "
+                    f"an array of shape {want} (its input's) and dtype {dy.dtype}"
+                )
+        dy = dx
+    return grads
+
+
+def _check_layer_grads(name: str, layer: Any, g: Any, p: dict) -> None:
+    ok = type(g) is dict and g.keys() == p.keys()
+    if ok:
+        for key, leaf in p.items():
+            gl = g[key]
+            if type(gl) is not np.ndarray or gl.shape != leaf.shape or gl.dtype != leaf.dtype:
+                ok = False
+                break
+    if not ok:
+        want = {k: (v.shape, str(v.dtype)) for k, v in p.items()}
+        got = (
+            {k: (getattr(v, "shape", None), str(getattr(v, "dtype", None))) for k, v in g.items()}
+            if isinstance(g, dict)
+            else type(g).__name__
+        )
+        raise ValueError(
+            f"{name} ({type(layer).__name__}).backward returned gradients {got}; expected "
+            f"the keys, shapes and dtypes of its params {want}"
+        )
+
+
+def _output(spec: Network, out: np.ndarray) -> np.ndarray:
+    """The network's output from the last layer's: the fused activation applied."""
+    fused = spec.loss.fused_activation
+    return out if fused is None else get_activation(fused).forward(out)
 
 
 def forward(params: Params, x: np.ndarray, *, train: bool = False, rng: Any = None) -> np.ndarray:
@@ -220,89 +319,101 @@ def forward(params: Params, x: np.ndarray, *, train: bool = False, rng: Any = No
         rng: a Generator or int seed for dropout masks.
 
     Returns:
-        The output layer's activations, shape ``(n, k)``: probabilities for a
-        softmax or sigmoid output.
+        The network's output, shape ``(n, k)``: probabilities for a softmax or
+        sigmoid output.
 
     Raises:
         TypeError, ValueError: for malformed params, x or rng.
     """
     spec, _, x = _prepare(params, x)
     rng = _check_rng(spec, rng, train)
-    out, _ = _forward(spec, params, x, train, rng, activate_last=True)
-    return out
+    out, _ = _run_forward(spec, params, x, train, rng, None)
+    return _output(spec, out)
 
 
-def _backprop(
-    spec: Network,
-    params: Params,
-    x: np.ndarray,
-    y: np.ndarray,
-    rng: Any,
-    train: bool,
-    need_grad: bool,
-) -> tuple[float, Params | None, np.ndarray]:
-    """Loss, gradients and output on already-checked inputs.
+def logits(params: Params, x: np.ndarray) -> np.ndarray:
+    """The last layer's output before the loss (evaluation mode): logits for
+    cross-entropy and binary cross-entropy, the output itself otherwise. This
+    is what :meth:`purenn.Loss.predict` and ``value`` take."""
+    spec, _, x = _prepare(params, x)
+    return _run_forward(spec, params, x, False, None, None)[0]
 
-    The output is the last layer's logits for the fused losses (its activations
-    for MSE): ``fit`` reads training accuracy from it at no extra cost.
 
-    A training step (``need_grad``) through convolution or pooling layers takes
-    their work arrays from the thread's scratch (:mod:`purenn.scratch`); one
-    through Dense and Dropout layers only needs none. The loss, gradients and
-    output returned are fresh arrays either way.
-    """
-    if not need_grad:
-        fused, loss_fn = LOSSES[spec.loss]
-        out, _ = _forward(spec, params, x, train, rng, fused is None)
-        return loss_fn(out, y, False)[0], None, out
-    if spec._layout.dense_only:  # no layer takes work arrays: skip the scratch
-        return _train_pass(spec, params, x, y, rng, train, OWNED)
-    with training_pass() as scratch:
-        return _train_pass(spec, params, x, y, rng, train, scratch)
+class TrainPass(NamedTuple):
+    """What :func:`train_pass` returns."""
+
+    loss: float
+    """The mean training-mode loss."""
+    grads: Params
+    """Its gradients, a tree with the structure, shapes and dtype of params."""
+    output: np.ndarray
+    """The last layer's output before the loss (logits for a fused loss),
+    ``(n, k)``: training accuracy at no extra cost."""
+
+
+def _value_and_grad(spec: Network, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    value, dout = spec.loss.value_and_grad(out, y)
+    if type(dout) is not np.ndarray or dout.shape != out.shape or dout.dtype != out.dtype:
+        got = f"{dout.shape} {dout.dtype}" if isinstance(dout, np.ndarray) else type(dout).__name__
+        raise ValueError(
+            f"loss {spec.loss!r}.value_and_grad returned a gradient of {got}; expected an "
+            f"array of the output's shape {out.shape} and dtype {out.dtype}"
+        )
+    return float(value), dout
 
 
 def _train_pass(
-    spec: Network,
-    params: Params,
-    x: np.ndarray,
-    y: np.ndarray,
-    rng: Any,
-    train: bool,
-    scratch: Allocator,
-) -> tuple[float, Params, np.ndarray]:
-    """:func:`_backprop`'s forward and backward pass, each layer's work arrays
-    from ``scratch`` (scoped by layer name)."""
-    fused, loss_fn = LOSSES[spec.loss]
-    names = spec._layout.names
-    scopes = [scratch.scoped(name) for name in names]
-    out, caches = _forward(spec, params, x, train, rng, fused is None, scopes)
-    value, dy = loss_fn(out, y, True)
-    # params' keys first (checked to be the spec and one per layer with parameters),
-    # so the two trees print and iterate alike; the backward pass fills in the leaves
-    grads: Params = dict.fromkeys(params)
-    grads[SPEC_KEY] = spec
-    last = len(names) - 1
-    for i in range(last, -1, -1):
-        layer, name, p = spec.layers[i], names[i], params.get(names[i])
-        if i == last and fused:  # dy is already dL/dz of the fused output activation
-            dy, g = layer.backward(
-                p, caches[i], dy, need_dx=i > 0, activated=False, scratch=scopes[i]
-            )
-        else:
-            dy, g = layer.backward(p, caches[i], dy, need_dx=i > 0, scratch=scopes[i])
-        if g is not None:
-            grads[name] = g
-    return value, grads, out
+    spec: Network, params: Params, x: np.ndarray, y: np.ndarray, rng: Any, ws: Workspace | None
+) -> TrainPass:
+    if ws is None:
+        out, caches = _run_forward(spec, params, x, True, rng, None)
+        value, dout = _value_and_grad(spec, out, y)
+        return TrainPass(value, _run_backward(spec, params, caches, dout, x.shape), out)
+    ws.begin_pass()
+    try:
+        out, caches = _run_forward(spec, params, x, True, rng, ws)
+        value, dout = _value_and_grad(spec, out, y)
+        grads = _run_backward(spec, params, caches, dout, x.shape)
+        if ws.nbytes:  # nothing returned may live in the workspace
+            out = out.copy() if ws.holds(out) else out
+            for name in spec._layout.with_params:
+                g = grads[name]
+                if any(ws.holds(leaf) for leaf in g.values()):
+                    grads[name] = {k: leaf.copy() for k, leaf in g.items()}
+    finally:
+        ws.end_pass()
+    return TrainPass(value, grads, out)
 
 
-def _loss_and_grads(
-    params: Params, x: np.ndarray, y: np.ndarray, rng: Any, need_grad: bool, train: bool
-) -> tuple[float, Params | None]:
+def train_pass(
+    params: Params, x: np.ndarray, y: np.ndarray, *, rng: Any = None, workspace: Any = None
+) -> TrainPass:
+    """One training-mode forward and backward pass: the loss, its gradients and
+    the output.
+
+    Args:
+        params: a tree from :func:`init`.
+        x: inputs of shape ``(n, *input_shape)`` in the params' dtype.
+        y: targets for the network's loss (int labels ``(n,)`` or one-hot
+            ``(n, k)`` for cross-entropy; ``(n, k)`` targets for the others).
+        rng: a Generator or int seed; required when a layer draws randomness
+            (dropout).
+        workspace: a :class:`purenn.Workspace` whose buffers the convolution
+            and pooling layers reuse from pass to pass (None: fresh arrays; the
+            results are the same).
+
+    Returns:
+        A :class:`TrainPass` ``(loss, grads, output)``.
+
+    Raises:
+        ValueError: for shape or label errors, dropout without an rng, or a layer
+            or loss that returns something other than it promised.
+        TypeError: for inputs of the wrong kind or dtype.
+    """
     spec, dtype, x = _prepare(params, x)
-    y = _check_y(spec, y, x.shape[0], dtype)
-    rng = _check_rng(spec, rng, train)
-    value, g, _ = _backprop(spec, params, x, y, rng, train, need_grad)
-    return value, g
+    y = spec.loss.check_targets(y, x.shape[0], spec.output_shape, dtype)
+    rng = _check_rng(spec, rng, True)
+    return _train_pass(spec, params, x, y, rng, _check_workspace(workspace))
 
 
 def loss(
@@ -324,11 +435,15 @@ def loss(
     Returns:
         The mean loss as a Python float.
     """
-    return _loss_and_grads(params, x, y, rng, need_grad=False, train=train)[0]
+    spec, dtype, x = _prepare(params, x)
+    y = spec.loss.check_targets(y, x.shape[0], spec.output_shape, dtype)
+    rng = _check_rng(spec, rng, train)
+    out, _ = _run_forward(spec, params, x, train, rng, None)
+    return float(spec.loss.value(out, y))
 
 
 def loss_and_grads(
-    params: Params, x: np.ndarray, y: np.ndarray, *, rng: Any = None
+    params: Params, x: np.ndarray, y: np.ndarray, *, rng: Any = None, workspace: Any = None
 ) -> tuple[float, Params]:
     """The training-mode loss and its gradients in one forward and backward pass.
 
@@ -336,8 +451,10 @@ def loss_and_grads(
         params: a tree from :func:`init`.
         x: inputs of shape ``(n, *input_shape)`` in the params' dtype.
         y: int labels ``(n,)`` or one-hot ``(n, k)`` for cross-entropy; ``(n, k)``
-            targets for MSE and binary cross-entropy.
+            targets for the other built-in losses.
         rng: a Generator or int seed; required when the network has dropout.
+        workspace: a :class:`purenn.Workspace` to reuse work arrays in (see
+            :func:`train_pass`).
 
     Returns:
         ``(loss, grads)``: the mean loss as a float, and a tree with exactly the
@@ -347,17 +464,19 @@ def loss_and_grads(
         ValueError: for shape or label errors, or dropout without an rng.
         TypeError: for inputs of the wrong kind or dtype.
     """
-    value, g = _loss_and_grads(params, x, y, rng, need_grad=True, train=True)
-    return value, g  # type: ignore[return-value]
+    result = train_pass(params, x, y, rng=rng, workspace=workspace)
+    return result.loss, result.grads
 
 
-def grads(params: Params, x: np.ndarray, y: np.ndarray, *, rng: Any = None) -> Params:
+def grads(
+    params: Params, x: np.ndarray, y: np.ndarray, *, rng: Any = None, workspace: Any = None
+) -> Params:
     """Gradients of the mean training-mode loss; see :func:`loss_and_grads`."""
-    return loss_and_grads(params, x, y, rng=rng)[1]
+    return train_pass(params, x, y, rng=rng, workspace=workspace).grads
 
 
 def predict(params: Params, x: np.ndarray) -> np.ndarray:
-    """Predicted labels (evaluation mode).
+    """Predicted labels (evaluation mode), as the network's loss defines them.
 
     Returns:
         For cross-entropy, the argmax class, int64 of shape ``(n,)``. For binary
@@ -365,19 +484,12 @@ def predict(params: Params, x: np.ndarray) -> np.ndarray:
         single output, ``(n, k)`` for several.
 
     Raises:
-        ValueError: for an MSE (regression) network; use :func:`forward` there.
+        ValueError: for a regression loss (MSE, ...); use :func:`forward` there.
     """
     spec = _spec_of(params)
-    if spec.loss == "mse":
-        raise ValueError(
-            "predict gives class labels; an 'mse' network is a regressor: "
-            "use forward(params, x) for its outputs"
-        )
-    out = forward(params, x)
-    if spec.loss == "cross_entropy":
-        return out.argmax(axis=1)
-    labels = (out > 0.5).astype(np.int64)
-    return labels[:, 0] if labels.shape[1] == 1 else labels
+    if not spec.loss.has_accuracy:
+        spec.loss.predict(None)  # raises the loss's own message
+    return spec.loss.predict(logits(params, x))
 
 
 def sgd_step(params: Params, grads: Params, lr: float) -> Params:
@@ -395,7 +507,7 @@ def sgd_step(params: Params, grads: Params, lr: float) -> Params:
         ValueError: if ``grads`` belong to another network or ``lr`` is invalid.
     """
     _spec_of(params)
-    lr = _check_lr(lr)
+    lr = check_lr(lr)
     # One walk checks and updates; only on failure does the slower, path-naming
     # tree_check_like run to say which leaf is wrong.
     try:
@@ -406,7 +518,7 @@ def sgd_step(params: Params, grads: Params, lr: float) -> Params:
 
 
 def _descend_tree(params: dict, grads: Any, lr: float) -> dict:
-    """:func:`descend` leaf by leaf (spec passed through), raising a bare
+    """``p - lr * g`` leaf by leaf (spec passed through), raising a bare
     ValueError at the first difference in structure, spec, shape or dtype.
 
     ``tree_map`` with the checks inlined: this runs on every training step.
@@ -425,26 +537,5 @@ def _descend_tree(params: dict, grads: Any, lr: float) -> dict:
         elif not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
             raise ValueError
         else:
-            out[key] = descend(p, g, lr)
+            out[key] = p - lr * g
     return out
-
-
-def descend(p: np.ndarray, g: np.ndarray, lr: float) -> np.ndarray:
-    """``p - lr * g`` as a new array, bit for bit, with one allocation instead of two.
-
-    Large temporaries are expensive (each fresh block of memory is page-faulted
-    in), so the product is formed in the result's own buffer: ``(-lr) * g`` is
-    exactly ``-(lr * g)``, and adding ``p`` to it rounds like ``p - lr * g``.
-    """
-    out = np.multiply(g, -lr)
-    out += p
-    return out
-
-
-def _check_lr(lr: Any) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, int | float | np.integer | np.floating):
-        raise TypeError(f"lr must be a float; got {lr!r} ({type(lr).__name__})")
-    lr = float(lr)  # a Python float: weak scalar, keeps float32 params float32
-    if not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr must be finite and >= 0; got {lr}")
-    return lr

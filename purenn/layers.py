@@ -1,31 +1,24 @@
-"""Layer specs: immutable hyperparameters plus how to initialise and apply them.
+"""The fully connected and dropout layers, and the field validators layers share.
 
-Each layer is a frozen ``attrs`` class. It knows (as pure methods) how to
-work out its output shape, make its parameters, run forward, and run backward.
-Backward steps sit right beside the forward they differentiate.
-
-A layer's forward returns ``(y, cache)``; its backward takes that cache and
-``dy = dL/dy`` and returns ``(dx, grads)``. Caches are per call, never stored.
-Both also take ``scratch``, the allocator of their work arrays: fresh arrays by
-default, reused buffers in a training step (:mod:`purenn.scratch`). Dense and
-Dropout always allocate fresh arrays: the network's output comes from a Dense
-layer and must never live in scratch.
+Each layer follows the protocol of :mod:`purenn.base`: a frozen ``attrs``
+class with ``output_shape``, ``init_params``, ``forward`` and ``backward``,
+registered with :func:`purenn.register_layer` like a user's own. Backward
+steps sit right beside the forward they differentiate. Caches are per call,
+never stored.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import numpy as np
 
 from purenn._checks import positive_int
-from purenn.activations import ACTIVATIONS
+from purenn.activations import get_activation
+from purenn.base import Context, Layer, Shape, register_layer
 from purenn.initializers import INITIALIZERS, default_initializer
-from purenn.scratch import FRESH, Allocator
-
-Shape = tuple[int, ...]
 
 
 def _positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -76,14 +69,25 @@ def _int_if_integer(value: Any) -> Any:
     return int(value) if isinstance(value, np.integer) else value
 
 
+def _registered_activation(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: ``value`` names a registered activation."""
+    try:
+        get_activation(value)
+    except ValueError as err:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name}: {err}") from None
+
+
+@register_layer
 @attrs.frozen
-class Dense:
+class Dense(Layer):
     """Fully connected layer: ``y = activation(x @ w + b)``.
 
     Args:
         units: output width ``d_out``.
-        activation: one of ``"relu"``, ``"leaky_relu"``, ``"sigmoid"``, ``"tanh"``,
-            ``"softmax"``, ``"linear"``.
+        activation: a registered activation name: ``"relu"``, ``"leaky_relu"``,
+            ``"sigmoid"``, ``"tanh"``, ``"softmax"``, ``"linear"``, ``"gelu"``,
+            ``"silu"``, ``"elu"``, ``"softplus"``, or one of your own
+            (:func:`purenn.register_activation`).
         weight_init: one of ``"he_normal"``, ``"he_uniform"``, ``"glorot_normal"``,
             ``"glorot_uniform"``, ``"lecun_normal"``, ``"zeros"``; None picks He
             for the ReLU family and Glorot otherwise.
@@ -92,20 +96,17 @@ class Dense:
     Params: ``w`` of shape ``(d_in, d_out)`` and ``b`` of shape ``(d_out,)``.
     """
 
-    param_prefix: ClassVar[str | None] = "dense"
-
     units: int = attrs.field(converter=_int_if_integer, validator=_positive_int)
-    activation: str = attrs.field(default="relu", validator=_one_of(ACTIVATIONS))
+    activation: str = attrs.field(default="relu", validator=_registered_activation)
     weight_init: str | None = attrs.field(
         default=None, validator=_one_of(INITIALIZERS, allow_none=True)
     )
     bias_init: float = attrs.field(default=0.0, converter=_finite_float_named("Dense.bias_init"))
 
-    def output_shape(self, in_shape: Shape, name: str) -> Shape:
+    def output_shape(self, in_shape: Shape) -> Shape:
         if len(in_shape) != 1:
             raise ValueError(
-                f"{name} (Dense) expects a flat input of shape (d,); got {in_shape}. "
-                "Flatten the input first"
+                f"expects a flat input of shape (d,); got {in_shape}. Flatten the input first"
             )
         return (self.units,)
 
@@ -116,62 +117,33 @@ class Dense:
         b = np.full(d_out, self.bias_init, dtype=dtype)
         return {"w": w, "b": b}
 
-    def forward(
-        self,
-        p: dict,
-        x: np.ndarray,
-        *,
-        train: bool,
-        rng: Any,
-        activate: bool = True,
-        scratch: Allocator = FRESH,
-    ) -> tuple[np.ndarray, Any]:
-        """``x`` (n, d_in) -> ``a`` (n, d_out); with ``activate=False`` the logits ``z``."""
-        z = x @ p["w"]
-        z += p["b"]
-        if not activate:
-            return z, x
-        if self.activation == "relu":
-            a = np.maximum(z, 0, out=z)  # z is this call's own array: reuse it
-        else:
-            a = ACTIVATIONS[self.activation][0](z)
-        return a, (x, a)
+    def forward(self, params: dict, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
+        """``x`` (n, d_in) -> ``a`` (n, d_out)."""
+        z = x @ params["w"] + params["b"]
+        a = get_activation(self.activation).forward(z)
+        return a, (x, z, a)
 
     def backward(
-        self,
-        p: dict,
-        cache: Any,
-        dy: np.ndarray,
-        *,
-        need_dx: bool = True,
-        activated: bool = True,
-        scratch: Allocator = FRESH,
+        self, params: dict, cache: Any, dy: np.ndarray, ctx: Context
     ) -> tuple[np.ndarray | None, dict]:
-        """``dy`` = dL/da (or dL/dz when ``activated`` is False) -> (dL/dx, {w, b})."""
-        if activated:
-            x, a = cache
-            if self.activation == "relu" and scratch.owns_dy:
-                dz = np.multiply(dy, a > 0, out=dy)  # dL/dz = dL/da where a > 0, else 0
-            else:
-                dz = ACTIVATIONS[self.activation][1](a, dy)  # dL/dz = dL/da * da/dz
-        else:
-            x, dz = cache, dy
+        """``dy`` = dL/da (n, d_out) -> (dL/dx, {w, b})."""
+        x, z, a = cache
+        dz = get_activation(self.activation).backward(z, a, dy)  # dL/dz = dL/da * da/dz
         dw = x.T @ dz  # dL/dw = x.T @ dz
-        db = np.add.reduce(dz, axis=0)  # dL/db = sum over the batch of dz (dz.sum, unwrapped)
-        dx = dz @ p["w"].T if need_dx else None  # dL/dx = dz @ w.T
+        db = dz.sum(axis=0)  # dL/db = sum over the batch of dz
+        dx = dz @ params["w"].T if ctx.need_dx else None  # dL/dx = dz @ w.T
         return dx, {"w": dw, "b": db}
 
 
+@register_layer
 @attrs.frozen
-class Dropout:
+class Dropout(Layer):
     """Inverted dropout: in training, zero each unit with probability ``rate``
     and scale the survivors by ``1 / (1 - rate)``; at evaluation, the identity.
 
     Args:
         rate: probability of *dropping* a unit, ``0 <= rate < 1``.
     """
-
-    param_prefix: ClassVar[str | None] = None
 
     rate: float = attrs.field(converter=_finite_float_named("Dropout.rate"))
 
@@ -183,36 +155,23 @@ class Dropout:
                 f"got {value}"
             )
 
-    def output_shape(self, in_shape: Shape, name: str) -> Shape:
+    @property
+    def draws_randomness(self) -> bool:  # type: ignore[override]
+        return self.rate > 0.0
+
+    def output_shape(self, in_shape: Shape) -> Shape:
         return in_shape
 
-    def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> None:
-        return None
-
-    def forward(
-        self,
-        p: None,
-        x: np.ndarray,
-        *,
-        train: bool,
-        rng: np.random.Generator | None,
-        scratch: Allocator = FRESH,
-    ) -> tuple[np.ndarray, Any]:
-        if not train or self.rate == 0.0:
+    def forward(self, params: None, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
+        if not ctx.train or self.rate == 0.0:
             return x, None
         # keep with probability 1 - rate; survivors scaled so E[y] = x
         scale = np.asarray(1.0 / (1.0 - self.rate), dtype=x.dtype)
-        mask = (rng.random(x.shape, dtype=x.dtype) >= self.rate) * scale
+        mask = (ctx.rng.random(x.shape, dtype=x.dtype) >= self.rate) * scale
         return x * mask, mask
 
     def backward(
-        self,
-        p: None,
-        cache: Any,
-        dy: np.ndarray,
-        *,
-        need_dx: bool = True,
-        scratch: Allocator = FRESH,
+        self, params: None, cache: Any, dy: np.ndarray, ctx: Context
     ) -> tuple[np.ndarray | None, None]:
         if cache is None:
             return dy, None

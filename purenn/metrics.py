@@ -14,11 +14,16 @@ from typing import Any
 import numpy as np
 
 from purenn._checks import positive_int
-from purenn.core import _check_y, _forward, _prepare
-from purenn.losses import LOSSES
-from purenn.network import Network
+from purenn.core import check_inputs, logits
+from purenn.tree import SPEC_KEY
 
-__all__ = ["accuracy", "confusion_matrix", "evaluate", "precision_recall_f1"]
+__all__ = [
+    "accuracy",
+    "confusion_matrix",
+    "evaluate",
+    "first_nonfinite",
+    "precision_recall_f1",
+]
 
 
 def _as_labels(a: Any, name: str) -> np.ndarray:
@@ -146,72 +151,7 @@ def precision_recall_f1(confusion: np.ndarray) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- evaluate
 
 
-def _task(spec: Network) -> str:
-    """How predictions are scored: ``"class"`` (argmax), ``"binary"`` (one sigmoid),
-    ``"multilabel"`` (several sigmoids, elementwise) or ``"regression"`` (none)."""
-    if spec.loss == "cross_entropy":
-        return "class"
-    if spec.loss == "binary_cross_entropy":
-        return "binary" if spec.output_shape == (1,) else "multilabel"
-    return "regression"
-
-
-def _true_labels(task: str, y: np.ndarray) -> np.ndarray | None:
-    """Checked targets -> what predictions are compared with (computed once)."""
-    if task == "class":
-        return y if y.ndim == 1 else y.argmax(axis=1)
-    if task == "binary":
-        return (y[:, 0] > 0.5).astype(np.int64)
-    if task == "multilabel":
-        return y > 0.5
-    return None
-
-
-def _predictions(task: str, out: np.ndarray) -> np.ndarray | None:
-    """Predictions from the last layer's *pre-loss* output ``out``.
-
-    For the fused losses ``out`` holds logits: argmax of logits is argmax of the
-    softmax, and ``z > 0`` is ``sigmoid(z) > 0.5``.
-    """
-    if task == "class":
-        return out.argmax(axis=1)
-    if task == "binary":
-        return (out[:, 0] > 0).astype(np.int64)
-    if task == "multilabel":
-        return out > 0
-    return None
-
-
-def _evaluate(
-    spec: Network, params: dict, x: np.ndarray, y: np.ndarray, batch_size: int, confusion: bool
-) -> dict[str, Any]:
-    """Evaluate checked inputs chunk by chunk (no validation here)."""
-    fused, loss_fn = LOSSES[spec.loss]
-    task = _task(spec)
-    truth = _true_labels(task, y)
-    n = x.shape[0]
-    loss_sum, correct = 0.0, 0
-    preds = []
-    for start in range(0, n, batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        out, _ = _forward(spec, params, xb, False, None, activate_last=fused is None)
-        value, _ = loss_fn(out, yb, False)
-        loss_sum += value * xb.shape[0]
-        pred = _predictions(task, out)
-        if pred is not None:
-            correct += int(np.count_nonzero(pred == truth[start : start + batch_size]))
-            if confusion and task != "multilabel":
-                preds.append(pred)
-    result: dict[str, Any] = {"loss": loss_sum / n, "accuracy": None, "confusion": None, "n": n}
-    if truth is not None:
-        result["accuracy"] = correct / truth.size
-    if preds:
-        k = spec.output_shape[0] if task == "class" else 2
-        result["confusion"] = confusion_matrix(truth, np.concatenate(preds), num_classes=k)
-    return result
-
-
-def _first_nonfinite(a: np.ndarray) -> int | None:
+def first_nonfinite(a: np.ndarray) -> int | None:
     """Index of the first sample holding NaN or inf (None if all finite), chunked."""
     if a.dtype.kind not in "fc" or a.shape[0] == 0:
         return None
@@ -235,7 +175,13 @@ def _first_nonfinite(a: np.ndarray) -> int | None:
 
 
 def evaluate(
-    params: dict, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1024
+    params: dict,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int = 1024,
+    confusion: bool = True,
+    check_finite: bool = True,
 ) -> dict[str, Any]:
     """Loss, accuracy and confusion matrix on a whole data set (evaluation mode).
 
@@ -243,27 +189,51 @@ def evaluate(
         params: a tree from :func:`purenn.init`.
         x: inputs ``(n, *input_shape)`` in the params' dtype.
         y: targets as the loss takes them (int labels ``(n,)`` or one-hot for
-            cross-entropy; ``(n, k)`` for MSE and binary cross-entropy).
+            cross-entropy; ``(n, k)`` for the other built-in losses).
         batch_size: samples per forward pass (memory only; results agree up
             to float rounding).
+        confusion: also compute the confusion matrix.
+        check_finite: refuse NaN or inf in ``x`` and ``y`` (one fast pass;
+            ``fit`` checks its validation data once and then skips it).
 
     Returns:
         Plain data: ``{"loss": float, "accuracy": float | None,
         "confusion": int64 (k, k) array | None, "n": int}``. The loss is the
-        mean over all samples. For a single-sigmoid output the confusion is
-        ``(2, 2)`` on 0/1 labels; several sigmoids get elementwise accuracy and
-        no confusion; an MSE network gets neither (None).
+        mean over all samples. Accuracy and confusion are what the network's
+        loss defines: for a single-sigmoid output the confusion is ``(2, 2)`` on
+        0/1 labels; several sigmoids get elementwise accuracy and no confusion;
+        a regression loss gets neither (None).
 
     Raises:
         TypeError, ValueError: for malformed params or data, or NaN/inf inputs.
     """
-    spec, dtype, x = _prepare(params, x)
-    y = _check_y(spec, y, x.shape[0], dtype)
+    x, y = check_inputs(params, x, y)
+    loss_fn = params[SPEC_KEY].loss
     batch_size = positive_int(batch_size, "batch_size")
-    for name, a in (("x", x), ("y", y)):
-        bad = _first_nonfinite(a)
-        if bad is not None:
-            raise ValueError(
-                f"{name} holds NaN or inf (first at sample {bad}); clean the data first"
-            )
-    return _evaluate(spec, params, x, y, batch_size, confusion=True)
+    if check_finite:
+        for name, a in (("x", x), ("y", y)):
+            bad = first_nonfinite(a)
+            if bad is not None:
+                raise ValueError(
+                    f"{name} holds NaN or inf (first at sample {bad}); clean the data first"
+                )
+    scored = loss_fn.has_accuracy
+    truth = loss_fn.labels(y) if scored else None
+    n = x.shape[0]
+    loss_sum, correct = 0.0, 0
+    preds = []
+    for start in range(0, n, batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        out = logits(params, xb)
+        loss_sum += loss_fn.value(out, yb) * xb.shape[0]
+        if scored:
+            pred = loss_fn.predict(out)
+            correct += int(np.count_nonzero(pred == truth[start : start + batch_size]))
+            preds.append(pred)
+    result: dict[str, Any] = {"loss": loss_sum / n, "accuracy": None, "confusion": None, "n": n}
+    if scored:
+        result["accuracy"] = correct / truth.size
+        k = loss_fn.num_classes(params[SPEC_KEY].output_shape)
+        if confusion and k is not None:
+            result["confusion"] = confusion_matrix(truth, np.concatenate(preds), num_classes=k)
+    return result

@@ -8,19 +8,8 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from purenn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
-from purenn.layers import Dense, Dropout, Shape
-from purenn.losses import LOSSES
-
-LAYER_TYPES: dict[str, type] = {
-    "Dense": Dense,
-    "Dropout": Dropout,
-    "Conv2D": Conv2D,
-    "MaxPool2D": MaxPool2D,
-    "AvgPool2D": AvgPool2D,
-    "Flatten": Flatten,
-}
-"""Every layer class a Network accepts, by name (the name is stored in JSON specs)."""
+from purenn.base import Layer, Shape, layer_class
+from purenn.losses import Loss, as_loss, loss_from_dict, loss_to_dict
 
 
 def _as_shape(value: Any) -> Shape:
@@ -41,11 +30,19 @@ def _as_layers(value: Any) -> tuple:
         raise TypeError(f"Network.layers must be a sequence of layer specs; got {value!r}")
     layers = tuple(value)
     for i, layer in enumerate(layers):
-        if type(layer) not in LAYER_TYPES.values():
-            valid = ", ".join(LAYER_TYPES)
+        if not isinstance(layer, Layer):
             raise TypeError(
-                f"Network.layers[{i}] must be a layer spec ({valid}); "
-                f"got {layer!r} ({type(layer).__name__})"
+                f"Network.layers[{i}] must be a layer spec (an instance of a purenn.Layer "
+                f"subclass such as Dense(10)); got {layer!r} ({type(layer).__name__})"
+            )
+        try:
+            registered = layer_class(type(layer).__name__)
+        except ValueError:
+            registered = None
+        if registered is not type(layer):
+            raise TypeError(
+                f"Network.layers[{i}] is a {type(layer).__name__}, which is not registered; "
+                "decorate its class with @purenn.register_layer"
             )
     if not layers:
         raise ValueError("Network.layers is empty; give at least one layer, e.g. [Dense(10)]")
@@ -53,33 +50,68 @@ def _as_layers(value: Any) -> tuple:
 
 
 class Layout(NamedTuple):
-    """What every training step asks of a Network, worked out once when it is
-    made (a Network never changes), so the per-step checks in
-    :mod:`purenn.core` do not walk the layers again."""
+    """What every pass asks of a Network, worked out once when it is made (a
+    Network never changes), so the per-step checks do not walk the layers again."""
 
     names: tuple[str, ...]
     """:meth:`Network.layer_names`."""
-    with_params: tuple[tuple[str, Any], ...]
-    """``(name, layer)`` of each layer that has parameters, in order."""
+    shapes: tuple[Shape, ...]
+    """:meth:`Network.shapes`."""
+    with_params: tuple[str, ...]
+    """Names of the layers that have parameters, in order."""
     random: tuple[str, ...]
-    """Names of the layers that draw randomness in training (dropout, rate > 0)."""
-    dense_only: bool
-    """Only Dense and Dropout layers: no layer takes scratch buffers."""
+    """Names of the layers that draw randomness in a training pass."""
+    run_layers: tuple
+    """The layers a pass runs: ``layers``, except that with a fused loss the last
+    one runs with ``activation="linear"`` (the loss takes its logits)."""
 
 
-def _layout(layers: tuple) -> Layout:
+def _shapes(input_shape: Shape, layers: tuple, names: list[str]) -> tuple[Shape, ...]:
+    shapes = [input_shape]
+    for layer, name in zip(layers, names, strict=True):
+        try:
+            out = layer.output_shape(shapes[-1])
+        except ValueError as err:
+            raise ValueError(f"{name} ({type(layer).__name__}): {err}") from None
+        ok = (
+            isinstance(out, tuple)
+            and out
+            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in out)
+        )
+        if not ok:
+            raise TypeError(
+                f"{name} ({type(layer).__name__}).output_shape({shapes[-1]}) must return a "
+                f"tuple of positive ints; got {out!r}"
+            )
+        shapes.append(out)
+    return tuple(shapes)
+
+
+def _layout(input_shape: Shape, layers: tuple, loss: Loss) -> Layout:
     counts: dict[str, int] = {}
     names = []
     for layer in layers:
-        prefix = layer.param_prefix or type(layer).__name__.lower()
+        prefix = layer.name_prefix
         names.append(f"{prefix}_{counts.get(prefix, 0)}")
         counts[prefix] = counts.get(prefix, 0) + 1
+    shapes = _shapes(input_shape, layers, names)
+    last, out_shape = layers[-1], shapes[-1]
+    if len(out_shape) != 1:
+        raise ValueError(
+            f"the network must end in a flat output of shape (k,); the last layer "
+            f"{names[-1]} gives {out_shape}; end with Flatten() and Dense(k)"
+        )
+    loss.check_output_layer(last, names[-1], out_shape)
+    run_layers = layers
+    if loss.fused_activation is not None:
+        run_layers = (*layers[:-1], attrs.evolve(last, activation="linear"))
     pairs = tuple(zip(names, layers, strict=True))
     return Layout(
         names=tuple(names),
-        with_params=tuple((n, layer) for n, layer in pairs if layer.param_prefix is not None),
-        random=tuple(n for n, layer in pairs if getattr(layer, "rate", 0.0) > 0.0),
-        dense_only=all(type(layer) in (Dense, Dropout) for layer in layers),
+        shapes=shapes,
+        with_params=tuple(n for n, layer in pairs if layer.has_params),
+        random=tuple(n for n, layer in pairs if layer.draws_randomness),
+        run_layers=run_layers,
     )
 
 
@@ -89,52 +121,35 @@ class Network:
 
     Args:
         input_shape: shape of one sample, an int or a tuple (``16`` or ``(16,)``).
-        layers: a sequence of layer specs, stored as a tuple.
-        loss: ``"cross_entropy"`` (needs a softmax output layer; labels are int
-            class indices ``(n,)`` or one-hot ``(n, k)``), ``"mse"`` (regression,
-            targets ``(n, k)``) or ``"binary_cross_entropy"`` (needs a sigmoid
-            output layer; targets 0/1 of shape ``(n, k)``).
+        layers: a sequence of layer specs (instances of registered
+            :class:`purenn.Layer` subclasses), stored as a tuple.
+        loss: a built-in loss by name: ``"cross_entropy"`` (needs a softmax output
+            layer; labels are int class indices ``(n,)`` or one-hot ``(n, k)``),
+            ``"binary_cross_entropy"`` (a sigmoid output layer; 0/1 targets
+            ``(n, k)``), ``"mse"``, ``"mae"`` or ``"huber"`` (regression, targets
+            ``(n, k)``); or an instance of a registered :class:`purenn.Loss`
+            (``purenn.losses.Huber(delta=0.5)``, or your own). Stored as an instance.
 
     Raises:
         TypeError, ValueError: at construction, when a field is of the wrong kind,
             a layer does not fit the shape before it, or the loss does not fit the
-            output layer.
+            last layer.
     """
 
     input_shape: Shape = attrs.field(converter=_as_shape)
     layers: tuple = attrs.field(converter=_as_layers)
-    loss: str = attrs.field(default="cross_entropy")
+    loss: Loss = attrs.field(default="cross_entropy", converter=as_loss)
     _layout: Layout = attrs.field(init=False, repr=False, eq=False, hash=False)
-    """Derived from ``layers`` at construction (not an argument, not compared)."""
-
-    @loss.validator
-    def _check_loss(self, attribute: attrs.Attribute, value: Any) -> None:
-        if not isinstance(value, str) or value not in LOSSES:
-            valid = ", ".join(repr(k) for k in LOSSES)
-            raise ValueError(f"Network.loss must be one of {valid}; got {value!r}")
+    """Derived from the other fields at construction (not an argument, not compared)."""
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_layout", _layout(self.layers))  # frozen: set once, here
-        self.shapes()  # chains and checks every layer's shape
-        last = self.layers[-1]
-        if len(self.output_shape) != 1:
-            raise ValueError(
-                f"the network must end in a flat output of shape (k,); the last layer "
-                f"{self.layer_names()[-1]} gives {self.output_shape}; "
-                "end with Flatten() and Dense(k)"
-            )
-        wanted = LOSSES[self.loss].fused_activation
-        if not isinstance(last, Dense):
-            raise ValueError(
-                f"the last layer must be a Dense layer that produces the output; "
-                f"got {type(last).__name__} as {self.layer_names()[-1]}"
-            )
-        if wanted is not None and last.activation != wanted:
-            raise ValueError(
-                f"loss {self.loss!r} needs a {wanted!r} output layer; the last layer "
-                f"{self.layer_names()[-1]} has activation {last.activation!r}. "
-                f"Use Dense(k, activation={wanted!r}) last"
-            )
+        layout = _layout(self.input_shape, self.layers, self.loss)
+        object.__setattr__(self, "_layout", layout)  # frozen: set once, here
+
+    @property
+    def layout(self) -> Layout:
+        """The per-pass facts derived from the spec (names, shapes, ...)."""
+        return self._layout
 
     def layer_names(self) -> tuple[str, ...]:
         """Names of the layers in order: param keys (``dense_0``) or, for layers
@@ -143,14 +158,11 @@ class Network:
 
     def shapes(self) -> tuple[Shape, ...]:
         """Per-sample shapes: the input's, then each layer's output."""
-        shapes = [self.input_shape]
-        for layer, name in zip(self.layers, self.layer_names(), strict=True):
-            shapes.append(layer.output_shape(shapes[-1], name))
-        return tuple(shapes)
+        return self._layout.shapes
 
     @property
     def output_shape(self) -> Shape:
-        return self.shapes()[-1]
+        return self._layout.shapes[-1]
 
     def to_dict(self) -> dict:
         """Plain JSON-able form; :meth:`from_dict` rebuilds an equal spec."""
@@ -159,7 +171,7 @@ class Network:
             "layers": [
                 {"type": type(layer).__name__, **attrs.asdict(layer)} for layer in self.layers
             ],
-            "loss": self.loss,
+            "loss": loss_to_dict(self.loss),
         }
 
     @classmethod
@@ -167,19 +179,19 @@ class Network:
         """Rebuild a spec from :meth:`to_dict`'s output (validators run again).
 
         Raises:
-            ValueError: for an unknown layer type or malformed data.
+            ValueError: for an unknown (unregistered) layer or loss type, or
+                malformed data.
         """
+        if not isinstance(data, dict):
+            raise ValueError(f"a network spec must be a dict; got {type(data).__name__}")
         try:
             layers = []
             for entry in data["layers"]:
                 fields = dict(entry)
                 kind = fields.pop("type")
-                if kind not in LAYER_TYPES:
-                    raise ValueError(
-                        f"unknown layer type {kind!r}; known: {', '.join(LAYER_TYPES)}"
-                    )
-                layers.append(LAYER_TYPES[kind](**fields))
-            return cls(tuple(data["input_shape"]), layers, data.get("loss", "cross_entropy"))
+                layers.append(layer_class(kind)(**fields))
+            loss = loss_from_dict(data.get("loss", "cross_entropy"))
+            return cls(tuple(data["input_shape"]), layers, loss)
         except (KeyError, TypeError) as err:
             raise ValueError(f"malformed network spec {data!r}: {err}") from err
 

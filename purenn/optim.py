@@ -41,7 +41,9 @@ import attrs
 import numpy as np
 
 from purenn._checks import as_bool
-from purenn.core import _check_lr, descend
+import purenn.schedules  # noqa: F401  (registers the schedules as checkpoint records)
+from purenn._checks import check_lr
+from purenn.checkpoint import register_record
 from purenn.tree import SPEC_KEY, tree_check_like, tree_leaves, tree_map, tree_zeros_like
 
 Tree = dict[str, Any]
@@ -75,7 +77,7 @@ def _lr(value: Any) -> float | Schedule:
             f"lr must be a float or a schedule (a callable step -> lr, e.g. "
             f"purenn.schedules.CosineDecay(0.1, 1000)); got {value!r} ({type(value).__name__})"
         )
-    return _check_lr(value)
+    return check_lr(value)
 
 
 def _real(lo: float, hi: float, *, hi_open: bool = True) -> Callable[[Any], float]:
@@ -353,20 +355,15 @@ class SGD(_Optimizer):
         lr = self.learning_rate(state.count)
         g = self._prepare_grads(grads, params)
         if self.momentum == 0.0:
-            # the same function as purenn.sgd_step, so the result is bit-identical
-            new = tree_map(lambda p, g: descend(p, g, lr), params, g)
+            # the same arithmetic as purenn.sgd_step, so the result is bit-identical
+            new = tree_map(lambda p, g: p - lr * g, params, g)
             return new, SGDState(count=state.count + 1, momentum=None)
         mu, nesterov = self.momentum, self.nesterov
 
         def step(p: np.ndarray, g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            v_new = np.multiply(v, mu)
-            v_new += g
-            if nesterov:
-                d = np.multiply(v_new, mu)
-                d += g
-            else:
-                d = v_new
-            return descend(p, d, lr), v_new
+            v_new = mu * v + g
+            d = g + mu * v_new if nesterov else v_new
+            return p - lr * d, v_new
 
         new, velocity = _multimap(step, 2, params, g, state.momentum)
         return new, SGDState(count=state.count + 1, momentum=velocity)
@@ -445,38 +442,19 @@ class RMSprop(_Optimizer):
         if mu == 0.0:
 
             def step(p: np.ndarray, g: np.ndarray, nu: np.ndarray) -> tuple:
-                nu_new = _decayed_square_mean(nu, g, rho, one_minus_rho)
-                return descend(p, _scaled(g, nu_new, eps), lr), nu_new
+                nu_new = rho * nu + one_minus_rho * (g * g)
+                return p - lr * (g / (np.sqrt(nu_new) + eps)), nu_new
 
             new, nu = _multimap(step, 2, params, g, state.nu)
             return new, RMSpropState(count=state.count + 1, nu=nu, momentum=None)
 
         def step_m(p: np.ndarray, g: np.ndarray, nu: np.ndarray, b: np.ndarray) -> tuple:
-            nu_new = _decayed_square_mean(nu, g, rho, one_minus_rho)
-            b_new = _scaled(g, nu_new, eps)
-            b_new += mu * b
-            return descend(p, b_new, lr), nu_new, b_new
+            nu_new = rho * nu + one_minus_rho * (g * g)
+            b_new = g / (np.sqrt(nu_new) + eps) + mu * b
+            return p - lr * b_new, nu_new, b_new
 
         new, nu, buf = _multimap(step_m, 3, params, g, state.nu, state.momentum)
         return new, RMSpropState(count=state.count + 1, nu=nu, momentum=buf)
-
-
-def _decayed_square_mean(
-    nu: np.ndarray, g: np.ndarray, rho: float, one_minus_rho: float
-) -> np.ndarray:
-    """``rho * nu + (1 - rho) * g**2`` with one allocation (same roundings)."""
-    out = np.multiply(g, g)
-    out *= one_minus_rho
-    out += rho * nu
-    return out
-
-
-def _scaled(g: np.ndarray, nu: np.ndarray, eps: float) -> np.ndarray:
-    """``g / (sqrt(nu) + eps)`` with one allocation (same roundings)."""
-    out = np.sqrt(nu)
-    out += eps
-    np.divide(g, out, out=out)
-    return out
 
 
 def rmsprop(
@@ -557,26 +535,12 @@ class Adam(_Optimizer):
         wd = self.weight_decay if self.decoupled_weight_decay else 0.0
 
         def step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray) -> tuple:
-            # Written with in-place operations on this step's own arrays: the
-            # same roundings as the plain formulas (m_new = b1 m + (1 - b1) g,
-            # v_new = b2 v + (1 - b2) g^2, d = (m_new / bc1) / (sqrt(v_new / bc2) + eps),
-            # p - lr d), with 4 large allocations instead of about 14.
-            tmp = np.multiply(g, 1.0 - b1)
-            m_new = np.multiply(m, b1)
-            m_new += tmp
-            np.multiply(g, g, out=tmp)
-            tmp *= 1.0 - b2
-            v_new = np.multiply(v, b2)
-            v_new += tmp
-            np.divide(v_new, bc2, out=tmp)
-            np.sqrt(tmp, out=tmp)
-            tmp += eps
-            d = np.divide(m_new, bc1)
-            d /= tmp
+            m_new = b1 * m + (1.0 - b1) * g
+            v_new = b2 * v + (1.0 - b2) * (g * g)
+            d = (m_new / bc1) / (np.sqrt(v_new / bc2) + eps)  # m_hat / (sqrt(v_hat) + eps)
             if wd:
-                np.multiply(p, wd, out=tmp)
-                d += tmp
-            return descend(p, d, lr), m_new, v_new
+                d = d + wd * p  # decoupled weight decay
+            return p - lr * d, m_new, v_new
 
         new, mu, nu = _multimap(step, 3, params, g, state.mu, state.nu)
         return new, AdamState(count=t, mu=mu, nu=nu)
@@ -630,12 +594,6 @@ def adamw(
     return Adam(lr, b1, b2, eps, weight_decay, True, clip_norm)
 
 
-OPTIMIZERS: dict[str, type] = {"SGD": SGD, "RMSprop": RMSprop, "Adam": Adam}
-"""Optimizer classes by name (checkpoints store optimizers by these names)."""
-
-STATES: dict[str, type] = {
-    "SGDState": SGDState,
-    "RMSpropState": RMSpropState,
-    "AdamState": AdamState,
-}
-"""Optimizer state classes by name."""
+for _cls in (SGD, RMSprop, Adam, SGDState, RMSpropState, AdamState):
+    register_record(_cls)
+del _cls

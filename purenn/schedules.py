@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from purenn._checks import as_bool
+from purenn.checkpoint import register_record
 
 __all__ = [
     "Constant",
@@ -186,6 +187,10 @@ SCHEDULES: dict[str, type] = {
     cls.__name__: cls for cls in (Constant, StepDecay, ExponentialDecay, CosineDecay, LinearWarmup)
 }
 """Schedule classes by name (the name is stored in JSON)."""
+
+for _cls in SCHEDULES.values():
+    register_record(_cls)
+del _cls
 
 
 def to_dict(schedule: Any) -> dict:

@@ -6,10 +6,12 @@
     params, history = purenn.fit(params, (x, y), optimizer=opt, epochs=20,
                                  batch_size=64, rng=0, val=(xv, yv), patience=3)
 
-``fit`` is a loop over pure functions: each step is ``loss_and_grads`` on a
-batch followed by ``optimizer.update``. Inputs are validated once, before the
-first step (shapes, dtypes, labels, finiteness); the steps themselves do no
-per-step data checks, only a test that the loss is a finite float.
+``fit`` is a short loop over public functions: each step is
+:func:`purenn.train_pass` on a batch followed by ``optimizer.update``, so any
+object with ``init(params)`` and ``update(grads, state, params)`` trains.
+Inputs are validated once, before the first step (shapes, dtypes, labels,
+finiteness; whether a checkpoint can store the optimizer state); every step
+then tests that the loss is a finite float.
 
 History (plain JSON-able data; one list entry per epoch)::
 
@@ -40,11 +42,12 @@ from typing import Any
 import numpy as np
 
 from purenn._checks import as_generator, positive_int
-from purenn.core import _backprop, _check_x, _check_y, _params_dtype, _spec_of
-from purenn.metrics import _evaluate, _first_nonfinite, _predictions, _task, _true_labels
-from purenn.network import Network
+from purenn.checkpoint import save, storable
+from purenn.core import check_inputs, train_pass
+from purenn.metrics import evaluate, first_nonfinite
 from purenn.preprocessing import batches
-from purenn.tree import tree_check_like
+from purenn.tree import SPEC_KEY, tree_check_like
+from purenn.workspace import Workspace
 
 __all__ = ["HISTORY_KEYS", "NonFiniteLossError", "fit", "new_history"]
 
@@ -101,9 +104,6 @@ def new_history() -> dict[str, Any]:
     return history
 
 
-# --------------------------------------------------------------------------- one step
-
-
 # --------------------------------------------------------------------------- checks
 
 
@@ -118,22 +118,43 @@ def _augmented(augment: Callable, xb: np.ndarray, rng: np.random.Generator) -> n
     return out
 
 
-def _check_data(spec: Network, dtype: np.dtype, data: Any, name: str) -> tuple:
+def _check_data(params: dict, data: Any, name: str) -> tuple:
     if not isinstance(data, tuple | list) or len(data) != 2:
         raise TypeError(
             f"{name} must be a pair (x, y) of arrays; got {type(data).__name__}"
             + (f" of length {len(data)}" if isinstance(data, tuple | list) else "")
         )
-    x = _check_x(spec, data[0], dtype)
-    y = _check_y(spec, data[1], x.shape[0], dtype)
+    x, y = check_inputs(params, data[0], data[1])
     for what, a in ((f"{name} x", x), (f"{name} y", y)):
-        bad = _first_nonfinite(a)
+        bad = first_nonfinite(a)
         if bad is not None:
             raise ValueError(
                 f"{what} holds NaN or inf (first at sample {bad}); training would diverge. "
                 "Clean or drop those samples (np.isfinite(x).all(axis=1) finds them)"
             )
     return x, y
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise TypeError(
+            "optimizer must have init(params) and update(grads, state, params), e.g. "
+            f"purenn.optim.adam(1e-3); got {optimizer!r}"
+        )
+
+
+def _check_storable(state: Any) -> None:
+    """Refuse, before the first step, an optimizer state a checkpoint cannot hold."""
+    if not storable(state):
+        raise TypeError(
+            f"checkpoint_dir is set, but the optimizer state ({type(state).__name__}) cannot "
+            "be stored in a checkpoint: it must be made of arrays, numbers, strings, lists, "
+            "dicts with string keys, None and purenn's records (or @attrs.frozen classes "
+            "registered with purenn.checkpoint.register_record). Make it so, or train without "
+            "checkpoint_dir"
+        )
 
 
 def _check_int(value: Any, name: str, lo: int) -> int:
@@ -189,16 +210,6 @@ class _Monitor:
         else:
             self.wait += 1
         return better
-
-
-def _storable(value: Any) -> bool:
-    from purenn.checkpoint import _Encoder
-
-    try:
-        _Encoder().encode(value, "optimizer")
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- progress
@@ -330,20 +341,13 @@ def fit(
         NonFiniteLossError: if the loss becomes NaN or inf; it names the epoch
             and step and keeps the last params with a finite loss.
     """
-    spec = _spec_of(params)
-    dtype = _params_dtype(params, spec)
-    x, y = _check_data(spec, dtype, train, "train")
+    x, y = _check_data(params, train, "train")
     if val is not None:
-        xv, yv = _check_data(spec, dtype, val, "val")
+        val = _check_data(params, val, "val")
+    loss_fn = params[SPEC_KEY].loss
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be a function (xb, rng) -> xb; got {augment!r}")
-    if not (
-        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
-    ):
-        raise TypeError(
-            "optimizer must have init(params) and update(grads, state, params), e.g. "
-            f"purenn.optim.adam(1e-3); got {optimizer!r}"
-        )
+    _check_optimizer(optimizer)
     rng = as_generator(rng)
     epochs = _check_int(epochs, "epochs", 0)
     initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
@@ -365,10 +369,10 @@ def fit(
         patience = positive_int(patience, "patience")
         if val is None:
             raise ValueError("early stopping (patience=...) needs validation data: pass val=(x, y)")
-    if val is not None and monitor == "val_accuracy" and _task(spec) == "regression":
+    if val is not None and monitor == "val_accuracy" and not loss_fn.has_accuracy:
         raise ValueError(
-            "monitor='val_accuracy' needs a classifier; this network uses the 'mse' loss: "
-            "use monitor='val_loss'"
+            f"monitor='val_accuracy' needs a classifier; this network's loss {loss_fn!r} "
+            "has no accuracy: use monitor='val_loss'"
         )
     if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real):
         raise TypeError(f"min_delta must be a float >= 0; got {min_delta!r}")
@@ -383,148 +387,50 @@ def fit(
             raise TypeError(f"{flag} must be True or False; got {value!r} ({type(value).__name__})")
     checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     verbose = _check_int(int(verbose) if isinstance(verbose, bool) else verbose, "verbose", 0)
-    if checkpoint_dir is not None:
-        checkpoint_dir = Path(checkpoint_dir)
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     history = new_history() if history is None else _check_history(history, initial_epoch)
     history["stopped_early"], history["stop_reason"] = False, None
-    monitor_state = _Monitor(monitor, float(min_delta))
-    if val is not None:
-        for epoch, value in zip(history["epoch"], history[monitor], strict=True):
-            if value is not None:
-                monitor_state.see(value, epoch)
-        recorded = history["best_epoch"]
-        if best_params is not None:
-            tree_check_like(best_params, params, "best_params")
-            if recorded is not None and recorded != monitor_state.best_epoch:
-                raise ValueError(
-                    f"best_params come from epoch {recorded} but {monitor!r} in the history "
-                    f"is best at epoch {monitor_state.best_epoch}; resume with the same monitor"
-                )
-        elif (
-            restore_best
-            and monitor_state.best_epoch is not None
-            and monitor_state.best_epoch != initial_epoch
-        ):
-            raise ValueError(
-                f"the history's best epoch is {monitor_state.best_epoch}, before "
-                f"initial_epoch {initial_epoch}, but best_params were not given; pass the "
-                "checkpoint's best_params (Checkpoint.resume_kwargs() does) or restore_best=False"
-            )
-        history["best_epoch"] = monitor_state.best_epoch
-        if best_params is None and monitor_state.best_epoch is not None:
-            best_params = params
-    else:
-        history["best_epoch"] = None
-        best_params = None
-
-    # The first update goes through the optimizer's public, checking update;
-    # later ones skip the checks (the trees keep their structure by construction).
+    tracker = _Monitor(monitor, float(min_delta))
+    best_params = _resume_best(
+        tracker, history, params, best_params, val is not None, restore_best, initial_epoch
+    )
     state = optimizer.init(params) if opt_state is None else opt_state
-    fast_update = getattr(optimizer, "_update", None)
-    lr_at = getattr(optimizer, "learning_rate", None)
-    store_optimizer = checkpoint_dir is not None and _storable(optimizer)
+    if checkpoint_dir is not None:
+        _check_storable(state)
+        checkpoint_dir = Path(checkpoint_dir)
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    store_optimizer = checkpoint_dir is not None and storable(optimizer)
 
-    task = _task(spec)
-    scored = task != "regression"
-    per_sample = spec.output_shape[0] if task == "multilabel" else 1
     steps = (n // batch_size) if drop_last else -(-n // batch_size)
-    eval_batch = max(batch_size, 1024)
-    first_step = True
-    prev_params, prev_state = params, state  # the last params known to give a finite loss
+    epoch_loop = _EpochLoop(
+        loss_fn, optimizer, batch_size, rng, shuffle, drop_last, augment, verbose, epochs, steps
+    )
     run_seconds = 0.0
-    out_stream = sys.stderr
-
     for epoch in range(initial_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
-        live, last_draw = False, t0
-        order_rng = rng if shuffle else None
-        for step, (xb, yb) in enumerate(batches(x, y, batch_size, order_rng, drop_last), 1):
-            if augment is not None:
-                xb = _augmented(augment, xb, rng)
-            value, g, out = _backprop(spec, params, xb, yb, rng, True, True)
-            if not math.isfinite(value):
-                if verbose and live:
-                    out_stream.write("\n")
-                raise NonFiniteLossError(
-                    f"the training loss became {value} at epoch {epoch}, step {step}/{steps} "
-                    f"(update {getattr(state, 'count', '?')}); the learning rate is probably "
-                    "too high: lower it (e.g. by 10x), add clip_norm=, or check the data "
-                    "scaling. The last params with a finite loss are on this exception as "
-                    ".params",
-                    epoch=epoch,
-                    step=step,
-                    params=prev_params,
-                    opt_state=prev_state,
-                    history=history,
-                )
-            nb = xb.shape[0]
-            loss_sum += value * nb
-            seen += nb
-            if scored:
-                hits = _predictions(task, out) == _true_labels(task, yb)
-                correct += int(np.count_nonzero(hits))
-            prev_params, prev_state = params, state
-            if first_step or fast_update is None:
-                params, state = optimizer.update(g, state, params)
-                first_step = False
-            else:
-                params, state = fast_update(g, state, params)
-            if verbose:
-                now = time.perf_counter()
-                if not live and now - t0 > _LIVE_AFTER:
-                    live = True
-                if live and (now - last_draw > _LIVE_EVERY or step == steps):
-                    last_draw = now
-                    out_stream.write(_bar(epoch, epochs, step, steps, loss_sum / seen, now - t0))
-                    out_stream.flush()
-
-        train_acc = correct / (seen * per_sample) if scored else None
+        params, state, train_loss, train_acc = epoch_loop.run(
+            epoch, params, state, x, y, history
+        )
         val_loss = val_acc = None
         if val is not None:
-            result = _evaluate(spec, params, xv, yv, eval_batch, confusion=False)
-            val_loss, val_acc = result["loss"], result["accuracy"]
-            if not math.isfinite(val_loss):
-                raise NonFiniteLossError(
-                    f"the validation loss became {val_loss} after epoch {epoch}; the learning "
-                    "rate is probably too high: lower it (e.g. by 10x) or add clip_norm=",
-                    epoch=epoch,
-                    step=None,
-                    params=prev_params,
-                    opt_state=prev_state,
-                    history=history,
-                )
-        count = getattr(state, "count", None)
-        lr = None
-        if callable(lr_at) and isinstance(count, int) and count > 0:
-            lr = float(lr_at(count - 1))
+            val_loss, val_acc = _validate(params, val, batch_size, epoch, epoch_loop, history)
         seconds = time.perf_counter() - t0
         run_seconds += seconds
-        for key, value in (
-            ("epoch", epoch),
-            ("train_loss", loss_sum / seen),
-            ("train_accuracy", train_acc),
-            ("val_loss", val_loss),
-            ("val_accuracy", val_acc),
-            ("lr", lr),
-            ("seconds", seconds),
-        ):
-            history[key].append(value)
+        _record(history, epoch, train_loss, train_acc, val_loss, val_acc, _lr(optimizer, state))
+        history["seconds"].append(seconds)
 
         improved = False
         if val is not None:
-            improved = monitor_state.see(history[monitor][-1], epoch)
+            improved = tracker.see(history[monitor][-1], epoch)
             if improved:
                 best_params = params
-            history["best_epoch"] = monitor_state.best_epoch
-            if patience is not None and monitor_state.wait >= patience:
+            history["best_epoch"] = tracker.best_epoch
+            if patience is not None and tracker.wait >= patience:
                 history["stopped_early"] = True
                 history["stop_reason"] = (
                     f"{monitor} did not improve for {patience} epoch"
-                    f"{'s' if patience > 1 else ''}: best {monitor_state.best:.6g} "
-                    f"at epoch {monitor_state.best_epoch}"
+                    f"{'s' if patience > 1 else ''}: best {tracker.best:.6g} "
+                    f"at epoch {tracker.best_epoch}"
                 )
         last = epoch == epochs or history["stopped_early"]
 
@@ -539,22 +445,177 @@ def fit(
                 None if best_params is params else best_params,
                 optimizer if store_optimizer else None,
             )
-
         if verbose:
-            done = epoch - initial_epoch
-            eta = None if last else run_seconds / done * (epochs - epoch)
-            if live:
-                out_stream.write("\r" + " " * 100 + "\r")
-            out_stream.write(_epoch_line(history, epochs, eta, improved) + "\n")
-            if history["stopped_early"]:
-                out_stream.write(f"stopped early: {history['stop_reason']}\n")
-            out_stream.flush()
+            eta = None if last else run_seconds / (epoch - initial_epoch) * (epochs - epoch)
+            epoch_loop.report(history, eta, improved)
         if history["stopped_early"]:
             break
 
     if val is not None and restore_best and best_params is not None:
         params = best_params
     return params, history
+
+
+def _resume_best(
+    tracker: _Monitor,
+    history: dict,
+    params: dict,
+    best_params: dict | None,
+    has_val: bool,
+    restore_best: bool,
+    initial_epoch: int,
+) -> dict | None:
+    """Replay the history's monitored values; the best params so far (checked)."""
+    if not has_val:
+        history["best_epoch"] = None
+        return None
+    for epoch, value in zip(history["epoch"], history[tracker.key], strict=True):
+        if value is not None:
+            tracker.see(value, epoch)
+    recorded = history["best_epoch"]
+    if best_params is not None:
+        tree_check_like(best_params, params, "best_params")
+        if recorded is not None and recorded != tracker.best_epoch:
+            raise ValueError(
+                f"best_params come from epoch {recorded} but {tracker.key!r} in the history "
+                f"is best at epoch {tracker.best_epoch}; resume with the same monitor"
+            )
+    elif restore_best and tracker.best_epoch is not None and tracker.best_epoch != initial_epoch:
+        raise ValueError(
+            f"the history's best epoch is {tracker.best_epoch}, before "
+            f"initial_epoch {initial_epoch}, but best_params were not given; pass the "
+            "checkpoint's best_params (Checkpoint.resume_kwargs() does) or restore_best=False"
+        )
+    history["best_epoch"] = tracker.best_epoch
+    if best_params is None and tracker.best_epoch is not None:
+        best_params = params
+    return best_params
+
+
+class _EpochLoop:
+    """One epoch of steps, with the live progress bar; the arguments of one fit run.
+
+    Owns the run's :class:`purenn.Workspace` (work arrays reused from step to step)
+    and the last params known to give a finite loss.
+    """
+
+    def __init__(
+        self,
+        loss_fn: Any,
+        optimizer: Any,
+        batch_size: int,
+        rng: np.random.Generator,
+        shuffle: bool,
+        drop_last: bool,
+        augment: Callable | None,
+        verbose: int,
+        epochs: int,
+        steps: int,
+    ) -> None:
+        self.loss_fn, self.optimizer = loss_fn, optimizer
+        self.batch_size, self.rng, self.shuffle, self.drop_last = batch_size, rng, shuffle, drop_last
+        self.augment, self.verbose, self.epochs, self.steps = augment, verbose, epochs, steps
+        self.workspace = Workspace()
+        self.live = False
+        self.out = sys.stderr
+        self.good: tuple[dict, Any] | None = None  # (params, state) before the last update
+
+    def run(
+        self, epoch: int, params: dict, state: Any, x: np.ndarray, y: np.ndarray, history: dict
+    ) -> tuple[dict, Any, float, float | None]:
+        """Train one epoch; ``(params, state, mean loss, accuracy or None)``."""
+        t0 = last_draw = time.perf_counter()
+        self.live = False
+        loss_sum, seen, correct, scored = 0.0, 0, 0, 0
+        order_rng = self.rng if self.shuffle else None
+        for step, (xb, yb) in enumerate(
+            batches(x, y, self.batch_size, order_rng, self.drop_last), 1
+        ):
+            if self.augment is not None:
+                xb = _augmented(self.augment, xb, self.rng)
+            result = train_pass(params, xb, yb, rng=self.rng, workspace=self.workspace)
+            if not math.isfinite(result.loss):
+                self.end_bar()
+                good_params, good_state = self.good if self.good else (params, state)
+                raise NonFiniteLossError(
+                    f"the training loss became {result.loss} at epoch {epoch}, step "
+                    f"{step}/{self.steps} (update {getattr(state, 'count', '?')}); the learning "
+                    "rate is probably too high: lower it (e.g. by 10x), add clip_norm=, or "
+                    "check the data scaling. The last params with a finite loss are on this "
+                    "exception as .params",
+                    epoch=epoch,
+                    step=step,
+                    params=good_params,
+                    opt_state=good_state,
+                    history=history,
+                )
+            nb = xb.shape[0]
+            loss_sum += result.loss * nb
+            seen += nb
+            if self.loss_fn.has_accuracy:
+                hits = self.loss_fn.predict(result.output) == self.loss_fn.labels(yb)
+                correct += int(np.count_nonzero(hits))
+                scored += hits.size
+            self.good = (params, state)
+            params, state = self.optimizer.update(result.grads, state, params)
+            if self.verbose:
+                now = time.perf_counter()
+                self.live = self.live or now - t0 > _LIVE_AFTER
+                if self.live and (now - last_draw > _LIVE_EVERY or step == self.steps):
+                    last_draw = now
+                    bar = _bar(epoch, self.epochs, step, self.steps, loss_sum / seen, now - t0)
+                    self.out.write(bar)
+                    self.out.flush()
+        accuracy = correct / scored if self.loss_fn.has_accuracy else None
+        return params, state, loss_sum / seen, accuracy
+
+    def end_bar(self) -> None:
+        if self.verbose and self.live:
+            self.out.write("\n")
+
+    def report(self, history: dict, eta: float | None, improved: bool) -> None:
+        if self.live:
+            self.out.write("\r" + " " * 100 + "\r")
+        self.out.write(_epoch_line(history, self.epochs, eta, improved) + "\n")
+        if history["stopped_early"]:
+            self.out.write(f"stopped early: {history['stop_reason']}\n")
+        self.out.flush()
+
+
+def _validate(
+    params: dict, val: tuple, batch_size: int, epoch: int, loop: _EpochLoop, history: dict
+) -> tuple[float, float | None]:
+    """Evaluation-mode loss and accuracy on ``val`` (checked once, up front)."""
+    result = evaluate(
+        params, *val, batch_size=max(batch_size, 1024), confusion=False, check_finite=False
+    )
+    if not math.isfinite(result["loss"]):
+        good_params, good_state = loop.good if loop.good is not None else (params, None)
+        raise NonFiniteLossError(
+            f"the validation loss became {result['loss']} after epoch {epoch}; the learning "
+            "rate is probably too high: lower it (e.g. by 10x) or add clip_norm=",
+            epoch=epoch,
+            step=None,
+            params=good_params,
+            opt_state=good_state,
+            history=history,
+        )
+    return result["loss"], result["accuracy"]
+
+
+def _lr(optimizer: Any, state: Any) -> float | None:
+    """The learning rate of the last update, for optimizers that say (purenn's do)."""
+    lr_at, count = getattr(optimizer, "learning_rate", None), getattr(state, "count", None)
+    if callable(lr_at) and isinstance(count, int) and count > 0:
+        return float(lr_at(count - 1))
+    return None
+
+
+def _record(history: dict, epoch: int, *values: Any) -> None:
+    """Append one epoch's values (``seconds`` is added by the caller)."""
+    keys = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+    for key, value in zip(keys, (epoch, *values), strict=True):
+        history[key].append(value)
 
 
 def _write_checkpoint(
@@ -567,8 +628,6 @@ def _write_checkpoint(
     best_params: dict | None,
     optimizer: Any,
 ) -> None:
-    from purenn.checkpoint import save
-
     extra: dict[str, Any] = {
         "opt_state": state,
         "rng": rng,

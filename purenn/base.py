@@ -1,0 +1,193 @@
+"""The layer protocol: the :class:`Layer` base class, the pass :class:`Context`,
+and the registry of layer classes.
+
+A layer is a frozen ``attrs`` class of hyperparameters that knows, as pure
+methods, how to work out its output shape, make its parameters, and run
+forward and backward::
+
+    @purenn.register_layer
+    @attrs.frozen
+    class Scale(purenn.Layer):
+        '''y = x * s, one learned scale per feature.'''
+
+        def output_shape(self, in_shape):
+            return in_shape
+
+        def init_params(self, rng, in_shape, dtype):
+            return {"s": np.ones(in_shape, dtype)}
+
+        def forward(self, params, x, ctx):
+            return x * params["s"], x                 # (y, cache)
+
+        def backward(self, params, cache, dy, ctx):
+            x = cache
+            dx = dy * params["s"] if ctx.need_dx else None   # dL/dx = dy * s
+            return dx, {"s": (dy * x).sum(axis=0)}            # dL/ds = sum_n dy * x
+
+Every built-in layer is written and registered exactly this way. Shapes are
+per sample (no batch axis): ``output_shape((16,))`` is ``(16,)``; arrays are
+batch-first, ``x`` of shape ``(n, *in_shape)``. A layer never writes into
+``x``, ``dy``, its params or its cache (they may be read-only); it returns new
+arrays (or views of its inputs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+import attrs
+import numpy as np
+
+Shape = tuple[int, ...]
+
+__all__ = ["Context", "Layer", "Shape", "layer_class", "layer_classes", "register_layer"]
+
+
+class Context(NamedTuple):
+    """What a layer learns about the pass it is part of (read-only).
+
+    Attributes:
+        train: training mode (dropout active, caches kept for backward) or evaluation.
+        rng: the pass's ``numpy.random.Generator`` in a training pass that has one;
+            None otherwise. Only layers that declare ``draws_randomness`` may rely
+            on it (the network refuses a training pass without one for them).
+        need_dx: whether ``backward`` must return ``dL/dx`` (False for the first
+            layer, whose input gradient nobody uses: return None then).
+        workspace: for layers that declare ``uses_workspace``, the allocator of
+            their work arrays (``empty(key, shape, dtype)``, ``zeros(...)``; see
+            :class:`purenn.Workspace`); None for every other layer.
+    """
+
+    train: bool
+    rng: np.random.Generator | None = None
+    need_dx: bool = True
+    workspace: Any = None
+
+
+class Layer:
+    """Base class of layer specs; subclass it with ``@attrs.frozen``.
+
+    A subclass defines:
+
+    * ``output_shape(in_shape) -> out_shape``: per-sample shapes. Raise
+      ``ValueError`` for an input the layer cannot take; the network adds the
+      layer's name to the message.
+    * ``init_params(rng, in_shape, dtype) -> dict`` of arrays of ``dtype`` (leave
+      it out for a layer without params).
+    * ``forward(params, x, ctx) -> (y, cache)``: ``params`` is the layer's own
+      dict (None without params); ``cache`` is anything ``backward`` needs.
+    * ``backward(params, cache, dy, ctx) -> (dx, grads)``: ``dy = dL/dy``;
+      ``dx = dL/dx`` (None when ``ctx.need_dx`` is False); ``grads`` a dict with
+      exactly the keys, shapes and dtypes of ``params`` (None without params).
+
+    and may set these class attributes:
+
+    * ``draws_randomness`` (default False): the training pass draws from
+      ``ctx.rng`` (a property works too, e.g. ``Dropout``: only when ``rate > 0``).
+    * ``uses_workspace`` (default False): ``ctx.workspace`` hands out reusable
+      work arrays (convolution and pooling use it; nothing the layer returns to
+      the network after the pass may live there except ``y`` and ``dx``).
+    * ``param_prefix`` (default: the class name in lower case): the key prefix
+      of the layer's entry in the params dict (``Scale`` -> ``scale_0``).
+    """
+
+    draws_randomness: ClassVar[bool] = False
+    uses_workspace: ClassVar[bool] = False
+    param_prefix: ClassVar[str | None] = None
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        raise NotImplementedError(f"{type(self).__name__} must define output_shape(in_shape)")
+
+    def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> Any:
+        """No params (the default): the layer gets no entry in the params dict."""
+        return None
+
+    def forward(self, params: Any, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError(f"{type(self).__name__} must define forward(params, x, ctx)")
+
+    def backward(
+        self, params: Any, cache: Any, dy: np.ndarray, ctx: Context
+    ) -> tuple[np.ndarray | None, Any]:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define backward(params, cache, dy, ctx)"
+        )
+
+    @property
+    def has_params(self) -> bool:
+        """Whether the layer has params: it defines its own ``init_params``."""
+        return type(self).init_params is not Layer.init_params
+
+    @property
+    def name_prefix(self) -> str:
+        """``param_prefix``, or the class name in lower case."""
+        return type(self).param_prefix or type(self).__name__.lower()
+
+
+_LAYERS: dict[str, type] = {}
+
+
+def register_layer(cls: type) -> type:
+    """Class decorator: make a :class:`Layer` subclass usable in a ``Network``.
+
+    A registered layer works everywhere a built-in does: ``Network`` (its shape
+    checked when the network is made), ``init``, ``forward``, ``grads``, ``fit``,
+    the optimizers, ``Network.to_json``/``from_json`` and ``save``/``load`` (in a
+    process that has imported the module defining it). Checkpoints and JSON
+    specs store the class name, so it must be unique among registered layers.
+
+    Args:
+        cls: a subclass of :class:`purenn.Layer` made with ``@attrs.frozen``
+            (put ``@register_layer`` above ``@attrs.frozen``).
+
+    Returns:
+        ``cls`` itself.
+
+    Raises:
+        TypeError: if ``cls`` is not a frozen attrs subclass of ``Layer``.
+        ValueError: if another class of the same name is registered already.
+    """
+    if not isinstance(cls, type) or not issubclass(cls, Layer):
+        raise TypeError(
+            f"register_layer expects a subclass of purenn.Layer; got {cls!r}. "
+            "Write class MyLayer(purenn.Layer)"
+        )
+    if not attrs.has(cls) or cls.__setattr__ is object.__setattr__:
+        raise TypeError(
+            f"register_layer expects a frozen attrs class; decorate {cls.__name__} with "
+            "@attrs.frozen below @purenn.register_layer"
+        )
+    name = cls.__name__
+    known = _LAYERS.get(name)
+    if known is not None and known is not cls and _ident(known) != _ident(cls):
+        raise ValueError(
+            f"a different layer class named {name!r} is registered already "
+            f"({known.__module__}.{known.__qualname__}); checkpoints store layers by class "
+            "name, so rename one of them"
+        )
+    _LAYERS[name] = cls  # a class defined again (a re-run cell) replaces its old self
+    return cls
+
+
+def _ident(cls: type) -> tuple[str, str]:
+    return cls.__module__, cls.__qualname__
+
+
+def layer_class(name: str) -> type:
+    """The registered layer class called ``name``.
+
+    Raises:
+        ValueError: for a name nobody registered, saying what to import.
+    """
+    cls = _LAYERS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(
+            f"unknown layer type {name!r}; registered: {', '.join(_LAYERS)}. If {name} is "
+            "your own layer, import the module that defines it (with @purenn.register_layer) "
+            "before loading"
+        )
+    return cls
+
+
+def layer_classes() -> tuple[type, ...]:
+    """Every registered layer class, in registration order."""
+    return tuple(_LAYERS.values())
