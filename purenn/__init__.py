@@ -30,7 +30,6 @@ from purenn.layers import Dense, Dropout
 from purenn.losses import Loss, register_loss
 from purenn.network import Network
 from purenn.training import NonFiniteLossError, fit
-from purenn.workspace import Workspace
 from purenn.tree import (
     SPEC_KEY,
     tree_allclose,
@@ -41,6 +40,7 @@ from purenn.tree import (
     tree_map,
     tree_zeros_like,
 )
+from purenn.workspace import Workspace
 
 __version__ = "0.1.0"
 

@@ -70,9 +70,7 @@ def register_activation(
         raise TypeError(f"an activation name must be a non-empty string; got {name!r}")
     for what, fn in (("forward", forward), ("backward", backward)):
         if not callable(fn):
-            raise TypeError(
-                f"register_activation({name!r}): {what} must be a function; got {fn!r}"
-            )
+            raise TypeError(f"register_activation({name!r}): {what} must be a function; got {fn!r}")
     entry = Activation(name, forward, backward)
     known = _REGISTRY.get(name)
     if known is not None and not _same_functions(known, entry):

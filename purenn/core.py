@@ -48,15 +48,21 @@ def init(spec: Network, rng: np.random.Generator | int, dtype: Any = np.float32)
     shapes = spec.shapes()
     for layer, name, in_shape in zip(spec.layers, spec.layer_names(), shapes, strict=False):
         if layer.has_params:
-            params[name] = _checked_init(layer, name, layer.init_params(rng, in_shape, dtype), dtype)
+            params[name] = _checked_init(
+                layer, name, layer.init_params(rng, in_shape, dtype), dtype
+            )
     return params
 
 
 def _checked_init(layer: Any, name: str, p: Any, dtype: np.dtype) -> dict:
     """A layer's fresh params, if they are a dict of arrays of ``dtype``."""
-    ok = type(p) is dict and p and all(
-        isinstance(k, str) and "/" not in k and type(v) is np.ndarray and v.dtype == dtype
-        for k, v in p.items()
+    ok = (
+        type(p) is dict
+        and p
+        and all(
+            isinstance(k, str) and "/" not in k and type(v) is np.ndarray and v.dtype == dtype
+            for k, v in p.items()
+        )
     )
     if not ok:
         got = (

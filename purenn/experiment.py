@@ -55,6 +55,7 @@ import attrs
 import numpy as np
 
 from purenn import optim, schedules
+from purenn.activations import activation_names, get_activation
 from purenn.augment import augment_images, flip_images
 from purenn.checkpoint import save
 from purenn.conv import Conv2D, Flatten, MaxPool2D
@@ -68,7 +69,6 @@ from purenn.training import fit
 from purenn.tree import tree_leaves
 
 __all__ = [
-    "ACTIVATIONS",
     "OPTIMIZERS",
     "SCHEDULES",
     "TIMING_KEYS",
@@ -87,13 +87,23 @@ __all__ = [
     "split_train_val",
 ]
 
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup-cosine", "step")
 TIMING_KEYS = ("train_seconds", "seconds_per_epoch")
 """The ``metrics.json`` keys that differ between two runs of the same command."""
 WITH_AUGMENT = "with_augment"
 """Recipe key for defaults that apply when augmentation is on, e.g. ``{"epochs": 50}``."""
+
+
+def _activation_name(text: str) -> str:
+    """argparse type: a registered activation name, looked up when parsing (so
+    activations registered after import are accepted)."""
+    try:
+        get_activation(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
 
 # option -> (argparse keyword arguments, help text); the default comes from the recipe
 _OPTIONS: dict[str, tuple[dict[str, Any], str]] = {
@@ -102,7 +112,12 @@ _OPTIONS: dict[str, tuple[dict[str, Any], str]] = {
         "units per hidden Dense layer, e.g. --hidden 64 32 (for cnn: the Dense layers "
         "after the convolutions)",
     ),
-    "activation": ({"choices": ACTIVATIONS}, "hidden-layer activation"),
+    "activation": (
+        {"type": _activation_name, "metavar": "NAME"},
+        "hidden-layer activation: any registered name (built-in: "
+        + ", ".join(name for name in activation_names() if name != "softmax")
+        + "; your own after purenn.register_activation)",
+    ),
     "dropout": ({"type": float, "metavar": "RATE"}, "dropout rate after each hidden Dense layer"),
     "optimizer": (
         {"choices": OPTIMIZERS},

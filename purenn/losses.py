@@ -215,8 +215,7 @@ def as_loss(value: Any) -> Loss:
         return value
     valid = ", ".join(repr(k) for k in _BUILTIN_NAMES)
     raise ValueError(
-        f"Network.loss must be one of {valid} or a registered purenn.Loss instance; "
-        f"got {value!r}"
+        f"Network.loss must be one of {valid} or a registered purenn.Loss instance; got {value!r}"
     )
 
 

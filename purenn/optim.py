@@ -40,9 +40,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from purenn._checks import as_bool
 import purenn.schedules  # noqa: F401  (registers the schedules as checkpoint records)
-from purenn._checks import check_lr
+from purenn._checks import as_bool, check_lr
 from purenn.checkpoint import register_record
 from purenn.tree import SPEC_KEY, tree_check_like, tree_leaves, tree_map, tree_zeros_like
 

@@ -408,9 +408,7 @@ def fit(
     run_seconds = 0.0
     for epoch in range(initial_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
-        params, state, train_loss, train_acc = epoch_loop.run(
-            epoch, params, state, x, y, history
-        )
+        params, state, train_loss, train_acc = epoch_loop.run(epoch, params, state, x, y, history)
         val_loss = val_acc = None
         if val is not None:
             val_loss, val_acc = _validate(params, val, batch_size, epoch, epoch_loop, history)
@@ -513,7 +511,12 @@ class _EpochLoop:
         steps: int,
     ) -> None:
         self.loss_fn, self.optimizer = loss_fn, optimizer
-        self.batch_size, self.rng, self.shuffle, self.drop_last = batch_size, rng, shuffle, drop_last
+        self.batch_size, self.rng, self.shuffle, self.drop_last = (
+            batch_size,
+            rng,
+            shuffle,
+            drop_last,
+        )
         self.augment, self.verbose, self.epochs, self.steps = augment, verbose, epochs, steps
         self.workspace = Workspace()
         self.live = False

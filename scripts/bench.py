@@ -197,8 +197,9 @@ def make_tutorial(x, y, arch, batch, dtype, seed):
 
 def make_handopt(x, y, arch, batch, dtype, seed):
     """The fastest plain NumPy loop we know for this workload: purenn's own
-    arithmetic (the same operations in the same order, so the same bits) with
-    no validation, no layer dispatch and no tree walking. purenn's distance
+    math, hand-fused into in-place operations on each step's own arrays, with
+    no validation, no layer dispatch and no tree walking (it agrees with
+    purenn to float rounding). purenn's distance
     from it is the price of its API; its distance from ``gemm`` is the
     element-wise work every loop must do."""
     import purenn as pn
@@ -287,14 +288,16 @@ def make_torch(x, y, arch, batch, dtype, seed):
     return _torch_sgd_step(model, x, y, batch, LR)
 
 
-def _purenn_sgd_step(params, x, y, batch: int, lr: float):
-    """One purenn public-API step (loss_and_grads + sgd_step) on batch ``i``."""
+def _purenn_sgd_step(params, x, y, batch: int, lr: float, **workspace):
+    """One purenn public-API step (loss_and_grads + sgd_step) on batch ``i``;
+    ``workspace=purenn.Workspace()`` reuses the work arrays of convolution and
+    pooling from step to step, as ``fit`` does."""
     import purenn as pn
 
     def step(i):
         nonlocal params
         xb, yb = x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]
-        value, g = pn.loss_and_grads(params, xb, yb)
+        value, g = pn.loss_and_grads(params, xb, yb, **workspace)
         params = pn.sgd_step(params, g, lr)
         return value
 
@@ -377,7 +380,7 @@ def make_cnn_purenn(x, y, batch, seed):
     )
     params = pn.init(spec, rng=seed, dtype=x.dtype)
 
-    return _purenn_sgd_step(params, x, y, batch, CNN_LR)
+    return _purenn_sgd_step(params, x, y, batch, CNN_LR, workspace=pn.Workspace())
 
 
 def make_cnn_torch(x, y, batch, seed):

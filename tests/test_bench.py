@@ -50,7 +50,8 @@ def test_worker_prints_one_json_result(peer):
 
 
 def test_handopt_loop_does_purenns_arithmetic():
-    """The hand-optimised peer is purenn's step without the API: the same bits."""
+    """The hand-optimised peer is purenn's step without the API: the same math
+    (its in-place, hand-fused arithmetic rounds differently in the last bits)."""
     import numpy as np
 
     bench = load_bench()
@@ -59,7 +60,7 @@ def test_handopt_loop_does_purenns_arithmetic():
     args = (x, y, (20, 12, 8, 5), 16, np.float32, 3)
     purenn_step, handopt_step = bench.make_purenn(*args), bench.make_handopt(*args)
     for i in range(8):
-        assert purenn_step(i % 4) == handopt_step(i % 4)
+        assert purenn_step(i % 4) == pytest.approx(handopt_step(i % 4), rel=1e-5)
 
 
 @pytest.mark.slow

@@ -270,7 +270,7 @@ def test_non_finite_data_is_refused_before_training(bad, monkeypatch):
     x = x.copy()
     x[17, 3] = bad
     calls = []
-    monkeypatch.setattr(training, "_backprop", lambda *a: calls.append(a))
+    monkeypatch.setattr(training, "train_pass", lambda *a, **k: calls.append(a))
     with pytest.raises(ValueError, match=r"train x holds NaN or inf \(first at sample 17\)"):
         purenn.fit(model(), (x, y), optimizer=optim.sgd(0.1), epochs=1, batch_size=8, rng=0)
     with pytest.raises(ValueError, match="val x holds NaN or inf"):

@@ -143,13 +143,13 @@ def test_first_nonfinite_finds_the_first_bad_sample(dtype, layout):
     shape = {"images": (40, 1, 3, 4), "flat": (40,)}.get(layout, (40, 6))
     base = rng.random((80, *shape[1:]) if layout == "strided" else shape).astype(dtype)
     a = {"strided": lambda b: b[::2], "transposed": lambda b: b.T.copy().T}.get(layout, lambda b: b)
-    assert metrics._first_nonfinite(a(base)) is None
+    assert metrics.first_nonfinite(a(base)) is None
     for bad, at in ((np.nan, 33), (np.inf, 7), (-np.inf, 0)):
         b = base.copy()
         b[(2 * at if layout == "strided" else at, *([0] * (b.ndim - 1)))] = bad
-        assert metrics._first_nonfinite(a(b)) == at
+        assert metrics.first_nonfinite(a(b)) == at
     huge = np.full(shape, np.finfo(dtype).max, dtype)  # every sum overflows to inf
-    assert metrics._first_nonfinite(huge) is None
+    assert metrics.first_nonfinite(huge) is None
 
 
 def test_evaluate_refuses_bad_data():
