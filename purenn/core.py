@@ -16,6 +16,7 @@ import numpy as np
 from purenn._checks import as_generator, check_lr, float_dtype
 from purenn.activations import get_activation
 from purenn.base import Context
+from purenn.losses import describe
 from purenn.network import Network
 from purenn.tree import SPEC_KEY, tree_check_like
 from purenn.workspace import FRESH, Workspace
@@ -101,9 +102,13 @@ def _params_dtype(params: Params, spec: Network) -> np.dtype:
         known = {SPEC_KEY, *with_params}
         extra = [key for key in params if key not in known]
         missing = [name for name in with_params if not isinstance(params.get(name), dict)]
+        problems = []
+        if extra:
+            problems.append(f"entries {extra} that no layer of the network has")
+        if missing:
+            problems.append(f"no dict of arrays for {missing}")
         raise ValueError(
-            f"params do not fit the network: entries {extra} are not layers with "
-            f"parameters, and {missing} are missing or not dicts; expected {SPEC_KEY!r} and "
+            f"params has {' and '.join(problems)}; expected {SPEC_KEY!r} and "
             f"{list(with_params)}. Pass the dict made by purenn.init (or by sgd_step or an "
             "optimizer)"
         )
@@ -362,7 +367,7 @@ def _value_and_grad(spec: Network, out: np.ndarray, y: np.ndarray) -> tuple[floa
     if type(dout) is not np.ndarray or dout.shape != out.shape or dout.dtype != out.dtype:
         got = f"{dout.shape} {dout.dtype}" if isinstance(dout, np.ndarray) else type(dout).__name__
         raise ValueError(
-            f"loss {spec.loss!r}.value_and_grad returned a gradient of {got}; expected an "
+            f"loss {describe(spec.loss)}.value_and_grad returned a gradient of {got}; expected an "
             f"array of the output's shape {out.shape} and dtype {out.dtype}"
         )
     return float(value), dout

@@ -41,6 +41,7 @@ __all__ = [
     "Huber",
     "Loss",
     "as_loss",
+    "describe",
     "loss_from_dict",
     "loss_to_dict",
     "loss_class",
@@ -102,13 +103,13 @@ class Loss:
             ValueError: for a loss without labels (the default: regression).
         """
         raise ValueError(
-            f"loss {self!r} is a regression loss and gives no class labels: "
+            f"loss {describe(self)} is a regression loss and gives no class labels: "
             "use forward(params, x) for the network's outputs"
         )
 
     def labels(self, y: np.ndarray) -> np.ndarray:
         """The labels that :meth:`predict` is scored against, from checked targets."""
-        raise ValueError(f"loss {self!r} has no labels to score against")
+        raise ValueError(f"loss {describe(self)} has no labels to score against")
 
     def num_classes(self, out_shape: Shape) -> int | None:
         """Classes of the confusion matrix (None: no confusion matrix)."""
@@ -123,7 +124,7 @@ class Loss:
         wanted = self.fused_activation
         if wanted is not None and getattr(layer, "activation", None) != wanted:
             raise ValueError(
-                f"loss {self!r} needs a {wanted!r} output layer; the last layer {name} "
+                f"loss {describe(self)} needs a {wanted!r} output layer; the last layer {name} "
                 f"({type(layer).__name__}) has activation {getattr(layer, 'activation', None)!r}. "
                 f"Use Dense(k, activation={wanted!r}) last"
             )
@@ -134,7 +135,7 @@ def _dense_targets(loss: Loss, y: Any, n: int, out_shape: Shape, dtype: np.dtype
         raise TypeError(f"y must be a NumPy array; got {type(y).__name__}")
     want = (n, *out_shape)
     if y.shape != want:
-        raise ValueError(f"loss {loss!r} expects targets of shape {want}; got y of shape {y.shape}")
+        raise ValueError(f"loss {describe(loss)} expects targets of shape {want}; got y of shape {y.shape}")
     if y.dtype.kind in "biu":
         return y.astype(dtype)
     if y.dtype != dtype:
@@ -250,7 +251,7 @@ class CrossEntropy(Loss):
         if y.ndim != 1:
             if y.shape != (n, k):
                 raise ValueError(
-                    f"loss {self!r} expects int labels of shape ({n},) or one-hot targets of "
+                    f"loss {describe(self)} expects int labels of shape ({n},) or one-hot targets of "
                     f"shape ({n}, {k}); got y of shape {y.shape}"
                 )
             return _dense_targets(self, y, n, out_shape, dtype)
@@ -395,6 +396,12 @@ def loss_to_dict(loss: Loss) -> str | dict:
         if type(loss) is cls and loss == cls():
             return name
     return {"type": type(loss).__name__, **attrs.asdict(loss)}
+
+
+def describe(loss: Loss) -> str:
+    """How messages name a loss: ``'mse'`` for a built-in with its defaults, else its repr."""
+    name = loss_to_dict(loss)
+    return repr(name) if isinstance(name, str) else repr(loss)
 
 
 def loss_from_dict(data: Any) -> Loss:

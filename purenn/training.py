@@ -44,6 +44,7 @@ import numpy as np
 from purenn._checks import as_generator, positive_int
 from purenn.checkpoint import save, storable
 from purenn.core import check_inputs, train_pass
+from purenn.losses import describe
 from purenn.metrics import evaluate, first_nonfinite
 from purenn.preprocessing import batches
 from purenn.tree import SPEC_KEY, tree_check_like
@@ -371,7 +372,7 @@ def fit(
             raise ValueError("early stopping (patience=...) needs validation data: pass val=(x, y)")
     if val is not None and monitor == "val_accuracy" and not loss_fn.has_accuracy:
         raise ValueError(
-            f"monitor='val_accuracy' needs a classifier; this network's loss {loss_fn!r} "
+            f"monitor='val_accuracy' needs a classifier; this network's loss {describe(loss_fn)} "
             "has no accuracy: use monitor='val_loss'"
         )
     if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real):

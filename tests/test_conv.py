@@ -16,6 +16,11 @@ from purenn.tree import tree_items
 
 RTOL = 1e-6  # worst |analytic - numeric| relative to the largest gradient entry
 
+TRAIN = pn.Context(train=True)
+"""A training pass with no randomness (none of these layers draws any), fresh work
+arrays, and dL/dx wanted."""
+EVAL = pn.Context(train=False)
+
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -52,7 +57,7 @@ def assert_grad_close(name: str, analytic: np.ndarray, numeric: np.ndarray, rtol
 def check_layer_grads(layer, in_shape, n: int = 2, seed: int = 0) -> None:
     """Gradcheck dx and every param of ``layer`` on a random projection loss."""
     rng = np.random.default_rng(seed)
-    out_shape = layer.output_shape(in_shape, "layer")
+    out_shape = layer.output_shape(in_shape)
     p = layer.init_params(rng, in_shape, np.float64)
     if p is not None:  # non-trivial biases
         p = {k: v + rng.normal(0, 0.1, v.shape) for k, v in p.items()}
@@ -60,12 +65,12 @@ def check_layer_grads(layer, in_shape, n: int = 2, seed: int = 0) -> None:
     r = rng.normal(size=(n, *out_shape))
 
     def loss() -> float:
-        y, _ = layer.forward(p, x, train=True, rng=None)
+        y, _ = layer.forward(p, x, TRAIN)
         return float((y * r).sum())
 
-    y, cache = layer.forward(p, x, train=True, rng=None)
+    y, cache = layer.forward(p, x, TRAIN)
     assert y.shape == (n, *out_shape)
-    dx, grads = layer.backward(p, cache, r)
+    dx, grads = layer.backward(p, cache, r, TRAIN)
     assert_grad_close("dx", dx, numeric_grad(loss, x))
     for key in p or {}:
         assert_grad_close(key, grads[key], numeric_grad(loss, p[key]))
@@ -230,9 +235,9 @@ def test_conv2d_matches_torch(filters, kernel, stride, padding, act, in_shape):
     x = rng.normal(size=(3, *in_shape))
     p = layer.init_params(rng, in_shape, np.float64)
     p["b"] = rng.normal(size=p["b"].shape)
-    y, cache = layer.forward(p, x, train=True, rng=None)
+    y, cache = layer.forward(p, x, TRAIN)
     dy = rng.normal(size=y.shape)
-    dx, g = layer.backward(p, cache, dy)
+    dx, g = layer.backward(p, cache, dy, TRAIN)
 
     tx = torch.tensor(x, requires_grad=True)
     tw = torch.tensor(p["w"], requires_grad=True)
@@ -254,7 +259,7 @@ def test_same_padding_matches_torch_same_for_stride_1():
     for kernel in (3, 4, (2, 5)):
         layer = pn.Conv2D(3, kernel, padding="same", activation="linear")
         p = layer.init_params(rng, (2, 6, 7), np.float64)
-        y, _ = layer.forward(p, x, train=False, rng=None)
+        y, _ = layer.forward(p, x, EVAL)
         ty = torch.nn.functional.conv2d(
             torch.tensor(x), torch.tensor(p["w"]), torch.tensor(p["b"]), padding="same"
         )
@@ -272,9 +277,9 @@ def test_pools_match_torch(kind, pool, stride, in_shape, ties):
     if ties:  # many equal values: the gradient must go to the first maximum, as torch's
         x = np.floor(x)
     layer = (pn.MaxPool2D if kind == "max" else pn.AvgPool2D)(pool, stride)
-    y, cache = layer.forward(None, x, train=True, rng=None)
+    y, cache = layer.forward(None, x, TRAIN)
     dy = rng.normal(size=y.shape)
-    dx, _ = layer.backward(None, cache, dy)
+    dx, _ = layer.backward(None, cache, dy, TRAIN)
     tx = torch.tensor(x, requires_grad=True)
     fn = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
     ty = fn(tx, layer.pool_size, layer.strides)
@@ -339,7 +344,7 @@ def test_benchmark_cnn_matches_torch():
 
 
 def test_kernel_that_does_not_fit_is_refused_at_construction():
-    with pytest.raises(ValueError, match=r"conv2d_0 \(Conv2D\).*7x7 kernel.*\(1, 5, 5\)"):
+    with pytest.raises(ValueError, match=r"^conv2d_0 \(Conv2D\): the 7x7 kernel.*\(1, 5, 5\)"):
         pn.Network((1, 5, 5), [pn.Conv2D(2, 7), pn.Flatten(), pn.Dense(2, "softmax")])
     # padding can make it fit; the message shows the padded size otherwise
     pn.Network((1, 5, 5), [pn.Conv2D(2, 7, padding=1), pn.Flatten(), pn.Dense(2, "softmax")])
@@ -356,9 +361,9 @@ def test_pool_that_does_not_fit_is_refused_at_construction():
         pn.Flatten(),
         pn.Dense(2, "softmax"),
     ]
-    with pytest.raises(ValueError, match=r"avgpool2d_0 \(AvgPool2D\).*3x3 pool.*\(4, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"^avgpool2d_0 \(AvgPool2D\): the 3x3 pool.*\(4, 2, 2\)"):
         pn.Network((1, 10, 10), layers)
-    with pytest.raises(ValueError, match=r"maxpool2d_1 \(MaxPool2D\).*2x5 pool.*\(1, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"^maxpool2d_1 \(MaxPool2D\): the 2x5 pool.*\(1, 3, 3\)"):
         pn.Network(
             (1, 6, 6),
             [pn.MaxPool2D(2), pn.MaxPool2D((2, 5)), pn.Flatten(), pn.Dense(2, "softmax")],
@@ -366,21 +371,51 @@ def test_pool_that_does_not_fit_is_refused_at_construction():
 
 
 def test_image_layers_need_image_inputs():
-    with pytest.raises(ValueError, match=r"conv2d_0 \(Conv2D\) expects channels-first images"):
+    with pytest.raises(ValueError, match=r"^conv2d_0 \(Conv2D\): expects channels-first images"):
         pn.Network(784, [pn.Conv2D(2, 3), pn.Flatten(), pn.Dense(2, "softmax")])
-    with pytest.raises(ValueError, match=r"maxpool2d_0 .*channels-first.*got \(32,\)"):
+    with pytest.raises(
+        ValueError, match=r"^maxpool2d_0 \(MaxPool2D\): expects channels-first.*got \(32,\)"
+    ):
         pn.Network((1, 8, 8), [pn.Flatten(), pn.Dense(32), pn.MaxPool2D(2), pn.Dense(2, "softmax")])
-    with pytest.raises(ValueError, match="Flatten the input first"):
+    with pytest.raises(ValueError, match=r"^dense_0 \(Dense\): .*Flatten the input first"):
         pn.Network((1, 8, 8), [pn.Conv2D(2, 3), pn.Dense(2, "softmax")])
 
 
-def test_network_must_still_end_in_dense():
-    with pytest.raises(ValueError, match="flat output"):
-        pn.Network((1, 8, 8), [pn.Conv2D(2, 3)])
-    with pytest.raises(ValueError, match="must be a Dense layer"):
+def test_output_shape_errors_do_not_name_the_layer():
+    """A layer does not know its name; the Network adds it (tested above)."""
+    with pytest.raises(ValueError, match=r"^the 7x7 kernel does not fit the input of shape") as err:
+        pn.Conv2D(2, 7).output_shape((1, 5, 5))
+    assert "conv2d" not in str(err.value)
+    with pytest.raises(ValueError, match=r"^expects channels-first images"):
+        pn.AvgPool2D(2).output_shape((16,))
+    assert pn.Flatten().output_shape((3, 4, 5)) == (60,)
+    assert pn.MaxPool2D(2, 1).output_shape((3, 4, 5)) == (3, 3, 4)
+
+
+def test_network_must_end_in_a_flat_output_the_loss_accepts():
+    with pytest.raises(
+        ValueError, match=r"flat output of shape \(k,\).*conv2d_0 gives \(2, 6, 6\)"
+    ):
+        pn.Network((1, 8, 8), [pn.Conv2D(2, 3)], loss="mse")
+    # cross-entropy needs a softmax layer last: Flatten has no activation
+    with pytest.raises(
+        ValueError, match=r"needs a 'softmax' output layer; the last layer flatten_0 \(Flatten\)"
+    ):
         pn.Network((1, 8, 8), [pn.Conv2D(2, 3), pn.Flatten()])
-    with pytest.raises(ValueError, match="must be a Dense layer"):
-        pn.Network((1, 8, 8), [pn.Conv2D(2, 3), pn.MaxPool2D(6), pn.Flatten()])
+    with pytest.raises(ValueError, match=r"needs a 'sigmoid' output layer.*flatten_0"):
+        pn.Network(
+            (1, 8, 8), [pn.Conv2D(2, 3), pn.MaxPool2D(6), pn.Flatten()], "binary_cross_entropy"
+        )
+    # a regression loss takes any flat output
+    spec = pn.Network((1, 8, 8), [pn.Conv2D(2, 3), pn.MaxPool2D(6), pn.Flatten()], loss="mse")
+    assert spec.output_shape == (2,)
+    params = pn.init(spec, 0, dtype=np.float64)
+    x = np.random.default_rng(0).normal(size=(3, 1, 8, 8))
+    out = pn.forward(params, x)
+    assert out.shape == (3, 2)
+    value, g = pn.loss_and_grads(params, x, np.zeros((3, 2)))
+    assert value == pytest.approx(float(np.mean(out**2)), rel=1e-12)
+    assert set(g) == {pn.SPEC_KEY, "conv2d_0"}
 
 
 @pytest.mark.parametrize(
@@ -395,7 +430,12 @@ def test_network_must_still_end_in_dense():
         (lambda: pn.Conv2D(2, 3, padding="full"), ValueError, "'valid', 'same', an int"),
         (lambda: pn.Conv2D(2, 3, padding=-1), ValueError, "padding must hold ints >= 0"),
         (lambda: pn.Conv2D(2, 3, padding=1.5), TypeError, "padding must be an int or a pair"),
-        (lambda: pn.Conv2D(2, 3, activation="gelu"), ValueError, "activation must be one of"),
+        (
+            lambda: pn.Conv2D(2, 3, activation="not_an_activation"),
+            ValueError,
+            r"Conv2D.activation: unknown activation 'not_an_activation'; known: 'relu'.*'gelu'",
+        ),
+        (lambda: pn.Conv2D(2, 3, activation=None), ValueError, "unknown activation None"),
         (lambda: pn.Conv2D(2, 3, activation="softmax"), ValueError, "final Dense layer"),
         (lambda: pn.Conv2D(2, 3, weight_init="ones"), ValueError, "weight_init"),
         (lambda: pn.MaxPool2D(0), ValueError, "pool_size must hold positive ints"),
@@ -417,7 +457,7 @@ def test_fields_are_normalised_and_frozen():
     # TensorFlow "same": out = ceil(size / stride), the extra zero goes bottom/right
     same = pn.Conv2D(1, 3, stride=2, padding="same")
     assert same.pads((1, 8, 7)) == (0, 1, 1, 1)
-    assert same.output_shape((1, 8, 7), "c") == (1, 4, 4)
+    assert same.output_shape((1, 8, 7)) == (1, 4, 4)
     with pytest.raises(AttributeError):
         layer.stride = (1, 1)
 
@@ -485,20 +525,20 @@ def test_layers_are_pure_and_keep_dtype(layer, dtype):
     x.flags.writeable = False
     for leaf in (p or {}).values():
         leaf.flags.writeable = False
-    y, cache = layer.forward(p, x, train=True, rng=None)
-    assert y.dtype == dtype and y.shape == (3, *layer.output_shape(in_shape, "l"))
+    y, cache = layer.forward(p, x, TRAIN)
+    assert y.dtype == dtype and y.shape == (3, *layer.output_shape(in_shape))
     dy = rng.normal(size=y.shape).astype(dtype)
     keep_dy = dy.copy()
     dy.flags.writeable = False
-    dx, g = layer.backward(p, cache, dy)
+    dx, g = layer.backward(p, cache, dy, TRAIN)
     assert dx.dtype == dtype and dx.shape == x.shape
     for key, leaf in (g or {}).items():
         assert leaf.dtype == dtype and leaf.shape == p[key].shape
     np.testing.assert_array_equal(x, keep_x)
     np.testing.assert_array_equal(dy, keep_dy)
     # identical calls, identical results
-    y2, cache2 = layer.forward(p, x, train=True, rng=None)
-    dx2, g2 = layer.backward(p, cache2, dy)
+    y2, cache2 = layer.forward(p, x, TRAIN)
+    dx2, g2 = layer.backward(p, cache2, dy, TRAIN)
     np.testing.assert_array_equal(y2, y)
     np.testing.assert_array_equal(dx2, dx)
     for key in g or {}:
@@ -506,7 +546,7 @@ def test_layers_are_pure_and_keep_dtype(layer, dtype):
     # the output does not alias the input (Flatten's is a read-only view of it)
     assert not np.shares_memory(y, x) or not y.flags.writeable
     # evaluation mode gives the same output
-    np.testing.assert_array_equal(layer.forward(p, x, train=False, rng=None)[0], y)
+    np.testing.assert_array_equal(layer.forward(p, x, EVAL)[0], y)
 
 
 def test_public_functions_keep_float32_and_leave_inputs_alone():
@@ -527,20 +567,26 @@ def test_public_functions_keep_float32_and_leave_inputs_alone():
 
 def test_need_dx_false_and_eval_cache():
     rng = np.random.default_rng(0)
+    no_dx = pn.Context(train=True, need_dx=False)
     layer = pn.Conv2D(2, 3)
     p = layer.init_params(rng, (1, 5, 5), np.float64)
     x = rng.normal(size=(2, 1, 5, 5))
-    y, cache = layer.forward(p, x, train=True, rng=None)
-    dx, g = layer.backward(p, cache, np.ones_like(y), need_dx=False)
+    y, cache = layer.forward(p, x, no_dx)
+    dx, g = layer.backward(p, cache, np.ones_like(y), no_dx)
     assert dx is None and g["w"].shape == (2, 1, 3, 3)
+    _, g_full = layer.backward(p, cache, np.ones_like(y), TRAIN)
+    np.testing.assert_array_equal(g_full["w"], g["w"])
     # an evaluation-mode cache (no im2col kept) still gives the same gradients
-    _, eval_cache = layer.forward(p, x, train=False, rng=None)
-    _, g_eval = layer.backward(p, eval_cache, np.ones_like(y), need_dx=False)
+    _, eval_cache = layer.forward(p, x, EVAL)
+    _, g_eval = layer.backward(p, eval_cache, np.ones_like(y), no_dx)
     np.testing.assert_allclose(g_eval["w"], g["w"], rtol=1e-14)
+    for other in (pn.MaxPool2D(2), pn.AvgPool2D(2), pn.Flatten()):
+        out, other_cache = other.forward(None, x, no_dx)
+        assert other.backward(None, other_cache, np.ones_like(out), no_dx) == (None, None)
     pool = pn.MaxPool2D(2)
-    _, pool_cache = pool.forward(None, x, train=False, rng=None)
+    _, pool_cache = pool.forward(None, x, EVAL)
     with pytest.raises(ValueError, match="train=True"):
-        pool.backward(None, pool_cache, np.ones((2, 1, 2, 2)))
+        pool.backward(None, pool_cache, np.ones((2, 1, 2, 2)), TRAIN)
 
 
 # ---------------------------------------------------------------------------
@@ -596,9 +642,9 @@ def test_random_convs_match_the_definition():
         x = rng.normal(size=(n, *in_shape))
         p = layer.init_params(rng, in_shape, np.float64)
         p["b"] = rng.normal(size=p["b"].shape)
-        y, _ = layer.forward(p, x, train=False, rng=None)
+        y, _ = layer.forward(p, x, EVAL)
         want = naive_conv(x, p["w"], p["b"], layer.stride, layer.pads(in_shape))
-        assert y.shape == (n, *layer.output_shape(in_shape, "c")) == want.shape, layer
+        assert y.shape == (n, *layer.output_shape(in_shape)) == want.shape, layer
         np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12, err_msg=repr(layer))
 
 
@@ -609,7 +655,7 @@ def test_random_pools_match_the_definition():
         stride = tuple(int(v) for v in rng.integers(1, 4, size=2))
         x = np.floor(rng.normal(size=(2, 2, pool[0] + 4, pool[1] + 5)) * 2)  # with ties
         for kind, reduce in ((pn.MaxPool2D, np.max), (pn.AvgPool2D, np.mean)):
-            y, _ = kind(pool, stride).forward(None, x, train=True, rng=None)
+            y, _ = kind(pool, stride).forward(None, x, TRAIN)
             np.testing.assert_allclose(y, naive_pool(x, pool, stride, reduce), rtol=1e-12)
 
 
@@ -620,9 +666,9 @@ def test_random_convs_match_torch_gradients():
     for layer, in_shape, n in random_conv_configs(40, seed=15):
         x = rng.normal(size=(n, *in_shape))
         p = layer.init_params(rng, in_shape, np.float64)
-        y, cache = layer.forward(p, x, train=True, rng=None)
+        y, cache = layer.forward(p, x, TRAIN)
         dy = rng.normal(size=y.shape)
-        dx, g = layer.backward(p, cache, dy)
+        dx, g = layer.backward(p, cache, dy, TRAIN)
         tx = torch.tensor(x, requires_grad=True)
         tw = torch.tensor(p["w"], requires_grad=True)
         ty = F.conv2d(F.pad(tx, _torch_pad_for(layer, in_shape)), tw, stride=layer.stride)
@@ -633,25 +679,96 @@ def test_random_convs_match_torch_gradients():
             )
 
 
+class PoisonedArrays:
+    """A work-array allocator (what ``ctx.workspace`` holds) whose ``empty`` arrays
+    are full of garbage bits: NaN for floats, the largest value for ints."""
+
+    def empty(self, key, shape, dtype):
+        dtype = np.dtype(dtype)
+        raw = np.full(int(np.prod(shape)) * dtype.itemsize, 0xFF, np.uint8)
+        return raw.view(dtype).reshape(shape)
+
+    def zeros(self, key, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def scoped(self, prefix):
+        return self
+
+
 @pytest.mark.parametrize("layer", [pn.MaxPool2D(2), pn.AvgPool2D(2), pn.MaxPool2D(3)])
 @pytest.mark.parametrize("size", [6, 7])
-def test_pool_backward_writes_every_element_of_an_unfilled_buffer(monkeypatch, layer, size):
+def test_pool_backward_writes_every_element_of_an_unfilled_buffer(layer, size):
     """Where windows tile the input, backward skips zero-filling its buffer: prove
     every element is still written by handing it garbage (NaN) memory."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 2, size, size))
-    y, cache = layer.forward(None, x, train=True, rng=None)
+    y, cache = layer.forward(None, x, TRAIN)
     dy = rng.standard_normal(y.shape)
-    want, _ = layer.backward(None, cache, dy)
-
-    real_empty_like = np.empty_like
-
-    def nan_empty_like(a, *args, **kwargs):
-        out = real_empty_like(a, *args, **kwargs)
-        out.fill(np.nan)
-        return out
-
-    monkeypatch.setattr(conv.np, "empty_like", nan_empty_like)
-    got, _ = layer.backward(None, cache, dy)
+    want, _ = layer.backward(None, cache, dy, TRAIN)
+    poisoned = pn.Context(train=True, workspace=PoisonedArrays())
+    assert np.isnan(poisoned.workspace.empty("dx", (2,), np.float64)).all()
+    got, _ = layer.backward(None, cache, dy, poisoned)
     assert np.all(np.isfinite(got))
     np.testing.assert_array_equal(got, want)
+    # the forward pass too
+    got_y, got_cache = layer.forward(None, x, poisoned)
+    np.testing.assert_array_equal(got_y, y)
+    np.testing.assert_array_equal(layer.backward(None, got_cache, dy, poisoned)[0], want)
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: repr(layer))
+def test_layers_give_the_same_bits_with_a_workspace(layer):
+    """Called directly with a Workspace (scoped as the network scopes it), every
+    layer gives the bits of fresh arrays, pass after pass."""
+    rng = np.random.default_rng(8)
+    in_shape = (2, 7, 8)
+    p = layer.init_params(rng, in_shape, np.dtype(np.float32))
+    x = rng.normal(size=(3, *in_shape)).astype(np.float32)
+    y, cache = layer.forward(p, x, TRAIN)
+    dy = rng.normal(size=y.shape).astype(np.float32)
+    dx, g = layer.backward(p, cache, dy, TRAIN)
+    ws = pn.Workspace()
+    ctx = pn.Context(train=True, workspace=ws.scoped("layer_0"))
+    for _ in range(2):
+        ws.begin_pass()
+        y_ws, cache_ws = layer.forward(p, x, ctx)
+        dx_ws, g_ws = layer.backward(p, cache_ws, dy, ctx)
+        np.testing.assert_array_equal(y_ws, y)
+        np.testing.assert_array_equal(dx_ws, dx)
+        for key in g or {}:
+            np.testing.assert_array_equal(g_ws[key], g[key])
+        ws.end_pass()
+    assert (ws.nbytes > 0) == layer.uses_workspace
+
+
+def test_conv_and_pool_declare_the_workspace_and_flatten_does_not():
+    assert pn.Conv2D.uses_workspace and pn.MaxPool2D.uses_workspace and pn.AvgPool2D.uses_workspace
+    assert not pn.Flatten.uses_workspace
+    for cls in (pn.Conv2D, pn.MaxPool2D, pn.AvgPool2D, pn.Flatten):
+        assert not cls.draws_randomness
+    assert pn.Conv2D(2, 3).has_params and not pn.MaxPool2D(2).has_params
+    assert [layer.name_prefix for layer in (pn.Conv2D(2, 3), pn.AvgPool2D(2), pn.Flatten())] == [
+        "conv2d",
+        "avgpool2d",
+        "flatten",
+    ]
+
+
+def test_numpy_ints_give_a_spec_that_serialises():
+    layer = pn.Conv2D(
+        filters=np.int64(2),
+        kernel_size=np.int32(3),
+        stride=(np.int64(1), np.int64(2)),
+        padding=np.int64(1),
+        bias_init=np.float32(0.25),
+    )
+    assert type(layer.filters) is int and type(layer.bias_init) is float
+    assert all(type(v) is int for v in (*layer.kernel_size, *layer.stride, *layer.padding))
+    assert layer == pn.Conv2D(2, 3, (1, 2), 1, bias_init=0.25)
+    assert hash(layer) == hash(pn.Conv2D(2, 3, (1, 2), 1, bias_init=0.25))
+    pool = pn.MaxPool2D(np.int64(2), stride=np.int64(1))
+    spec = pn.Network((1, 6, 6), [layer, pool, pn.Flatten()], loss="mse")
+    text = spec.to_json()
+    again = pn.Network.from_json(text)
+    assert again == spec and again.to_json() == text
+    assert type(again.layers[0].filters) is int
