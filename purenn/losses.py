@@ -135,7 +135,9 @@ def _dense_targets(loss: Loss, y: Any, n: int, out_shape: Shape, dtype: np.dtype
         raise TypeError(f"y must be a NumPy array; got {type(y).__name__}")
     want = (n, *out_shape)
     if y.shape != want:
-        raise ValueError(f"loss {describe(loss)} expects targets of shape {want}; got y of shape {y.shape}")
+        raise ValueError(
+            f"loss {describe(loss)} expects targets of shape {want}; got y of shape {y.shape}"
+        )
     if y.dtype.kind in "biu":
         return y.astype(dtype)
     if y.dtype != dtype:
@@ -251,8 +253,8 @@ class CrossEntropy(Loss):
         if y.ndim != 1:
             if y.shape != (n, k):
                 raise ValueError(
-                    f"loss {describe(self)} expects int labels of shape ({n},) or one-hot targets of "
-                    f"shape ({n}, {k}); got y of shape {y.shape}"
+                    f"loss {describe(self)} expects int labels of shape ({n},) or one-hot "
+                    f"targets of shape ({n}, {k}); got y of shape {y.shape}"
                 )
             return _dense_targets(self, y, n, out_shape, dtype)
         if y.dtype.kind not in "iu":

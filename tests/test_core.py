@@ -654,7 +654,9 @@ def test_params_not_made_by_init(ce, tmp_path):
         **params,
         "dense_1": {"w": params["dense_1"]["w"].tolist(), "b": params["dense_1"]["b"]},
     }
-    with pytest.raises(TypeError, match=r"params\['dense_1'\]\['w'\] must be a NumPy array; got list"):
+    with pytest.raises(
+        TypeError, match=r"params\['dense_1'\]\['w'\] must be a NumPy array; got list"
+    ):
         pn.forward(listy, x)
 
 
@@ -672,7 +674,9 @@ def test_init_refuses_bad_arguments():
 def test_predict_refuses_a_regressor():
     params = pn.init(SPECS["mse"], 0, np.float64)
     x, _ = data(SPECS["mse"])
-    with pytest.raises(ValueError, match=r"loss 'mse' is a regression loss .*use forward\(params, x\)"):
+    with pytest.raises(
+        ValueError, match=r"loss 'mse' is a regression loss .*use forward\(params, x\)"
+    ):
         pn.predict(params, x)
 
 
