@@ -270,7 +270,7 @@ def conv2d_forward(
         keep_cols: return the im2col matrix for the backward pass when the batch
             fits in one chunk (otherwise None is returned and backward rebuilds it).
         max_bytes: bound on one im2col chunk; default :data:`MAX_WORK_BYTES`.
-        scratch: where the work arrays (and ``z``) come from; see :mod:`purenn.scratch`.
+        scratch: where the work arrays (and ``z``) come from; see :mod:`purenn.workspace`.
 
     Returns:
         ``(z, cols)``: ``z`` of shape ``(n, f, oh, ow)`` and dtype of ``x`` (a view
@@ -325,7 +325,7 @@ def conv2d_backward(
         cols: the forward's im2col matrix, if it kept it; else rebuilt per chunk.
         need_dx: whether to compute ``dL/dx`` (the first layer does not need it).
         max_bytes: bound on one im2col chunk; default :data:`MAX_WORK_BYTES`.
-        scratch: where the work arrays (and ``dx``) come from; see :mod:`purenn.scratch`.
+        scratch: where the work arrays (and ``dx``) come from; see :mod:`purenn.workspace`.
 
     Returns:
         ``(dx, dw, db)`` with the shapes and dtype of ``x`` (or None), ``w`` and ``(f,)``;

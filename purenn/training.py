@@ -158,6 +158,33 @@ def _check_storable(state: Any) -> None:
         )
 
 
+def _check_stopping(
+    monitor: Any,
+    patience: Any,
+    min_delta: Any,
+    has_val: bool,
+    has_accuracy: bool,
+    loss_name: str,
+) -> tuple[int | None, float]:
+    """``(patience, min_delta)`` checked against ``monitor`` and the validation data."""
+    if monitor not in ("val_loss", "val_accuracy"):
+        raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy'; got {monitor!r}")
+    if patience is not None:
+        patience = positive_int(patience, "patience")
+        if not has_val:
+            raise ValueError("early stopping (patience=...) needs validation data: pass val=(x, y)")
+    if has_val and monitor == "val_accuracy" and not has_accuracy:
+        raise ValueError(
+            f"monitor='val_accuracy' needs a classifier; this network's loss {loss_name} "
+            "has no accuracy: use monitor='val_loss'"
+        )
+    if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real):
+        raise TypeError(f"min_delta must be a float >= 0; got {min_delta!r}")
+    if not math.isfinite(min_delta) or min_delta < 0:
+        raise ValueError(f"min_delta must be a finite float >= 0; got {min_delta!r}")
+    return patience, float(min_delta)
+
+
 def _check_int(value: Any, name: str, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int; got {value!r} ({type(value).__name__})")
@@ -364,21 +391,9 @@ def fit(
             f"batch_size {batch_size} exceeds the {n} training samples and drop_last=True "
             "leaves no batch; lower batch_size or set drop_last=False"
         )
-    if monitor not in ("val_loss", "val_accuracy"):
-        raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy'; got {monitor!r}")
-    if patience is not None:
-        patience = positive_int(patience, "patience")
-        if val is None:
-            raise ValueError("early stopping (patience=...) needs validation data: pass val=(x, y)")
-    if val is not None and monitor == "val_accuracy" and not loss_fn.has_accuracy:
-        raise ValueError(
-            f"monitor='val_accuracy' needs a classifier; this network's loss {describe(loss_fn)} "
-            "has no accuracy: use monitor='val_loss'"
-        )
-    if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real):
-        raise TypeError(f"min_delta must be a float >= 0; got {min_delta!r}")
-    if not math.isfinite(min_delta) or min_delta < 0:
-        raise ValueError(f"min_delta must be a finite float >= 0; got {min_delta!r}")
+    patience, min_delta = _check_stopping(
+        monitor, patience, min_delta, val is not None, loss_fn.has_accuracy, describe(loss_fn)
+    )
     for flag, value in (
         ("restore_best", restore_best),
         ("shuffle", shuffle),
@@ -391,7 +406,7 @@ def fit(
 
     history = new_history() if history is None else _check_history(history, initial_epoch)
     history["stopped_early"], history["stop_reason"] = False, None
-    tracker = _Monitor(monitor, float(min_delta))
+    tracker = _Monitor(monitor, min_delta)
     best_params = _resume_best(
         tracker, history, params, best_params, val is not None, restore_best, initial_epoch
     )

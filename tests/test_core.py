@@ -381,7 +381,8 @@ def test_zeros_initializer():
 
 @pytest.mark.parametrize("act", list(activation_names()))
 def test_default_initializer_follows_the_activation(act):
-    expected = "he_normal" if act in ("relu", "leaky_relu") else "glorot_uniform"
+    relu_family = ("relu", "leaky_relu", "elu", "gelu", "silu")
+    expected = "he_normal" if act in relu_family else "glorot_uniform"
     layers = [pn.Dense(7, act)]
     explicit = [pn.Dense(7, act, weight_init=expected)]
     got = pn.init(pn.Network(30, layers, "mse"), 4)["dense_0"]["w"]
