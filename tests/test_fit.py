@@ -428,3 +428,96 @@ def test_six_epochs_equal_three_then_save_load_in_a_fresh_process_then_three(tmp
     ck = purenn.load(tmp_path / "resumed.npz")
     assert purenn.tree_equal(ck.params, straight), "resumed params differ from the straight run"
     assert without_seconds(ck.extra["history"]) == without_seconds(h_straight)
+
+
+class PlainSGD:
+    """A user's optimizer: any object with init and update, its state a plain dict.
+
+    It also has an ``_update`` that would do something else: fit must never call it.
+    """
+
+    def __init__(self, lr):
+        self.lr = lr
+
+    def init(self, params):
+        return {"steps": 0}
+
+    def update(self, grads, state, params):
+        new = purenn.tree_map(lambda p, g: p - self.lr * g, params, grads)
+        return new, {"steps": state["steps"] + 1}
+
+    def _update(self, grads, state, params):
+        raise AssertionError("fit called the private _update")
+
+
+def test_fit_trains_with_any_optimizer_through_its_public_update():
+    x, y = blobs()
+    params, history = purenn.fit(
+        model(dropout=0), (x, y), optimizer=PlainSGD(0.1), epochs=3, batch_size=32, rng=0,
+        verbose=0,
+    )  # fmt: skip
+    assert history["lr"] == [None, None, None]  # it does not say its learning rate
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    # the same steps as purenn's own plain SGD, bit for bit
+    same, _ = purenn.fit(
+        model(dropout=0), (x, y), optimizer=optim.sgd(0.1), epochs=3, batch_size=32, rng=0,
+        verbose=0,
+    )  # fmt: skip
+    assert purenn.tree_equal(params, same)
+
+
+class Opaque:
+    """A state a checkpoint cannot hold (not a registered record)."""
+
+
+class OpaqueStateSGD(PlainSGD):
+    def init(self, params):
+        return Opaque()
+
+    def update(self, grads, state, params):
+        return purenn.tree_map(lambda p, g: p - self.lr * g, params, grads), state
+
+
+def test_unstorable_optimizer_state_is_refused_before_the_first_step(tmp_path, monkeypatch):
+    x, y = blobs()
+    calls = []
+    monkeypatch.setattr(training, "train_pass", lambda *a, **k: calls.append(a))
+    with pytest.raises(TypeError, match=r"optimizer state \(Opaque\) cannot be stored"):
+        purenn.fit(
+            model(), (x, y), optimizer=OpaqueStateSGD(0.1), epochs=2, batch_size=32, rng=0,
+            checkpoint_dir=tmp_path / "ck", verbose=0,
+        )  # fmt: skip
+    assert calls == [] and not (tmp_path / "ck").exists()
+    # without checkpoints the same optimizer trains
+    monkeypatch.undo()
+    purenn.fit(
+        model(), (x, y), optimizer=OpaqueStateSGD(0.1), epochs=1, batch_size=32, rng=0,
+        verbose=0,
+    )  # fmt: skip
+
+
+def test_a_registered_record_state_is_checkpointed_and_resumes(tmp_path):
+    import attrs
+
+    from purenn.checkpoint import register_record
+
+    @register_record
+    @attrs.frozen
+    class CountState:
+        count: int
+
+    class CountingSGD(PlainSGD):
+        def init(self, params):
+            return CountState(0)
+
+        def update(self, grads, state, params):
+            new = purenn.tree_map(lambda p, g: p - self.lr * g, params, grads)
+            return new, CountState(state.count + 1)
+
+    x, y = blobs()
+    purenn.fit(
+        model(), (x, y), optimizer=CountingSGD(0.1), epochs=2, batch_size=32, rng=0,
+        checkpoint_dir=tmp_path, verbose=0,
+    )  # fmt: skip
+    state = purenn.load(tmp_path / "last.npz").extra["opt_state"]
+    assert state == CountState(2 * 8)  # 240 samples in batches of 32: 8 steps an epoch
