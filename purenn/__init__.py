@@ -11,7 +11,7 @@ is a handful of pure functions::
 from purenn import losses, metrics, optim, schedules
 from purenn.activations import register_activation
 from purenn.base import Context, Layer, register_layer
-from purenn.checkpoint import Checkpoint, load, save
+from purenn.checkpoint import Checkpoint, load, register_record, save
 from purenn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
 from purenn.core import (
     TrainPass,
@@ -42,6 +42,8 @@ from purenn.tree import (
 )
 from purenn.workspace import Workspace
 
+from purenn import gradcheck  # noqa: E402  (the public checker, built on the names above)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "check_inputs",
     "fit",
     "forward",
+    "gradcheck",
     "grads",
     "init",
     "load",
@@ -77,6 +80,7 @@ __all__ = [
     "register_activation",
     "register_layer",
     "register_loss",
+    "register_record",
     "save",
     "schedules",
     "sgd_step",

@@ -5,6 +5,12 @@ An activation is a pair of functions::
     forward(z) -> a                 # a = f(z), same shape and dtype as z
     backward(z, a, da) -> dz        # dz = da * f'(z), given z, a = f(z) and dL/da
 
+registered with ``supports_out=True`` when both also take ``out=``, an array
+of the result's shape and dtype to write the result into (and return). Layers
+whose work arrays are reused from pass to pass (convolution) then put ``a`` and
+``dz`` in those arrays instead of allocating tens of megabytes every step; the
+result is the same either way.
+
 ``backward`` gets both the pre-activation ``z`` and the output ``a``, so it can
 use whichever is cheaper (ReLU needs ``z > 0``, tanh ``1 - a**2``; GELU and SiLU
 need ``z``). Names are looked up in a registry: every built-in is registered
@@ -37,11 +43,13 @@ LEAKY_SLOPE = 0.01
 
 
 class Activation(NamedTuple):
-    """A registered activation: its name and its two functions."""
+    """A registered activation: its name, its two functions, and whether they
+    take ``out=``."""
 
     name: str
-    forward: Callable[[np.ndarray], np.ndarray]
-    backward: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    forward: Callable[..., np.ndarray]
+    backward: Callable[..., np.ndarray]
+    supports_out: bool = False
 
 
 _REGISTRY: dict[str, Activation] = {}
@@ -49,8 +57,10 @@ _REGISTRY: dict[str, Activation] = {}
 
 def register_activation(
     name: str,
-    forward: Callable[[np.ndarray], np.ndarray],
-    backward: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    forward: Callable[..., np.ndarray],
+    backward: Callable[..., np.ndarray],
+    *,
+    supports_out: bool = False,
 ) -> None:
     """Make ``name`` usable wherever an activation name is (``Dense(8, name)``).
 
@@ -60,6 +70,9 @@ def register_activation(
             ``z``'s shape and dtype.
         backward: ``backward(z, a, da) -> dz``, the gradient with respect to ``z``
             given ``dL/da``; it must not write into its arguments.
+        supports_out: both functions also take ``out=`` (an array of the
+            result's shape and dtype, distinct from the inputs) and write the
+            result there.
 
     Raises:
         TypeError: for a name that is not a string or functions that are not callable.
@@ -71,7 +84,9 @@ def register_activation(
     for what, fn in (("forward", forward), ("backward", backward)):
         if not callable(fn):
             raise TypeError(f"register_activation({name!r}): {what} must be a function; got {fn!r}")
-    entry = Activation(name, forward, backward)
+    if not isinstance(supports_out, bool):
+        raise TypeError(f"register_activation({name!r}): supports_out must be True or False")
+    entry = Activation(name, forward, backward, supports_out)
     known = _REGISTRY.get(name)
     if known is not None and not _same_functions(known, entry):
         raise ValueError(
@@ -118,13 +133,19 @@ def activation_names() -> tuple[str, ...]:
 # --------------------------------------------------------------------------- built-ins
 
 
-def relu(z: np.ndarray) -> np.ndarray:
-    return np.maximum(z, 0)
+def relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.maximum(z, 0, out=out)
 
 
-def relu_backward(z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np.ndarray:
+def relu_backward(
+    z: np.ndarray, a: np.ndarray, da: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     # da/dz = 1 where z > 0 (equivalently a > 0), else 0
-    return da * (a > 0)
+    if out is None:
+        return da * (a > 0)
+    # the same with no temporary: a = max(z, 0) >= 0, so sign(a) is 1 where a > 0, else 0
+    np.sign(a, out=out)
+    return np.multiply(out, da, out=out)
 
 
 def leaky_relu(z: np.ndarray) -> np.ndarray:
@@ -136,23 +157,43 @@ def leaky_relu_backward(z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np.ndar
     return np.where(z > 0, da, da * LEAKY_SLOPE)
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     # 1 / (1 + exp(-z)) written with tanh: no overflow for large |z|
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+    if out is None:
+        return 0.5 * (1.0 + np.tanh(0.5 * z))
+    np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
 
 
-def sigmoid_backward(z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np.ndarray:
+def sigmoid_backward(
+    z: np.ndarray, a: np.ndarray, da: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     # da/dz = a * (1 - a)
-    return da * a * (1.0 - a)
+    if out is None:
+        return (1.0 - a) * a * da
+    np.subtract(1.0, a, out=out)
+    out *= a
+    out *= da
+    return out
 
 
-def tanh(z: np.ndarray) -> np.ndarray:
-    return np.tanh(z)
+def tanh(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.tanh(z, out=out)
 
 
-def tanh_backward(z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np.ndarray:
+def tanh_backward(
+    z: np.ndarray, a: np.ndarray, da: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     # da/dz = 1 - a**2
-    return da * (1.0 - a * a)
+    if out is None:
+        return da * (1.0 - a * a)
+    np.multiply(a, a, out=out)
+    np.subtract(1.0, out, out=out)
+    out *= da
+    return out
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -227,9 +268,12 @@ def softplus_backward(z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np.ndarra
 
 for _name, _fns in {
     "relu": (relu, relu_backward),
-    "leaky_relu": (leaky_relu, leaky_relu_backward),
     "sigmoid": (sigmoid, sigmoid_backward),
     "tanh": (tanh, tanh_backward),
+}.items():
+    register_activation(_name, *_fns, supports_out=True)
+for _name, _fns in {
+    "leaky_relu": (leaky_relu, leaky_relu_backward),
     "softmax": (softmax, softmax_backward),
     "linear": (linear, linear_backward),
     "gelu": (gelu, gelu_backward),

@@ -642,7 +642,11 @@ class Conv2D(Layer):
             keep_cols=ctx.train,
             scratch=_workspace(ctx),
         )
-        a = get_activation(self.activation).forward(z)
+        act = get_activation(self.activation)
+        if act.supports_out:  # a in a work array too: no fresh megabytes every step
+            a = act.forward(z, out=_empty_like(_workspace(ctx), "a", z))
+        else:
+            a = act.forward(z)
         return a, (x, cols, z, a, pads)
 
     def backward(
@@ -650,7 +654,11 @@ class Conv2D(Layer):
     ) -> tuple[np.ndarray | None, dict]:
         """``dy`` = dL/da (n, filters, oh, ow) -> (dL/dx, {w, b})."""
         x, cols, z, a, pads = cache
-        dz = get_activation(self.activation).backward(z, a, dy)  # dL/dz = dL/da * da/dz
+        act = get_activation(self.activation)
+        if act.supports_out:  # dL/dz = dL/da * da/dz, into a work array
+            dz = act.backward(z, a, dy, out=_empty_like(_workspace(ctx), "dz", a))
+        else:
+            dz = act.backward(z, a, dy)
         dx, dw, db = conv2d_backward(
             dz,
             x,
