@@ -8,7 +8,7 @@ is a handful of pure functions::
     params = purenn.sgd_step(params, purenn.grads(params, x, y), lr=0.1)
 """
 
-from purenn import losses, metrics, optim, schedules
+from purenn import gradcheck, losses, metrics, optim, schedules
 from purenn.activations import register_activation
 from purenn.base import Context, Layer, register_layer
 from purenn.checkpoint import Checkpoint, load, register_record, save
@@ -41,8 +41,6 @@ from purenn.tree import (
     tree_zeros_like,
 )
 from purenn.workspace import Workspace
-
-from purenn import gradcheck  # noqa: E402  (the public checker, built on the names above)
 
 __version__ = "0.1.0"
 
