@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from purenn.initializers import INITIALIZERS
+
 __all__ = [
     "LEAKY_SLOPE",
     "Activation",
@@ -43,13 +45,14 @@ LEAKY_SLOPE = 0.01
 
 
 class Activation(NamedTuple):
-    """A registered activation: its name, its two functions, and whether they
-    take ``out=``."""
+    """A registered activation: its name, its two functions, whether they take
+    ``out=``, and the weight initialiser layers default to in front of it."""
 
     name: str
     forward: Callable[..., np.ndarray]
     backward: Callable[..., np.ndarray]
     supports_out: bool = False
+    weight_init: str = "glorot_uniform"
 
 
 _REGISTRY: dict[str, Activation] = {}
@@ -61,6 +64,7 @@ def register_activation(
     backward: Callable[..., np.ndarray],
     *,
     supports_out: bool = False,
+    weight_init: str = "glorot_uniform",
 ) -> None:
     """Make ``name`` usable wherever an activation name is (``Dense(8, name)``).
 
@@ -73,6 +77,10 @@ def register_activation(
         supports_out: both functions also take ``out=`` (an array of the
             result's shape and dtype, distinct from the inputs) and write the
             result there.
+        weight_init: the initialiser ``Dense`` and ``Conv2D`` use in front of
+            this activation when their ``weight_init`` is None: ``"he_normal"``
+            for activations that pass about half of a zero-mean input (the ReLU
+            family), ``"glorot_uniform"`` (the default) for symmetric ones.
 
     Raises:
         TypeError: for a name that is not a string or functions that are not callable.
@@ -86,7 +94,12 @@ def register_activation(
             raise TypeError(f"register_activation({name!r}): {what} must be a function; got {fn!r}")
     if not isinstance(supports_out, bool):
         raise TypeError(f"register_activation({name!r}): supports_out must be True or False")
-    entry = Activation(name, forward, backward, supports_out)
+    if weight_init not in INITIALIZERS:
+        raise ValueError(
+            f"register_activation({name!r}): weight_init must be one of "
+            f"{', '.join(map(repr, INITIALIZERS))}; got {weight_init!r}"
+        )
+    entry = Activation(name, forward, backward, supports_out, weight_init)
     known = _REGISTRY.get(name)
     if known is not None and not _same_functions(known, entry):
         raise ValueError(
@@ -266,20 +279,17 @@ def softplus_backward(z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np.ndarra
     return da * sigmoid(z)
 
 
-for _name, _fns in {
-    "relu": (relu, relu_backward),
-    "sigmoid": (sigmoid, sigmoid_backward),
-    "tanh": (tanh, tanh_backward),
-}.items():
-    register_activation(_name, *_fns, supports_out=True)
-for _name, _fns in {
-    "leaky_relu": (leaky_relu, leaky_relu_backward),
-    "softmax": (softmax, softmax_backward),
-    "linear": (linear, linear_backward),
-    "gelu": (gelu, gelu_backward),
-    "silu": (silu, silu_backward),
-    "elu": (elu, elu_backward),
-    "softplus": (softplus, softplus_backward),
-}.items():
-    register_activation(_name, *_fns)
-del _name, _fns
+for _name, _fns, _out, _init in (
+    ("relu", (relu, relu_backward), True, "he_normal"),
+    ("leaky_relu", (leaky_relu, leaky_relu_backward), False, "he_normal"),
+    ("sigmoid", (sigmoid, sigmoid_backward), True, "glorot_uniform"),
+    ("tanh", (tanh, tanh_backward), True, "glorot_uniform"),
+    ("softmax", (softmax, softmax_backward), False, "glorot_uniform"),
+    ("linear", (linear, linear_backward), False, "glorot_uniform"),
+    ("gelu", (gelu, gelu_backward), False, "he_normal"),
+    ("silu", (silu, silu_backward), False, "he_normal"),
+    ("elu", (elu, elu_backward), False, "he_normal"),
+    ("softplus", (softplus, softplus_backward), False, "glorot_uniform"),
+):
+    register_activation(_name, *_fns, supports_out=_out, weight_init=_init)
+del _name, _fns, _out, _init

@@ -49,7 +49,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from purenn.activations import get_activation
 from purenn.base import Context, Layer, Shape, register_layer
-from purenn.initializers import INITIALIZERS, default_initializer
+from purenn.initializers import INITIALIZERS
 from purenn.layers import (
     _finite_float,
     _int_if_integer,
@@ -624,7 +624,7 @@ class Conv2D(Layer):
 
     def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> dict:
         c_in, (kh, kw) = in_shape[0], self.kernel_size
-        scheme = self.weight_init or default_initializer(self.activation)
+        scheme = self.weight_init or get_activation(self.activation).weight_init
         shape = (self.filters, c_in, kh, kw)
         w = INITIALIZERS[scheme](rng, shape, c_in * kh * kw, self.filters * kh * kw)
         b = np.full(self.filters, self.bias_init, dtype=dtype)

@@ -218,12 +218,12 @@ class _Leaf(NamedTuple):
     problem: str | None = None  # a structural problem (shape, type) instead of values
 
     def line(self, owner: str | None = None) -> str:
-        where = f"{self.path} ({owner})" if owner else self.path
+        of = f" in {owner}" if owner else ""
         if self.problem is not None:
-            return f"  {where}: {self.problem}"
+            return f"  {self.path}{of}: {self.problem}"
         index = ", ".join(map(str, self.index))
         return (
-            f"  {where}[{index}]: error {self.worst:.3g} ({self.failing} of {self.checked} "
+            f"  {self.path}[{index}]{of}: error {self.worst:.3g} ({self.failing} of {self.checked} "
             f"checked entries fail); analytic {self.analytic:.12g} vs numeric {self.numeric:.12g}"
         )
 
@@ -589,14 +589,14 @@ def _positive(value: Any, what: str) -> int:
     return int(value)
 
 
-def _invoke(label: str, what: str, fn: Callable, *args: Any, hint: str = "") -> Any:
+def _invoke(label: str, what: str, fn: Callable, *args: Any, hint: str = "", **kwargs: Any) -> Any:
     """``fn(*args)``, any exception re-raised as a GradientCheckError naming ``what``.
 
     NumPy's own "assignment destination is read-only" / "output array is
     read-only" ValueError means the code wrote into an array it was lent.
     """
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except GradientCheckError:
         raise
     except Exception as err:  # the layer's own failure is a failed check, chained
@@ -894,7 +894,7 @@ class _LayerCheck:
                         "arrays, e.g. y = x * s rather than x *= s",
                         self.label,
                         path=name,
-                    ) from err
+                    ) from again.__cause__  # NumPy's own ValueError
 
     def _lent(self, only: str) -> tuple:
         """Writeable copies of (x, params, dy), except ``only``, which is read-only."""
@@ -1282,7 +1282,9 @@ def check_activation(
     The scalar function is ``L(z) = sum(forward(z) * da)`` for a random ``da``,
     so ``backward(z, forward(z), da)`` must be its gradient. Also checked: both
     functions keep the shape and dtype (float32 too), write into none of their
-    arguments (given read-only), and give identical results when called again.
+    arguments (given read-only), and give identical results when called again;
+    for one registered with ``supports_out=True``, that ``out=`` gets (and is
+    returned with) the same result, in float64 and float32.
     ``z`` is drawn as in :func:`check_layer`: at least 0.5 from 0 (ReLU, ELU),
     pairwise distinct; redrawn if every failure looks like a kink.
 
@@ -1334,7 +1336,13 @@ def check_activation(
         if not (_same(fwd(zr, "float64"), a) and _same(bwd(zr, ar, gr, "float64"), dz)):
             raise _fail("repeatability", "two identical calls gave different results", label)
         z32, g32 = _frozen(z.astype(np.float32)), _frozen(da.astype(np.float32))
-        bwd(z32, _frozen(fwd(z32, "float32")), g32, "float32")
+        a32 = _frozen(fwd(z32, "float32"))
+        dz32 = bwd(z32, a32, g32, "float32")
+        if act.supports_out:
+            _check_out(label, act.forward, (zr,), a, "forward")
+            _check_out(label, act.backward, (zr, ar, gr), dz, "backward")
+            _check_out(label, act.forward, (z32,), a32, "forward")
+            _check_out(label, act.backward, (z32, a32, g32), dz32, "backward")
 
         def functional(v: np.ndarray) -> float:
             return float(np.sum(act.forward(v) * da))
@@ -1347,6 +1355,32 @@ def check_activation(
 
     z = _spread(np.random.default_rng([seed, 0]), shape)
     return _redrawn(run, z, False, seed)
+
+
+def _check_out(label: str, fn: Callable, args: tuple, want: np.ndarray, what: str) -> None:
+    """For ``supports_out``: ``fn(*args, out=buf)`` fills and returns ``buf`` with the
+    result of ``fn(*args)`` (``buf`` starts as NaN, so an element left unwritten shows)."""
+    buf = np.full(want.shape, np.nan, want.dtype)
+    got = _invoke(label, f"{what}(..., out=)", fn, *args, out=buf)
+    scale = max(float(np.max(np.abs(want), initial=0.0)), DEFAULT_FLOOR)
+    gap = np.abs(buf.astype(np.float64) - want)
+    gap = np.where(np.isnan(gap), np.inf, gap)
+    if got is not buf or not np.all(gap <= 4 * np.finfo(want.dtype).eps * scale):
+        idx = tuple(int(i) for i in np.unravel_index(np.argmax(gap), gap.shape))
+        detail = (
+            f"it returned {type(got).__name__}, not the out array"
+            if got is not buf
+            else f"out[{_fmt(idx)}] is {float(buf[idx])!r}, without out= {float(want[idx])!r}"
+        )
+        raise _fail(
+            "out=",
+            f"{what} is registered with supports_out=True, but with a {want.dtype} out= {detail}; "
+            "it must write its result into out and return out",
+            label,
+            index=idx,
+            analytic=float(buf[idx]),
+            numeric=float(want[idx]),
+        )
 
 
 # --------------------------------------------------------------------------- losses

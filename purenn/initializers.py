@@ -47,12 +47,3 @@ INITIALIZERS: dict[str, Callable[..., np.ndarray]] = {
     "lecun_normal": lecun_normal,
     "zeros": zeros,
 }
-
-
-RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "silu")
-"""Activations that pass about half of a zero-mean input: He's scaling suits them."""
-
-
-def default_initializer(activation: str) -> str:
-    """He for the ReLU family (:data:`RELU_FAMILY`), Glorot (Xavier) for everything else."""
-    return "he_normal" if activation in RELU_FAMILY else "glorot_uniform"

@@ -18,7 +18,7 @@ import numpy as np
 from purenn._checks import positive_int
 from purenn.activations import get_activation
 from purenn.base import Context, Layer, Shape, register_layer
-from purenn.initializers import INITIALIZERS, default_initializer
+from purenn.initializers import INITIALIZERS
 
 
 def _positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -89,8 +89,9 @@ class Dense(Layer):
             ``"silu"``, ``"elu"``, ``"softplus"``, or one of your own
             (:func:`purenn.register_activation`).
         weight_init: one of ``"he_normal"``, ``"he_uniform"``, ``"glorot_normal"``,
-            ``"glorot_uniform"``, ``"lecun_normal"``, ``"zeros"``; None picks He
-            for the ReLU family and Glorot otherwise.
+            ``"glorot_uniform"``, ``"lecun_normal"``, ``"zeros"``; None takes the
+            activation's own default (He for the ReLU family, Glorot otherwise;
+            see :func:`purenn.register_activation`).
         bias_init: constant every bias starts at.
 
     Params: ``w`` of shape ``(d_in, d_out)`` and ``b`` of shape ``(d_out,)``.
@@ -112,7 +113,7 @@ class Dense(Layer):
 
     def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> dict:
         d_in, d_out = in_shape[0], self.units
-        scheme = self.weight_init or default_initializer(self.activation)
+        scheme = self.weight_init or get_activation(self.activation).weight_init
         w = INITIALIZERS[scheme](rng, (d_in, d_out), d_in, d_out).astype(dtype)
         b = np.full(d_out, self.bias_init, dtype=dtype)
         return {"w": w, "b": b}

@@ -70,3 +70,18 @@ def test_registering_the_same_functions_again_is_allowed():
 def test_unknown_activation_lists_the_registered_ones():
     with pytest.raises(ValueError, match=r"Dense.activation: unknown activation 'swish'.*'gelu'"):
         pn.Dense(3, "swish")
+
+
+def test_an_activation_names_its_default_initializer():
+    def fwd(z):
+        return np.maximum(z, 0) * 1.5
+
+    def bwd(z, a, da):
+        return da * 1.5 * (z > 0)
+
+    register_activation("act_test_relu15", fwd, bwd, weight_init="he_uniform")
+    got = pn.init(pn.Network(30, [pn.Dense(7, "act_test_relu15")], "mse"), 4)["dense_0"]["w"]
+    explicit = pn.Network(30, [pn.Dense(7, "act_test_relu15", weight_init="he_uniform")], "mse")
+    assert np.array_equal(got, pn.init(explicit, 4)["dense_0"]["w"])
+    with pytest.raises(ValueError, match="weight_init must be one of"):
+        register_activation("act_test_bad_init", fwd, bwd, weight_init="orthogonal")
