@@ -376,23 +376,20 @@ def _value_and_grad(spec: Network, out: np.ndarray, y: np.ndarray) -> tuple[floa
 def _train_pass(
     spec: Network, params: Params, x: np.ndarray, y: np.ndarray, rng: Any, ws: Workspace | None
 ) -> TrainPass:
-    if ws is None:
-        out, caches = _run_forward(spec, params, x, True, rng, None)
-        value, dout = _value_and_grad(spec, out, y)
-        return TrainPass(value, _run_backward(spec, params, caches, dout, x.shape), out)
-    ws.begin_pass()
+    if ws is not None:
+        ws.begin_pass()
     try:
         out, caches = _run_forward(spec, params, x, True, rng, ws)
         value, dout = _value_and_grad(spec, out, y)
         grads = _run_backward(spec, params, caches, dout, x.shape)
-        if ws.nbytes:  # nothing returned may live in the workspace
+        if ws is not None and ws.nbytes:  # nothing returned may live in the workspace
             out = out.copy() if ws.holds(out) else out
             for name in spec._layout.with_params:
-                g = grads[name]
-                if any(ws.holds(leaf) for leaf in g.values()):
-                    grads[name] = {k: leaf.copy() for k, leaf in g.items()}
+                if any(ws.holds(leaf) for leaf in grads[name].values()):
+                    grads[name] = {k: leaf.copy() for k, leaf in grads[name].items()}
     finally:
-        ws.end_pass()
+        if ws is not None:
+            ws.end_pass()
     return TrainPass(value, grads, out)
 
 
