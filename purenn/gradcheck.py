@@ -584,7 +584,9 @@ def _as_shape(value: Any, what: str) -> tuple[int, ...]:
 
 
 def _positive(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be a positive int; got {value!r}")
+    if value < 1:
         raise ValueError(f"{what} must be a positive int; got {value!r}")
     return int(value)
 
@@ -614,8 +616,8 @@ def _invoke(label: str, what: str, fn: Callable, *args: Any, hint: str = "", **k
 
 def _mismatch(a: np.ndarray, b: np.ndarray) -> tuple[tuple[int, ...], float, float]:
     """The first index where ``a`` and ``b`` (same shape) differ, and both values."""
-    differs = ~((a == b) | (np.isnan(a) & np.isnan(b)))
-    idx = tuple(int(i) for i in np.argwhere(differs)[0])
+    differs = np.argwhere(~((a == b) | (np.isnan(a) & np.isnan(b))))
+    idx = tuple(int(i) for i in differs[0]) if len(differs) else (0,) * a.ndim  # dtypes differ
     return idx, float(a[idx]), float(b[idx])
 
 

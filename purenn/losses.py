@@ -239,8 +239,9 @@ def _builtin(name: str):
 class CrossEntropy(Loss):
     """Softmax cross-entropy from logits, the mean over samples.
 
-    Targets: int class indices ``(n,)``, or target probabilities (one-hot) of
-    shape ``(n, k)`` in the params' dtype. Fused with ``"softmax"``.
+    Targets: int class indices ``(n,)``, or target weights (one-hot, smoothed
+    labels, any non-negative rows) of shape ``(n, k)`` in the params' dtype,
+    ``L = -(1/n) sum_ij y_ij log p_ij``. Fused with ``"softmax"``.
     """
 
     fused_activation: ClassVar[str | None] = "softmax"
@@ -286,7 +287,8 @@ class CrossEntropy(Loss):
             p[rows, y] -= 1.0  # p - onehot(y)
             return loss, p * (1.0 / n)  # dL/dz = (p - y) / n
         loss = -float((y * log_p).sum()) / n
-        return loss, (p - y) * (1.0 / n)
+        # dL/dz = (p * sum_j y_j - y) / n: (p - y) / n when each row of y sums to 1
+        return loss, (p * y.sum(axis=1, keepdims=True) - y) * (1.0 / n)
 
     def predict(self, out: np.ndarray) -> np.ndarray:
         return out.argmax(axis=1)  # argmax of the logits is argmax of the softmax

@@ -1,53 +1,63 @@
 """Finite-difference proof of the hand-written backprop (float64, central differences).
 
 Every activation, loss, initialiser and Dropout is checked through the public
-``purenn.loss`` / ``purenn.grads`` pair, layers' input gradients through their
-own backward, and random architectures are drawn with hypothesis. Tolerances
-are tight (``rtol = 1e-6``, see ``tests/gradcheck.py``); ReLU-family tests keep
-every pre-activation well away from the kink at 0 so central differences are
-valid.
+``purenn.loss`` / ``purenn.grads`` pair with :func:`purenn.gradcheck.check_grads`,
+layers' input gradients through their own backward, and random architectures
+are drawn with hypothesis. Tolerances are tight (``rtol = 1e-6``, see
+:mod:`purenn.gradcheck`); tests of the kinked activations (ReLU, leaky ReLU,
+and ELU, whose second derivative jumps at 0) keep every pre-activation well
+away from 0 so central differences are valid.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradcheck import check_grads, check_input_grad
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import purenn as pn
-from purenn.activations import ACTIVATIONS
+from purenn.activations import activation_names, get_activation
+from purenn.base import Context
+from purenn.gradcheck import (
+    GradientCheckError,
+    check_function_grads,
+    check_grads,
+    check_input_grad,
+)
 from purenn.initializers import INITIALIZERS
-from purenn.losses import cross_entropy
+from purenn.losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Huber
 
-ACTS = tuple(ACTIVATIONS)
-KINKED = ("relu", "leaky_relu")
+ACTS = tuple(  # the built-ins (a user's own, registered by another test module, is not ours)
+    name
+    for name in activation_names()
+    if get_activation(name).forward.__module__ == "purenn.activations"
+)
+KINKED = ("relu", "leaky_relu", "elu")
 KINK_MARGIN = 5e-3  # well above 2 * eps * |x| (eps = 1e-4): no step crosses a kink
 
 
 def targets(spec: pn.Network, n: int, rng: np.random.Generator, one_hot: bool = False):
     """Valid float64 targets for ``spec``'s loss."""
     (k,) = spec.output_shape
-    if spec.loss == "cross_entropy":
+    if isinstance(spec.loss, CrossEntropy):
         labels = rng.integers(0, k, size=n)
         return np.eye(k)[labels] if one_hot else labels
-    if spec.loss == "binary_cross_entropy":
+    if isinstance(spec.loss, BinaryCrossEntropy):
         return rng.integers(0, 2, size=(n, k)).astype(np.float64)
     return rng.normal(size=(n, k))
 
 
 def preactivations(params: dict, x: np.ndarray, rng: np.random.Generator | None) -> list:
-    """Each Dense layer's ``z`` with its activation name, replaying the same masks."""
+    """Each Dense layer's ``z`` (from its cache) with its activation name, replaying
+    the pass's dropout masks: the layers a pass runs, each given the same rng in turn."""
     spec = params[pn.SPEC_KEY]
     out, a = [], x
-    for layer, name in zip(spec.layers, spec.layer_names(), strict=True):
+    for layer, name in zip(spec.layout.run_layers, spec.layer_names(), strict=True):
+        a, cache = layer.forward(params.get(name), a, Context(rng is not None, rng))
         if isinstance(layer, pn.Dense):
-            z, _ = layer.forward(params[name], a, train=rng is not None, rng=rng, activate=False)
+            _, z, _ = cache  # Dense caches (x, z, a)
             out.append((layer.activation, z))
-            a = ACTIVATIONS[layer.activation][0](z)
-        else:
-            a, _ = layer.forward(None, a, train=rng is not None, rng=rng)
     return out
 
 
@@ -70,7 +80,8 @@ def sample_away_from_kinks(params: dict, n: int, rng: np.random.Generator, seed=
 
 
 def check_network(params: dict, x: np.ndarray, y: np.ndarray, seed: int | None = None) -> float:
-    """Grad-check ``purenn.grads`` against ``purenn.loss`` (training mode, fixed masks)."""
+    """Grad-check ``purenn.loss_and_grads`` against ``purenn.loss`` (training mode,
+    fixed masks), every entry of every leaf; the worst error."""
 
     def rng():
         return None if seed is None else np.random.default_rng(seed)
@@ -79,7 +90,9 @@ def check_network(params: dict, x: np.ndarray, y: np.ndarray, seed: int | None =
     value, analytic2 = pn.loss_and_grads(params, x, y, rng=rng())
     assert pn.tree_equal(analytic, analytic2)
     assert value == pn.loss(params, x, y, train=True, rng=rng())
-    return check_grads(lambda p: pn.loss(p, x, y, train=True, rng=rng()), params, analytic)
+    worst = check_grads(params, x, y, rng=seed, max_entries=None)
+    assert sorted(worst) == [path for path, _ in pn.tree_items(params)]
+    return max(worst.values())
 
 
 # ---------------------------------------------------------------- activations
@@ -115,18 +128,17 @@ def test_dense_input_gradient(act):
     while act in KINKED and np.abs(x @ p["w"] + p["b"]).min() <= KINK_MARGIN:
         x = rng.normal(size=(6, 3))
     weights = rng.normal(size=(6, 4))  # L = sum(weights * a): dL/da = weights
+    ctx = Context(train=False)
 
     def fn(v):
-        return float((layer.forward(p, v, train=False, rng=None)[0] * weights).sum())
+        return float((layer.forward(p, v, ctx)[0] * weights).sum())
 
-    _, cache = layer.forward(p, x, train=False, rng=None)
-    dx, g = layer.backward(p, cache, weights)
+    _, cache = layer.forward(p, x, ctx)
+    dx, g = layer.backward(p, cache, weights, ctx)
     check_input_grad(fn, x, dx)
     for key in ("w", "b"):
         check_input_grad(
-            lambda v, key=key: float(
-                (layer.forward({**p, key: v}, x, train=False, rng=None)[0] * weights).sum()
-            ),
+            lambda v, key=key: float((layer.forward({**p, key: v}, x, ctx)[0] * weights).sum()),
             p[key],
             g[key],
             name=key,
@@ -139,14 +151,15 @@ def test_dropout_input_gradient():
     x = np.random.default_rng(6).normal(size=(5, 8))
     weights = np.random.default_rng(7).normal(size=(5, 8))
 
-    def fn(v):
-        return float(
-            (layer.forward(None, v, train=True, rng=np.random.default_rng(8))[0] * weights).sum()
-        )
+    def ctx():
+        return Context(train=True, rng=np.random.default_rng(8))
 
-    _, mask = layer.forward(None, x, train=True, rng=np.random.default_rng(8))
+    def fn(v):
+        return float((layer.forward(None, v, ctx())[0] * weights).sum())
+
+    _, mask = layer.forward(None, x, ctx())
     assert 0 < (mask == 0).sum() < mask.size, "the test needs some dropped and some kept units"
-    dx, g = layer.backward(None, mask, weights)
+    dx, g = layer.backward(None, mask, weights, ctx())
     assert g is None
     check_input_grad(fn, x, dx)
 
@@ -161,15 +174,49 @@ def test_dropout_input_gradient():
         ("cross_entropy", "softmax", True),
         ("mse", "linear", False),
         ("binary_cross_entropy", "sigmoid", False),
+        ("mae", "linear", False),
+        ("mae", "tanh", False),
+        ("huber", "linear", False),
+        (Huber(delta=0.3), "linear", False),
     ],
-    ids=["ce-int-labels", "ce-one-hot", "mse", "bce"],
+    ids=["ce-int-labels", "ce-one-hot", "mse", "bce", "mae", "mae-tanh", "huber", "huber-0.3"],
 )
 def test_losses(loss, out_act, one_hot):
     spec = pn.Network(5, [pn.Dense(6, "tanh"), pn.Dense(4, out_act)], loss=loss)
     params = pn.init(spec, 9, np.float64)
     rng = np.random.default_rng(10)
     x = rng.normal(size=(8, 5))
-    check_network(params, x, targets(spec, 8, rng, one_hot=one_hot))
+    y = targets(spec, 8, rng, one_hot=one_hot)
+    if isinstance(
+        spec.loss, MAE | Huber
+    ):  # |out - y| away from MAE's kink at 0 and Huber's at delta
+        gap = np.abs(pn.forward(params, x) - y)
+        assert gap.min() > KINK_MARGIN
+        if isinstance(spec.loss, Huber):
+            assert np.abs(gap - spec.loss.delta).min() > KINK_MARGIN
+            assert (gap < spec.loss.delta).any() and (gap > spec.loss.delta).any()
+    check_network(params, x, y)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [CrossEntropy(), BinaryCrossEntropy(), MSE(), MAE(), Huber(), Huber(delta=0.5)],
+    ids=repr,
+)
+def test_loss_gradient_at_the_output(loss):
+    """value_and_grad's dL/dout against central differences of value, loss alone."""
+    rng = np.random.default_rng(27)
+    out = rng.normal(size=(5, 3)) * 2.0
+    if isinstance(loss, CrossEntropy):
+        y = rng.integers(0, 3, size=5)
+    elif isinstance(loss, BinaryCrossEntropy):
+        y = rng.uniform(size=(5, 3))
+    else:
+        y = out + rng.choice([-1.0, 1.0], size=out.shape) * rng.uniform(0.1, 1.9, size=out.shape)
+        y[np.abs(np.abs(out - y) - 1.0) < KINK_MARGIN] += 0.1  # away from Huber's delta = 1
+    value, dout = loss.value_and_grad(out, y)
+    assert value == pytest.approx(loss.value(out, y), rel=1e-15)
+    check_input_grad(lambda v: loss.value(v, y), out, dout, name="out")
 
 
 def test_cross_entropy_soft_targets():
@@ -216,7 +263,7 @@ def test_fused_gradient_is_p_minus_y_over_n(one_hot):
     np.testing.assert_allclose(g["dense_0"]["w"], x.T @ dz, rtol=1e-12, atol=1e-15)
     # and the loss function itself
     z = x @ params["dense_0"]["w"] + params["dense_0"]["b"]
-    value, dz_fused = cross_entropy(z, y_onehot if one_hot else labels)
+    value, dz_fused = CrossEntropy().value_and_grad(z, y_onehot if one_hot else labels)
     np.testing.assert_allclose(dz_fused, (_softmax_reference(z) - y_onehot) / 7, rtol=1e-12)
     expected = -np.log(_softmax_reference(z)[np.arange(7), labels]).mean()
     assert value == pytest.approx(expected, rel=1e-12)
@@ -363,7 +410,11 @@ def test_checker_catches_a_wrong_gradient():
     good = pn.grads(params, x, y)
     bad = pn.tree_map(lambda g: g.copy(), good)
     bad["dense_1"]["b"][1] *= 1.0 + 1e-4
-    with pytest.raises(AssertionError, match=r"dense_1/b\[1\].*analytic .* vs numeric"):
-        check_grads(lambda p: pn.loss(p, x, y), params, bad)
+    with pytest.raises(
+        GradientCheckError, match=r"dense_1/b\[1\] in dense_1 \(Dense\): .*analytic .* vs numeric"
+    ) as info:
+        check_function_grads(lambda p: pn.loss(p, x, y), params, bad)
+    assert info.value.path == "dense_1/b" and info.value.index == (1,)
+    assert isinstance(info.value, AssertionError)
     with pytest.raises(TypeError, match="float64"):
-        check_grads(lambda p: 0.0, pn.init(spec, 0), good)
+        check_function_grads(lambda p: 0.0, pn.init(spec, 0), good)
