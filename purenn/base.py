@@ -35,12 +35,21 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, NamedTuple
 
-import attrs
 import numpy as np
+
+from purenn._registry import ClassRegistry
 
 Shape = tuple[int, ...]
 
-__all__ = ["Context", "Layer", "Shape", "layer_class", "layer_classes", "register_layer"]
+__all__ = [
+    "Context",
+    "Layer",
+    "Shape",
+    "is_registered_layer",
+    "layer_class",
+    "layer_classes",
+    "register_layer",
+]
 
 
 class Context(NamedTuple):
@@ -123,7 +132,7 @@ class Layer:
         return type(self).param_prefix or type(self).__name__.lower()
 
 
-_LAYERS: dict[str, type] = {}
+_LAYERS = ClassRegistry("layer", "@purenn.register_layer")
 
 
 def register_layer(cls: type) -> type:
@@ -146,30 +155,7 @@ def register_layer(cls: type) -> type:
         TypeError: if ``cls`` is not a frozen attrs subclass of ``Layer``.
         ValueError: if another class of the same name is registered already.
     """
-    if not isinstance(cls, type) or not issubclass(cls, Layer):
-        raise TypeError(
-            f"register_layer expects a subclass of purenn.Layer; got {cls!r}. "
-            "Write class MyLayer(purenn.Layer)"
-        )
-    if not attrs.has(cls) or cls.__setattr__ is object.__setattr__:
-        raise TypeError(
-            f"register_layer expects a frozen attrs class; decorate {cls.__name__} with "
-            "@attrs.frozen below @purenn.register_layer"
-        )
-    name = cls.__name__
-    known = _LAYERS.get(name)
-    if known is not None and known is not cls and _ident(known) != _ident(cls):
-        raise ValueError(
-            f"a different layer class named {name!r} is registered already "
-            f"({known.__module__}.{known.__qualname__}); checkpoints store layers by class "
-            "name, so rename one of them"
-        )
-    _LAYERS[name] = cls  # a class defined again (a re-run cell) replaces its old self
-    return cls
-
-
-def _ident(cls: type) -> tuple[str, str]:
-    return cls.__module__, cls.__qualname__
+    return _LAYERS.add(cls, Layer)
 
 
 def layer_class(name: str) -> type:
@@ -178,16 +164,14 @@ def layer_class(name: str) -> type:
     Raises:
         ValueError: for a name nobody registered, saying what to import.
     """
-    cls = _LAYERS.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise ValueError(
-            f"unknown layer type {name!r}; registered: {', '.join(_LAYERS)}. If {name} is "
-            "your own layer, import the module that defines it (with @purenn.register_layer) "
-            "before loading"
-        )
-    return cls
+    return _LAYERS.get(name)
+
+
+def is_registered_layer(cls: type) -> bool:
+    """Whether ``cls`` is the class registered under its name."""
+    return _LAYERS.holds(cls)
 
 
 def layer_classes() -> tuple[type, ...]:
     """Every registered layer class, in registration order."""
-    return tuple(_LAYERS.values())
+    return _LAYERS.classes()

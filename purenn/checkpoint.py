@@ -46,6 +46,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from purenn._registry import ClassRegistry
 from purenn.fileio import atomic_write
 from purenn.network import Network
 from purenn.tree import SPEC_KEY, tree_leaves
@@ -109,12 +110,12 @@ class Checkpoint:
 # --------------------------------------------------------------------------- records
 
 
-_RECORDS: dict[str, type] = {}
+_RECORDS = ClassRegistry("record", "@purenn.register_record")
 
 
 def register_record(cls: type) -> type:
-    """Class decorator: let checkpoints store instances of a frozen ``attrs``
-    class (an optimizer, its state or a schedule of your own), field by field.
+    """Class decorator: let checkpoints store instances of an ``attrs`` class (an
+    optimizer, its state or a schedule of your own), field by field.
 
     purenn's own optimizers, states and schedules are registered the same way.
     On load the class is rebuilt by name with its validators run again, so the
@@ -124,22 +125,10 @@ def register_record(cls: type) -> type:
         TypeError: if ``cls`` is not an attrs class.
         ValueError: if another class of the same name is registered already.
     """
-    if not isinstance(cls, type) or not attrs.has(cls):
-        raise TypeError(f"register_record expects an attrs class; got {cls!r}")
-    known = _RECORDS.get(cls.__name__)
-    if known is not None and (known.__module__, known.__qualname__) != (
-        cls.__module__,
-        cls.__qualname__,
-    ):
-        raise ValueError(
-            f"a different record class named {cls.__name__!r} is registered already "
-            f"({known.__module__}.{known.__qualname__}); rename one of them"
-        )
-    _RECORDS[cls.__name__] = cls
-    return cls
+    return _RECORDS.add(cls, frozen=False)
 
 
-def _record_types() -> dict[str, type]:
+def _records() -> ClassRegistry:
     import purenn.optim  # noqa: F401  (registers the optimizers, states and schedules)
 
     return _RECORDS
@@ -165,7 +154,7 @@ class _Encoder:
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
-        self.records = _record_types()
+        self.records = _records()
 
     def encode(self, value: Any, path: str) -> Any:
         if value is None or isinstance(value, bool | str):
@@ -200,7 +189,7 @@ class _Encoder:
                     )
                 out[key] = self.encode(v, f"{path}/{key}")
             return out
-        if self.records.get(type(value).__name__) is type(value):
+        if self.records.holds(type(value)):
             fields = {
                 f.name: self.encode(getattr(value, f.name), f"{path}/{f.name}")
                 for f in attrs.fields(type(value))
@@ -284,7 +273,7 @@ class _Decoder:
     def __init__(self, npz: Any, source: str) -> None:
         self.npz = npz
         self.source = source
-        self.records = _record_types()
+        self.records = _records()
         self.networks: dict[str, Network] = {}  # one object per distinct spec
 
     def fail(self, message: str) -> ValueError:
@@ -344,13 +333,15 @@ class _Decoder:
 
     def record(self, node: dict, where: str) -> Any:
         name, fields = node.get("class"), node.get("fields")
-        if name not in self.records or not isinstance(fields, dict):
-            raise self.fail(
-                f"unknown record {name!r} at {where!r}; known: {', '.join(self.records)}"
-            )
+        if not isinstance(fields, dict):
+            raise self.fail(f"malformed record {name!r} at {where!r}: no fields")
+        try:
+            cls = self.records.get(name)
+        except ValueError as err:
+            raise self.fail(f"at {where!r}: {err}") from None
         values = {k: self.decode(v, f"{where}/{k}") for k, v in fields.items()}
         try:
-            return self.records[name](**values)
+            return cls(**values)
         except (TypeError, ValueError) as err:
             raise self.fail(f"invalid {name} at {where!r}: {err}") from err
 

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
+from purenn._registry import ClassRegistry
 from purenn.base import Shape
 
 __all__ = [
@@ -150,7 +151,7 @@ def _dense_targets(loss: Loss, y: Any, n: int, out_shape: Shape, dtype: np.dtype
 
 # --------------------------------------------------------------------------- registry
 
-_LOSSES: dict[str, type] = {}
+_LOSSES = ClassRegistry("loss", "@purenn.register_loss")
 _BUILTIN_NAMES: dict[str, type] = {}
 
 
@@ -165,24 +166,7 @@ def register_loss(cls: type) -> type:
         TypeError: if ``cls`` is not a frozen attrs subclass of ``Loss``.
         ValueError: if another class of the same name is registered already.
     """
-    if not isinstance(cls, type) or not issubclass(cls, Loss):
-        raise TypeError(f"register_loss expects a subclass of purenn.Loss; got {cls!r}")
-    if not attrs.has(cls) or cls.__setattr__ is object.__setattr__:
-        raise TypeError(
-            f"register_loss expects a frozen attrs class; decorate {cls.__name__} with "
-            "@attrs.frozen below @purenn.register_loss"
-        )
-    known = _LOSSES.get(cls.__name__)
-    if known is not None and (known.__module__, known.__qualname__) != (
-        cls.__module__,
-        cls.__qualname__,
-    ):
-        raise ValueError(
-            f"a different loss class named {cls.__name__!r} is registered already "
-            f"({known.__module__}.{known.__qualname__}); rename one of them"
-        )
-    _LOSSES[cls.__name__] = cls
-    return cls
+    return _LOSSES.add(cls, Loss)
 
 
 def loss_class(name: str) -> type:
@@ -191,14 +175,7 @@ def loss_class(name: str) -> type:
     Raises:
         ValueError: for a name nobody registered, saying what to import.
     """
-    cls = _LOSSES.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise ValueError(
-            f"unknown loss type {name!r}; registered: {', '.join(_LOSSES)}. If {name} is "
-            "your own loss, import the module that defines it (with @purenn.register_loss) "
-            "before loading"
-        )
-    return cls
+    return _LOSSES.get(name)
 
 
 def as_loss(value: Any) -> Loss:
@@ -210,7 +187,7 @@ def as_loss(value: Any) -> Loss:
     if isinstance(value, str) and value in _BUILTIN_NAMES:
         return _BUILTIN_NAMES[value]()
     if isinstance(value, Loss):
-        if _LOSSES.get(type(value).__name__) is not type(value):
+        if not _LOSSES.holds(type(value)):
             raise ValueError(
                 f"loss {value!r} is not registered; decorate {type(value).__name__} with "
                 "@purenn.register_loss"

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from purenn.base import Layer, Shape, layer_class
+from purenn.base import Layer, Shape, is_registered_layer, layer_class
 from purenn.losses import Loss, as_loss, loss_from_dict, loss_to_dict
 
 
@@ -35,11 +35,7 @@ def _as_layers(value: Any) -> tuple:
                 f"Network.layers[{i}] must be a layer spec (an instance of a purenn.Layer "
                 f"subclass such as Dense(10)); got {layer!r} ({type(layer).__name__})"
             )
-        try:
-            registered = layer_class(type(layer).__name__)
-        except ValueError:
-            registered = None
-        if registered is not type(layer):
+        if not is_registered_layer(type(layer)):
             raise TypeError(
                 f"Network.layers[{i}] is a {type(layer).__name__}, which is not registered; "
                 "decorate its class with @purenn.register_layer"

@@ -206,7 +206,7 @@ def test_refuses_unknown_records_and_tags(tmp_path):
         set_meta(members, meta)
 
     rewrite(path, tmp_path / "a.npz", evil)
-    with pytest.raises(ValueError, match=r"unknown record 'os\.system'"):
+    with pytest.raises(ValueError, match=r"unknown record type 'os\.system'"):
         purenn.load(tmp_path / "a.npz")
 
 

@@ -94,11 +94,11 @@ def page(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("extending")
     (folder / "my_extensions.py").write_text(_module_block(text), encoding="utf-8")
     namespace: dict = {"__name__": "extending_md"}
-    registries = (
-        purenn.base._LAYERS,
+    registries = (  # the page's classes must not outlive it: the tables, restored on exit
+        purenn.base._LAYERS._classes,
         purenn.activations._REGISTRY,
-        purenn.losses._LOSSES,
-        purenn.checkpoint._RECORDS,
+        purenn.losses._LOSSES._classes,
+        purenn.checkpoint._RECORDS._classes,
     )
     with contextlib.ExitStack() as stack:
         for registry in registries:  # restored to their old contents on exit
