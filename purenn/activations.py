@@ -5,11 +5,13 @@ An activation is a pair of functions::
     forward(z) -> a                 # a = f(z), same shape and dtype as z
     backward(z, a, da) -> dz        # dz = da * f'(z), given z, a = f(z) and dL/da
 
-registered with ``supports_out=True`` when both also take ``out=``, an array
-of the result's shape and dtype to write the result into (and return). Layers
-whose work arrays are reused from pass to pass (convolution) then put ``a`` and
-``dz`` in those arrays instead of allocating tens of megabytes every step; the
-result is the same either way.
+registered with ``in_place=True`` when ``forward`` is elementwise and may
+write ``a`` over its own input (``forward(z, out=z)``), and ``backward`` reads
+only ``a`` and ``da`` (so ``z`` may be ``a`` itself) and takes ``out=`` too.
+A layer that owns its ``z`` (convolution, whose ``z`` is a work array reused
+from pass to pass) then applies the activation in place and puts ``dz`` in a
+work array, instead of allocating and touching tens of megabytes more every
+step; the result is the same either way.
 
 ``backward`` gets both the pre-activation ``z`` and the output ``a``, so it can
 use whichever is cheaper (ReLU needs ``z > 0``, tanh ``1 - a**2``; GELU and SiLU
@@ -45,13 +47,13 @@ LEAKY_SLOPE = 0.01
 
 
 class Activation(NamedTuple):
-    """A registered activation: its name, its two functions, whether they take
-    ``out=``, and the weight initialiser layers default to in front of it."""
+    """A registered activation: its name, its two functions, whether they can run
+    in place, and the weight initialiser layers default to in front of it."""
 
     name: str
     forward: Callable[..., np.ndarray]
     backward: Callable[..., np.ndarray]
-    supports_out: bool = False
+    in_place: bool = False
     weight_init: str = "glorot_uniform"
 
 
@@ -63,7 +65,7 @@ def register_activation(
     forward: Callable[..., np.ndarray],
     backward: Callable[..., np.ndarray],
     *,
-    supports_out: bool = False,
+    in_place: bool = False,
     weight_init: str = "glorot_uniform",
 ) -> None:
     """Make ``name`` usable wherever an activation name is (``Dense(8, name)``).
@@ -74,9 +76,11 @@ def register_activation(
             ``z``'s shape and dtype.
         backward: ``backward(z, a, da) -> dz``, the gradient with respect to ``z``
             given ``dL/da``; it must not write into its arguments.
-        supports_out: both functions also take ``out=`` (an array of the
-            result's shape and dtype, distinct from the inputs) and write the
-            result there.
+        in_place: both functions also take ``out=`` (an array of the result's
+            shape and dtype) and write the result there and return it;
+            ``forward`` is elementwise, so ``out`` may be ``z`` itself; and
+            ``backward`` reads only ``a`` and ``da``, so it may be given ``a``
+            as ``z``. Layers may then run the activation in place.
         weight_init: the initialiser ``Dense`` and ``Conv2D`` use in front of
             this activation when their ``weight_init`` is None: ``"he_normal"``
             for activations that pass about half of a zero-mean input (the ReLU
@@ -92,14 +96,14 @@ def register_activation(
     for what, fn in (("forward", forward), ("backward", backward)):
         if not callable(fn):
             raise TypeError(f"register_activation({name!r}): {what} must be a function; got {fn!r}")
-    if not isinstance(supports_out, bool):
-        raise TypeError(f"register_activation({name!r}): supports_out must be True or False")
+    if not isinstance(in_place, bool):
+        raise TypeError(f"register_activation({name!r}): in_place must be True or False")
     if weight_init not in INITIALIZERS:
         raise ValueError(
             f"register_activation({name!r}): weight_init must be one of "
             f"{', '.join(map(repr, INITIALIZERS))}; got {weight_init!r}"
         )
-    entry = Activation(name, forward, backward, supports_out, weight_init)
+    entry = Activation(name, forward, backward, in_place, weight_init)
     known = _REGISTRY.get(name)
     if known is not None and not _same_functions(known, entry):
         raise ValueError(
@@ -291,5 +295,5 @@ for _name, _fns, _out, _init in (
     ("elu", (elu, elu_backward), False, "he_normal"),
     ("softplus", (softplus, softplus_backward), False, "glorot_uniform"),
 ):
-    register_activation(_name, *_fns, supports_out=_out, weight_init=_init)
+    register_activation(_name, *_fns, in_place=_out, weight_init=_init)
 del _name, _fns, _out, _init

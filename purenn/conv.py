@@ -643,10 +643,8 @@ class Conv2D(Layer):
             scratch=_workspace(ctx),
         )
         act = get_activation(self.activation)
-        if act.supports_out:  # a in a work array too: no fresh megabytes every step
-            a = act.forward(z, out=_empty_like(_workspace(ctx), "a", z))
-        else:
-            a = act.forward(z)
+        # z is this pass's own work array and backward needs only a: a can take its place
+        a = act.forward(z, out=z) if act.in_place else act.forward(z)
         return a, (x, cols, z, a, pads)
 
     def backward(
@@ -655,7 +653,7 @@ class Conv2D(Layer):
         """``dy`` = dL/da (n, filters, oh, ow) -> (dL/dx, {w, b})."""
         x, cols, z, a, pads = cache
         act = get_activation(self.activation)
-        if act.supports_out:  # dL/dz = dL/da * da/dz, into a work array
+        if act.in_place:  # dL/dz = dL/da * da/dz, into a work array
             dz = act.backward(z, a, dy, out=_empty_like(_workspace(ctx), "dz", a))
         else:
             dz = act.backward(z, a, dy)

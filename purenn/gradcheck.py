@@ -1285,7 +1285,7 @@ def check_activation(
     so ``backward(z, forward(z), da)`` must be its gradient. Also checked: both
     functions keep the shape and dtype (float32 too), write into none of their
     arguments (given read-only), and give identical results when called again;
-    for one registered with ``supports_out=True``, that ``out=`` gets (and is
+    for one registered with ``in_place=True``, that ``out=`` gets (and is
     returned with) the same result, in float64 and float32.
     ``z`` is drawn as in :func:`check_layer`: at least 0.5 from 0 (ReLU, ELU),
     pairwise distinct; redrawn if every failure looks like a kink.
@@ -1340,11 +1340,13 @@ def check_activation(
         z32, g32 = _frozen(z.astype(np.float32)), _frozen(da.astype(np.float32))
         a32 = _frozen(fwd(z32, "float32"))
         dz32 = bwd(z32, a32, g32, "float32")
-        if act.supports_out:
-            _check_out(label, act.forward, (zr,), a, "forward")
-            _check_out(label, act.backward, (zr, ar, gr), dz, "backward")
-            _check_out(label, act.forward, (z32,), a32, "forward")
-            _check_out(label, act.backward, (z32, a32, g32), dz32, "backward")
+        if act.in_place:
+            for zz, aa, gg, want_a, want_dz in ((zr, ar, gr, a, dz), (z32, a32, g32, a32, dz32)):
+                _check_out(label, act.forward, (zz,), want_a, "forward")
+                _check_out(label, act.forward, (zz,), want_a, "forward", over_input=True)
+                _check_out(label, act.backward, (zz, aa, gg), want_dz, "backward")
+                # reads only a and da: z may be a itself
+                _check_out(label, act.backward, (aa, aa, gg), want_dz, "backward given z = a")
 
         def functional(v: np.ndarray) -> float:
             return float(np.sum(act.forward(v) * da))
@@ -1359,10 +1361,24 @@ def check_activation(
     return _redrawn(run, z, False, seed)
 
 
-def _check_out(label: str, fn: Callable, args: tuple, want: np.ndarray, what: str) -> None:
-    """For ``supports_out``: ``fn(*args, out=buf)`` fills and returns ``buf`` with the
-    result of ``fn(*args)`` (``buf`` starts as NaN, so an element left unwritten shows)."""
-    buf = np.full(want.shape, np.nan, want.dtype)
+def _check_out(
+    label: str,
+    fn: Callable,
+    args: tuple,
+    want: np.ndarray,
+    what: str,
+    over_input: bool = False,
+) -> None:
+    """For ``in_place``: ``fn(*args, out=buf)`` fills and returns ``buf`` with the
+    result of ``fn(*args)`` (``buf`` starts as NaN, so an element left unwritten
+    shows); with ``over_input``, ``buf`` is a copy of the first argument, passed
+    as that argument too (``forward(z, out=z)``)."""
+    if over_input:
+        buf = np.array(args[0], dtype=want.dtype)
+        args = (buf, *args[1:])
+        what = f"{what} over its own input"
+    else:
+        buf = np.full(want.shape, np.nan, want.dtype)
     got = _invoke(label, f"{what}(..., out=)", fn, *args, out=buf)
     scale = max(float(np.max(np.abs(want), initial=0.0)), DEFAULT_FLOOR)
     gap = np.abs(buf.astype(np.float64) - want)
@@ -1376,8 +1392,9 @@ def _check_out(label: str, fn: Callable, args: tuple, want: np.ndarray, what: st
         )
         raise _fail(
             "out=",
-            f"{what} is registered with supports_out=True, but with a {want.dtype} out= {detail}; "
-            "it must write its result into out and return out",
+            f"{what} is registered with in_place=True, but with a {want.dtype} out= {detail}; "
+            "it must write its result into out and return out, read only a and da in "
+            "backward, and work elementwise in forward",
             label,
             index=idx,
             analytic=float(buf[idx]),

@@ -14,7 +14,7 @@ from purenn.activations import activation_names, get_activation, register_activa
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", [n for n in activation_names() if get_activation(n).supports_out])
+@pytest.mark.parametrize("name", [n for n in activation_names() if get_activation(n).in_place])
 def test_out_forms_give_the_same_bits_and_write_only_out(name, dtype):
     act = get_activation(name)
     rng = np.random.default_rng(0)
@@ -34,7 +34,7 @@ def test_out_forms_give_the_same_bits_and_write_only_out(name, dtype):
 
 
 def test_builtins_with_out_are_the_conv_friendly_ones():
-    assert {n for n in activation_names() if get_activation(n).supports_out} == {
+    assert {n for n in activation_names() if get_activation(n).in_place} == {
         "relu",
         "sigmoid",
         "tanh",
@@ -46,8 +46,8 @@ def test_register_activation_refuses_bad_arguments():
         register_activation("", np.tanh, lambda z, a, da: da)
     with pytest.raises(TypeError, match="backward must be a function"):
         register_activation("act_test_bad", np.tanh, "not a function")
-    with pytest.raises(TypeError, match="supports_out must be True or False"):
-        register_activation("act_test_bad", np.tanh, lambda z, a, da: da, supports_out=1)
+    with pytest.raises(TypeError, match="in_place must be True or False"):
+        register_activation("act_test_bad", np.tanh, lambda z, a, da: da, in_place=1)
     with pytest.raises(ValueError, match="'relu' is already registered with other functions"):
         register_activation("relu", np.tanh, lambda z, a, da: da)
     assert "act_test_bad" not in activation_names()

@@ -340,7 +340,7 @@ def test_a_wrong_activation_is_caught():
 
 
 def test_an_out_argument_that_is_ignored_is_caught():
-    """supports_out=True promises that out= gets the result; ignoring it is caught."""
+    """in_place=True promises that out= gets the result; ignoring it is caught."""
     tanh = get_activation("tanh")
 
     def backward(z, a, da, out=None):
@@ -349,6 +349,23 @@ def test_an_out_argument_that_is_ignored_is_caught():
     ignores_out = Activation("my_tanh_out", tanh.forward, backward, True)
     with pytest.raises(gc.GradientCheckError, match="not the out array") as info:
         gc.check_activation(ignores_out)
+    assert info.value.check == "out="
+
+
+def test_in_place_backward_that_reads_z_is_caught():
+    """in_place=True promises that backward reads only a and da: one that needs z
+    (SiLU's does) gives a wrong gradient when a layer hands it a as z."""
+    silu = get_activation("silu")
+
+    def forward(z, out=None):
+        return np.multiply(z, 1.0 / (1.0 + np.exp(-z)), out=out)
+
+    def backward(z, a, da, out=None):
+        return np.multiply(da, silu.backward(z, a, np.ones_like(da)), out=out)
+
+    claims = Activation("my_silu_in_place", forward, backward, True)
+    with pytest.raises(gc.GradientCheckError, match="given z = a") as info:
+        gc.check_activation(claims)
     assert info.value.check == "out="
 
 
