@@ -218,99 +218,78 @@ def _check_workspace(workspace: Any) -> Workspace | None:
     return workspace
 
 
-def _layer_output(name: str, layer: Any, y: Any, x: np.ndarray, shape: tuple) -> np.ndarray:
-    """``y`` if it is what the layer promised for a batch ``x``; else a clear error."""
-    if (
-        type(y) is not np.ndarray
-        or y.shape[1:] != shape
-        or y.shape[0] != x.shape[0]
-        or y.dtype != x.dtype
-    ):
-        got = (
-            f"shape {y.shape} and dtype {y.dtype}"
-            if isinstance(y, np.ndarray)
-            else type(y).__name__
-        )
-        raise ValueError(
-            f"{name} ({type(layer).__name__}).forward returned {got} for an input of shape "
-            f"{x.shape} and dtype {x.dtype}; its output_shape promises "
-            f"({x.shape[0]}, {', '.join(map(str, shape))}) of the input's dtype"
-        )
-    return y
+def _bad_output(name: str, layer: Any, y: Any, x: np.ndarray, shape: tuple) -> ValueError:
+    got = f"shape {y.shape} and dtype {y.dtype}" if isinstance(y, np.ndarray) else type(y).__name__
+    return ValueError(
+        f"{name} ({type(layer).__name__}).forward returned {got} for an input of shape "
+        f"{x.shape} and dtype {x.dtype}; its output_shape promises "
+        f"({x.shape[0]}, {', '.join(map(str, shape))}) of the input's dtype"
+    )
 
 
 def _run_forward(
     spec: Network, params: Params, x: np.ndarray, train: bool, rng: Any, ws: Workspace | None
 ) -> tuple[np.ndarray, list]:
     """Every layer forward; the last layer's output (logits for a fused loss) and
-    each layer's ``(cache, ctx)``."""
+    each layer's ``(cache, ctx, input shape)``. Each output is checked against
+    the layer's promise (shape, dtype) as it comes."""
     layout = spec._layout
-    shapes = layout.shapes
+    first, rest = Context(train, rng, False), Context(train, rng, True)
     caches = []
-    for i, (name, layer) in enumerate(zip(layout.names, layout.run_layers, strict=True)):
+    for i, (name, layer, shape) in enumerate(
+        zip(layout.names, layout.run_layers, layout.shapes[1:], strict=True)
+    ):
         if layer.uses_workspace:
             ctx = Context(train, rng, i > 0, FRESH if ws is None else ws.scoped(name))
         else:
-            ctx = Context(train, rng, i > 0)
+            ctx = rest if i else first
         y, cache = layer.forward(params.get(name), x, ctx)
-        x = _layer_output(name, layer, y, x, shapes[i + 1])
-        caches.append((cache, ctx))
+        if (
+            type(y) is not np.ndarray
+            or y.shape[1:] != shape
+            or len(y) != len(x)
+            or y.dtype != x.dtype
+        ):
+            raise _bad_output(name, layer, y, x, shape)
+        caches.append((cache, ctx, x.shape))
+        x = y
     return x, caches
 
 
-def _run_backward(
-    spec: Network, params: Params, caches: list, dy: np.ndarray, x_shape: tuple
-) -> Params:
-    """Every layer backward from ``dy = dL/dout``; the gradient tree."""
+def _run_backward(spec: Network, params: Params, caches: list, dy: np.ndarray) -> Params:
+    """Every layer backward from ``dy = dL/dout``; the gradient tree.
+
+    Each layer's ``dx`` is checked against its input (shape, dtype) and its
+    gradients against its params' keys; the leaves' shapes and dtypes are
+    checked where they are used (``sgd_step`` and the optimizers name the leaf).
+    """
     layout = spec._layout
-    shapes = layout.shapes
     # params' keys first, so the two trees print and iterate alike
     grads: Params = dict.fromkeys(params)
     grads[SPEC_KEY] = spec
-    for i in range(len(layout.names) - 1, -1, -1):
-        name, layer = layout.names[i], layout.run_layers[i]
-        cache, ctx = caches[i]
+    for name, layer, (cache, ctx, in_shape) in zip(
+        reversed(layout.names), reversed(layout.run_layers), reversed(caches), strict=True
+    ):
         p = params.get(name)
         dx, g = layer.backward(p, cache, dy, ctx)
-        if p is not None:
-            _check_layer_grads(name, layer, g, p)
+        if p is not None and type(g) is dict and g.keys() == p.keys():
             grads[name] = g
-        elif g is not None:
+        elif p is not None or g is not None:
+            want = f"a dict with the keys {sorted(p)} of its params" if p else "None (no params)"
             raise ValueError(
-                f"{name} ({type(layer).__name__}) has no params but its backward returned "
-                f"gradients {type(g).__name__}; return (dx, None)"
+                f"{name} ({type(layer).__name__}).backward returned gradients "
+                f"{sorted(g) if isinstance(g, dict) else type(g).__name__}; expected {want}"
             )
-        if ctx.need_dx:
-            want = (x_shape[0], *shapes[i])
-            if type(dx) is not np.ndarray or dx.shape != want or dx.dtype != dy.dtype:
-                got = f"shape {dx.shape}" if isinstance(dx, np.ndarray) else type(dx).__name__
-                raise ValueError(
-                    f"{name} ({type(layer).__name__}).backward returned dx of {got}; expected "
-                    f"an array of shape {want} (its input's) and dtype {dy.dtype}"
-                )
+        if ctx.need_dx and (
+            type(dx) is not np.ndarray or dx.shape != in_shape or dx.dtype != dy.dtype
+        ):
+            got = f"shape {dx.shape}" if isinstance(dx, np.ndarray) else type(dx).__name__
+            raise ValueError(
+                f"{name} ({type(layer).__name__}).backward returned dx of {got}; expected "
+                f"an array of shape {in_shape} (its input's) and dtype {dy.dtype}"
+            )
         dy = dx
     return grads
-
-
-def _check_layer_grads(name: str, layer: Any, g: Any, p: dict) -> None:
-    ok = type(g) is dict and g.keys() == p.keys()
-    if ok:
-        for key, leaf in p.items():
-            gl = g[key]
-            if type(gl) is not np.ndarray or gl.shape != leaf.shape or gl.dtype != leaf.dtype:
-                ok = False
-                break
-    if not ok:
-        want = {k: (v.shape, str(v.dtype)) for k, v in p.items()}
-        got = (
-            {k: (getattr(v, "shape", None), str(getattr(v, "dtype", None))) for k, v in g.items()}
-            if isinstance(g, dict)
-            else type(g).__name__
-        )
-        raise ValueError(
-            f"{name} ({type(layer).__name__}).backward returned gradients {got}; expected "
-            f"the keys, shapes and dtypes of its params {want}"
-        )
 
 
 def _output(spec: Network, out: np.ndarray) -> np.ndarray:
@@ -381,7 +360,7 @@ def _train_pass(
     try:
         out, caches = _run_forward(spec, params, x, True, rng, ws)
         value, dout = _value_and_grad(spec, out, y)
-        grads = _run_backward(spec, params, caches, dout, x.shape)
+        grads = _run_backward(spec, params, caches, dout)
         if ws is not None and ws.nbytes:  # nothing returned may live in the workspace
             out = out.copy() if ws.holds(out) else out
             for name in spec._layout.with_params:

@@ -121,7 +121,9 @@ class Dense(Layer):
     def forward(self, params: dict, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
         """``x`` (n, d_in) -> ``a`` (n, d_out)."""
         z = x @ params["w"] + params["b"]
-        a = get_activation(self.activation).forward(z)
+        act = get_activation(self.activation)
+        # z is this call's own array and backward needs only a: a can take its place
+        a = act.forward(z, out=z) if act.in_place else act.forward(z)
         return a, (x, z, a)
 
     def backward(
