@@ -49,15 +49,15 @@ def targets(spec: pn.Network, n: int, rng: np.random.Generator, one_hot: bool = 
 
 
 def preactivations(params: dict, x: np.ndarray, rng: np.random.Generator | None) -> list:
-    """Each Dense layer's ``z`` (from its cache) with its activation name, replaying
-    the pass's dropout masks: the layers a pass runs, each given the same rng in turn."""
+    """Each Dense layer's ``z = x @ w + b`` with its activation name, replaying the
+    pass's dropout masks: the layers a pass runs, each given the same rng in turn."""
     spec = params[pn.SPEC_KEY]
     out, a = [], x
     for layer, name in zip(spec.layout.run_layers, spec.layer_names(), strict=True):
-        a, cache = layer.forward(params.get(name), a, Context(rng is not None, rng))
+        p = params.get(name)
         if isinstance(layer, pn.Dense):
-            _, z, _ = cache  # Dense caches (x, z, a)
-            out.append((layer.activation, z))
+            out.append((layer.activation, a @ p["w"] + p["b"]))
+        a, _ = layer.forward(p, a, Context(rng is not None, rng))
     return out
 
 
