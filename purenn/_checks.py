@@ -33,6 +33,25 @@ def positive_int(value: object, name: str) -> int:
     return int(value)
 
 
+def as_shape(value: object, name: str) -> tuple[int, ...]:
+    """``16``, ``(16,)`` or ``(1, 28, 28)`` as a tuple of positive Python ints.
+
+    Raises:
+        TypeError: for anything but an int or a non-empty tuple or list of ints.
+        ValueError: for a size below 1.
+    """
+    dims = (value,) if isinstance(value, numbers.Integral) else value
+    if (
+        not isinstance(dims, tuple | list)
+        or not dims
+        or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims)
+    ):
+        raise TypeError(f"{name} must be an int or a tuple of ints; got {value!r}")
+    if min(dims) < 1:
+        raise ValueError(f"{name} must hold positive sizes; got {value!r}")
+    return tuple(int(d) for d in dims)
+
+
 def as_bool(value: object) -> bool:
     """attrs converter: ``True``/``False`` (NumPy bools too) as a Python bool; nothing else."""
     if not isinstance(value, bool | np.bool_):

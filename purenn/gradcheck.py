@@ -59,6 +59,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from purenn._checks import as_shape, positive_int
 from purenn.activations import Activation, get_activation
 from purenn.base import Context, Layer
 from purenn.core import loss as network_loss
@@ -570,25 +571,6 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     b = np.array(a, copy=True)
     b.flags.writeable = False
     return b
-
-
-def _as_shape(value: Any, what: str) -> tuple[int, ...]:
-    dims = (value,) if isinstance(value, numbers.Integral) else value
-    if not isinstance(dims, tuple | list) or not all(
-        isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims
-    ):
-        raise TypeError(f"{what} must be an int or a tuple of ints; got {value!r}")
-    if not dims or min(dims) < 1:
-        raise ValueError(f"{what} must hold positive sizes; got {value!r}")
-    return tuple(int(d) for d in dims)
-
-
-def _positive(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{what} must be a positive int; got {value!r}")
-    if value < 1:
-        raise ValueError(f"{what} must be a positive int; got {value!r}")
-    return int(value)
 
 
 def _invoke(label: str, what: str, fn: Callable, *args: Any, hint: str = "", **kwargs: Any) -> Any:
@@ -1224,8 +1206,8 @@ def check_layer(
             f"check_layer expects an instance of a purenn.Layer subclass; got "
             f"{type(layer).__name__}. Pass e.g. Dense(4), not the class"
         )
-    in_shape = _as_shape(input_shape, "input_shape")
-    batch = _positive(batch, "batch")
+    in_shape = as_shape(input_shape, "input_shape")
+    batch = positive_int(batch, "batch")
     given = x is not None
     if given:
         _require_float64(x, "x")
@@ -1308,7 +1290,7 @@ def check_activation(
     """
     act = activation if isinstance(activation, Activation) else get_activation(activation)
     label = f"activation {act.name!r}"
-    shape = _as_shape(shape, "shape")
+    shape = as_shape(shape, "shape")
     da = np.random.default_rng([seed, 1]).normal(size=shape)
 
     def fwd(z: np.ndarray, what: str) -> np.ndarray:
@@ -1466,8 +1448,8 @@ def check_loss(
     """
     loss = loss if isinstance(loss, Loss) else as_loss(loss)
     label = f"loss {loss!r}"
-    out_shape = _as_shape(out_shape, "out_shape")
-    n = _positive(n, "n")
+    out_shape = as_shape(out_shape, "out_shape")
+    n = positive_int(n, "n")
     rng = np.random.default_rng([seed, 0])
     if y is None:
         y = _default_targets(loss, n, out_shape, rng)

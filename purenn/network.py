@@ -6,23 +6,15 @@ import json
 from typing import Any, NamedTuple
 
 import attrs
-import numpy as np
 
+from purenn._checks import as_shape
 from purenn.base import Layer, Shape, is_registered_layer, layer_class
 from purenn.losses import Loss, as_loss, loss_from_dict, loss_to_dict
 
 
 def _as_shape(value: Any) -> Shape:
-    """``16`` or ``(16,)`` or ``(1, 28, 28)`` -> a tuple of positive ints."""
-    dims = (value,) if isinstance(value, int | np.integer) else value
-    if not isinstance(dims, tuple | list) or not dims:
-        raise TypeError(f"Network.input_shape must be an int or a tuple of ints; got {value!r}")
-    for d in dims:
-        if isinstance(d, bool) or not isinstance(d, int | np.integer):
-            raise TypeError(f"Network.input_shape must be an int or a tuple of ints; got {value!r}")
-        if d < 1:
-            raise ValueError(f"Network.input_shape must hold positive sizes; got {value!r}")
-    return tuple(int(d) for d in dims)
+    """attrs converter: :func:`purenn._checks.as_shape` naming the field."""
+    return as_shape(value, "Network.input_shape")
 
 
 def _as_layers(value: Any) -> tuple:

@@ -430,8 +430,9 @@ def fit(
             val_loss, val_acc = _validate(params, val, batch_size, epoch, epoch_loop, history)
         seconds = time.perf_counter() - t0
         run_seconds += seconds
-        _record(history, epoch, train_loss, train_acc, val_loss, val_acc, _lr(optimizer, state))
-        history["seconds"].append(seconds)
+        epoch_values = (epoch, train_loss, train_acc, val_loss, val_acc, _lr(optimizer, state))
+        for key, value in zip(HISTORY_KEYS, (*epoch_values, seconds), strict=True):
+            history[key].append(value)
 
         improved = False
         if val is not None:
@@ -628,13 +629,6 @@ def _lr(optimizer: Any, state: Any) -> float | None:
     if callable(lr_at) and isinstance(count, int) and count > 0:
         return float(lr_at(count - 1))
     return None
-
-
-def _record(history: dict, epoch: int, *values: Any) -> None:
-    """Append one epoch's values (``seconds`` is added by the caller)."""
-    keys = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
-    for key, value in zip(keys, (epoch, *values), strict=True):
-        history[key].append(value)
 
 
 def _write_checkpoint(
