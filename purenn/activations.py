@@ -158,11 +158,7 @@ def relu_backward(
     z: np.ndarray, a: np.ndarray, da: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
     # da/dz = 1 where z > 0 (equivalently a > 0), else 0
-    if out is None:
-        return da * (a > 0)
-    # the same with no temporary: a = max(z, 0) >= 0, so sign(a) is 1 where a > 0, else 0
-    np.sign(a, out=out)
-    return np.multiply(out, da, out=out)
+    return np.multiply(da, a > 0, out=out)
 
 
 def leaky_relu(z: np.ndarray) -> np.ndarray:
