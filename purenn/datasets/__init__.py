@@ -1,4 +1,6 @@
-"""Data sets that load anywhere: pendigits, MNIST, Fashion-MNIST and CSV files.
+"""Data sets that load anywhere: pendigits, MNIST, Fashion-MNIST and CSV files,
+and seeded toy problems (``make_spiral``, ``make_moons``, ``make_circles``,
+``make_xor``, ``make_sine``).
 
 Every loader returns raw values as ``(x_train, y_train), (x_test, y_test)`` and
 verifies what it reads against pinned checksums. Files are looked for in the
@@ -18,6 +20,7 @@ from purenn.datasets._idx import read_idx
 from purenn.datasets._images import load_fashion_mnist, load_mnist
 from purenn.datasets._paths import cache_dir, search_dirs
 from purenn.datasets._pendigits import load_pendigits
+from purenn.datasets._toy import make_circles, make_moons, make_sine, make_spiral, make_xor
 from purenn.preprocessing import batches, train_val_split
 
 __all__ = [
@@ -29,6 +32,11 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "load_pendigits",
+    "make_circles",
+    "make_moons",
+    "make_sine",
+    "make_spiral",
+    "make_xor",
     "read_idx",
     "search_dirs",
     "train_val_split",
