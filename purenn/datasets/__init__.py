@@ -5,8 +5,9 @@ and seeded toy problems (``make_spiral``, ``make_moons``, ``make_circles``,
 Every loader returns raw values as ``(x_train, y_train), (x_test, y_test)`` and
 verifies what it reads against pinned checksums. Files are looked for in the
 ``data_dir`` argument, then ``$PURENN_DATA``, then the user cache
-(``$XDG_CACHE_HOME/purenn`` or ``~/.cache/purenn``); missing files are
-downloaded into the cache when ``download=True``. See ``docs/data.md``.
+(``$XDG_CACHE_HOME/purenn`` or ``~/.cache/purenn``), then (pendigits only)
+the copy bundled with purenn; missing files are downloaded into the cache when
+``download=True``. See ``docs/data.md``.
 
     (x_train, y_train), (x_test, y_test) = purenn.datasets.load_mnist()
 
