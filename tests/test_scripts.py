@@ -270,13 +270,13 @@ def test_missing_data_is_a_clear_error(tmp_path, monkeypatch, capsys):
         parser, {"mlp": {"hidden": [4], "lr": 0.1, "epochs": 1, "batch_size": 2}}, []
     )
 
-    def loader(data_dir):
-        return load_pendigits(data_dir, download=False)
+    def loader(data_dir):  # MNIST: pendigits is bundled, so it is never missing
+        return load_mnist(data_dir, download=False)
 
     with pytest.raises(SystemExit) as exc:
         experiment.load_data(parser, loader, args)
     assert exc.value.code == 1
-    assert "pendigits" in capsys.readouterr().err
+    assert "MNIST not found" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- augment_strokes
