@@ -628,7 +628,7 @@ class LayerDiagnostics:
             training samples), or None to skip the dead-unit count.
     """
 
-    probe: np.ndarray | None = None
+    probe: np.ndarray | None = attrs.field(default=None, repr=False)
 
     def on_step(self, info: StepInfo) -> dict:
         out = {}

@@ -1051,7 +1051,7 @@ def _draw_boundary(ax, params: dict, spec, dtype, x: np.ndarray, y: np.ndarray, 
 
     xx, yy, extent = _grid(x, res)
     labels, confidence = _class_surface(params, spec, dtype, np.c_[xx.ravel(), yy.ravel()])
-    k = max(2, int(spec.output_shape[0]) if spec.output_shape[0] > 1 else 2)
+    k = max(2, spec.output_shape[0])  # a single sigmoid output still draws two classes
     colors = np.array([to_rgb(CLASS_COLORS[i % len(CLASS_COLORS)]) for i in range(k)])
     # fade each region towards white where the network is unsure
     strength = (0.25 + 0.45 * confidence)[:, None]
