@@ -1,6 +1,6 @@
 """purenn.sklearn: scikit-learn's own estimator checks on both estimators, a
-Pipeline with a scaler inside GridSearchCV, partial_fit, early stopping, and
-the estimators without scikit-learn installed (in a fresh interpreter).
+Pipeline with a scaler inside GridSearchCV, partial_fit and early stopping
+(the estimators without scikit-learn: tests/test_sklearn_optional.py).
 
 Checks that skip themselves: ``check_array_api_input`` (needs SCIPY_ARRAY_API=1
 and array-api-compat; the estimators compute in NumPy only) and the
@@ -8,11 +8,6 @@ and array-api-compat; the estimators compute in NumPy only) and the
 """
 
 from __future__ import annotations
-
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,8 +22,6 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @parametrize_with_checks([MLPClassifier(), MLPRegressor()])
@@ -121,51 +114,3 @@ def test_bad_hyperparameters_are_refused_at_fit():
             MLPClassifier(**kwargs).fit(x, y)
     with pytest.raises(ValueError, match="at least 2 classes"):
         MLPClassifier().fit(x, np.zeros(20, int))
-
-
-def test_estimators_work_without_scikit_learn(tmp_path):
-    code = textwrap.dedent(
-        """
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "sklearn" or name.startswith("sklearn."):
-                    raise ImportError("scikit-learn is blocked in this test")
-        sys.meta_path.insert(0, Block())
-        import numpy as np
-        from purenn import sklearn as ps
-        from purenn.datasets import make_moons, make_sine
-        assert not ps.HAVE_SKLEARN
-        x, y = make_moons(200, rng=0, dtype=np.float64)
-        clf = ps.MLPClassifier((16,), max_iter=40, random_state=0, learning_rate_init=0.01)
-        try:
-            clf.predict(x)
-        except ps.NotFittedError:
-            pass
-        else:
-            raise AssertionError("predict before fit must raise")
-        clf.fit(x, y)
-        assert clf.score(x, y) > 0.8 and clf.n_features_in_ == 2
-        assert clf.get_params()["hidden_layer_sizes"] == (16,)
-        assert clf.set_params(alpha=0.5) is clf and clf.alpha == 0.5
-        try:
-            clf.set_params(nope=1)
-        except ValueError as err:
-            assert "Invalid parameter 'nope'" in str(err)
-        try:
-            clf.predict(np.zeros((3, 5)))
-        except ValueError as err:
-            assert "X has 5 features" in str(err)
-        xs, ys = make_sine(200, rng=0, dtype=np.float64)
-        reg = ps.MLPRegressor((16,), "tanh", max_iter=100, learning_rate_init=0.01,
-                              random_state=0).fit(xs, ys[:, 0])
-        assert reg.score(xs, ys[:, 0]) > 0.5, reg.score(xs, ys[:, 0])
-        assert "sklearn" not in sys.modules
-        print("ok")
-        """
-    )
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
