@@ -101,7 +101,7 @@ def test_boundary_animation_has_one_frame_per_snapshot(tmp_path):
 def test_first_layer_weights_for_dense_on_images_and_for_conv_filters():
     dense = nn.init(nn.Network((1, 6, 6), [nn.Flatten(), nn.Dense(5, "softmax")]), 0)
     # the first layer with params is dense_0 on a flattened 6x6 image
-    fig = plots.first_layer_weights(dense, image_shape=(6, 6))
+    fig = plots.first_layer_weights(dense)  # (1, 6, 6) inputs: each unit as a 6x6 image
     images = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
     assert len(images) == 5
     np.testing.assert_allclose(images[2].get_array(), dense["dense_0"]["w"][:, 2].reshape(6, 6))
