@@ -617,7 +617,8 @@ class LayerDiagnostics:
     |p_before|``, about 1e-3 in a healthy run). Every epoch, when ``probe`` is
     given: ``<layer>.dead_fraction``, the fraction of the layer's output units
     that are exactly 0 on every probe sample in evaluation mode (dead ReLUs; a
-    tanh or sigmoid unit is never exactly 0). The last layer is left out of the
+    tanh or sigmoid unit is never exactly 0; for a Conv2D every position of
+    every filter's output counts as a unit). The last layer is left out of the
     dead count: its output is the network's.
 
     It costs one pass over the params per step and one forward pass over the
