@@ -320,6 +320,11 @@ class Hooks:
         def add(key: str, value: Any, who: str) -> None:
             if key in added:
                 raise ValueError(f"history key {key!r} was given twice at epoch {epoch} ({who})")
+            if not isinstance(history.get(key, []), list) or len(history.get(key, [])) >= n:
+                raise ValueError(  # a key fit itself fills (this list may grow with fit)
+                    f"{who} returned history key {key!r}, which fit writes itself; choose "
+                    "another name"
+                )
             column = history.setdefault(key, [])
             column.extend([None] * (n - 1 - len(column)))  # a key that starts late
             column.append(value)
