@@ -8,7 +8,7 @@ is a handful of pure functions::
     params = purenn.sgd_step(params, purenn.grads(params, x, y), lr=0.1)
 """
 
-from purenn import gradcheck, losses, metrics, optim, schedules
+from purenn import callbacks, gradcheck, losses, metrics, optim, schedules
 from purenn.activations import register_activation
 from purenn.base import Context, Layer, register_layer
 from purenn.checkpoint import Checkpoint, load, register_record, save
@@ -61,6 +61,7 @@ __all__ = [
     "TrainPass",
     "Workspace",
     "__version__",
+    "callbacks",
     "check_inputs",
     "fit",
     "forward",

@@ -616,6 +616,7 @@ def run(args: argparse.Namespace, data: Data) -> dict[str, Any]:
         f"{args.model} {' -> '.join(spec.layer_names())} ({n_params:,} parameters); "
         f"writing to {out}",
     )
+    _say(args, spec.summary())
 
     t0 = time.perf_counter()
     params, history = fit(

@@ -6,10 +6,11 @@ import json
 from typing import Any, NamedTuple
 
 import attrs
+import numpy as np
 
 from purenn._checks import as_shape
 from purenn.base import Layer, Shape, is_registered_layer, layer_class
-from purenn.losses import Loss, as_loss, loss_from_dict, loss_to_dict
+from purenn.losses import Loss, as_loss, describe, loss_from_dict, loss_to_dict
 
 
 def _as_shape(value: Any) -> Shape:
@@ -103,6 +104,32 @@ def _layout(input_shape: Shape, layers: tuple, loss: Loss) -> Layout:
     )
 
 
+_KIND_WIDTH = 44  # longer kinds are cut, so one odd layer cannot widen the whole table
+
+
+def _size(tree: Any) -> int:
+    """The number of array elements in a layer's params (nested dicts allowed)."""
+    if tree is None:
+        return 0
+    if isinstance(tree, dict):
+        return sum(_size(v) for v in tree.values())
+    return int(np.size(tree))
+
+
+def _kind(layer: Layer) -> str:
+    """``Dense(units=16, activation='tanh')``: the class and the fields that differ
+    from their defaults."""
+    parts = []
+    for field in attrs.fields(type(layer)):
+        value, default = getattr(layer, field.name), field.default
+        if default is not attrs.NOTHING and field.converter is not None:
+            default = field.converter(default)  # stride=1 is stored as (1, 1)
+        if default is attrs.NOTHING or value != default:
+            parts.append(f"{field.name}={value!r}")
+    text = f"{type(layer).__name__}({', '.join(parts)})"
+    return text if len(text) <= _KIND_WIDTH else text[: _KIND_WIDTH - 3] + "..."
+
+
 @attrs.frozen
 class Network:
     """An immutable description of a network: hashable, comparable, JSON-able.
@@ -151,6 +178,52 @@ class Network:
     @property
     def output_shape(self) -> Shape:
         return self._layout.shapes[-1]
+
+    def param_counts(self) -> dict[str, int]:
+        """The number of parameters of each layer, by layer name (0 for layers
+        without params), worked out from the layers' own ``init_params``."""
+        counts = {}
+        rng = np.random.default_rng(0)  # the values are thrown away; only sizes count
+        for name, layer, in_shape in zip(
+            self._layout.names, self.layers, self._layout.shapes[:-1], strict=True
+        ):
+            if layer.has_params:
+                counts[name] = _size(layer.init_params(rng, in_shape, np.dtype(np.float32)))
+            else:
+                counts[name] = 0
+        return counts
+
+    def summary(self) -> str:
+        """A text table of the layers: name, kind (class and non-default fields),
+        per-sample output shape and parameter count, then the total::
+
+            layer    kind                          output  params
+            input                                  (2,)         0
+            dense_0  Dense(units=16)               (16,)       48
+            dense_1  Dense(units=3, activation=..  (3,)        51
+            total                                              99
+
+        Returns:
+            The table as one string (no trailing newline), for ``print``.
+        """
+        counts = self.param_counts()
+        rows = [("input", "", str(self.input_shape), "0")]
+        for name, layer, shape in zip(
+            self._layout.names, self.layers, self._layout.shapes[1:], strict=True
+        ):
+            rows.append((name, _kind(layer), str(shape), f"{counts[name]:,}"))
+        rows.append(("total", "", "", f"{sum(counts.values()):,}"))
+        header = ("layer", "kind", "output", "params")
+        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(4)]
+
+        def line(row: tuple[str, ...]) -> str:
+            cells = [row[i].ljust(widths[i]) for i in range(3)] + [row[3].rjust(widths[3])]
+            return "  ".join(cells).rstrip()
+
+        rule = "  ".join("-" * w for w in widths)
+        loss = describe(self.loss)
+        title = f"Network: input {self.input_shape}, output {self.output_shape}, loss {loss}"
+        return "\n".join([title, line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])])
 
     def to_dict(self) -> dict:
         """Plain JSON-able form; :meth:`from_dict` rebuilds an equal spec."""

@@ -41,6 +41,12 @@ Run-folder contract
 
     ``m`` may be 0 (a perfect model); the grid then says so.
 
+What a network learned, drawn from params (a checkpoint's, or snapshots
+recorded during ``fit``), never by retraining: :func:`decision_boundary`,
+:func:`boundary_animation`, :func:`first_layer_weights`, and
+:func:`layer_diagnostics` from the history values of
+:class:`purenn.callbacks.LayerDiagnostics`.
+
 Figures written by :func:`plot_run`: ``loss.png``, ``accuracy.png``,
 ``confusion.png``, ``confusion_normalized.png``, ``misclassified.png`` and
 ``loss.gif``.
@@ -64,9 +70,15 @@ from purenn._checks import positive_int
 from purenn.fileio import atomic_write
 
 __all__ = [
+    "CLASS_COLORS",
+    "DIAGNOSTICS",
     "FIGURE_NAMES",
     "accuracy_curves",
+    "boundary_animation",
     "confusion_matrix",
+    "decision_boundary",
+    "first_layer_weights",
+    "layer_diagnostics",
     "load_misclassified",
     "loss_curves",
     "loss_curves_animation",
@@ -962,3 +974,362 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     ]
     written.append(loss_curves_animation(history, out / FIGURE_NAMES[-1]))
     return written
+
+
+# --------------------------------------------------------------------------- what a network learned
+
+
+def _network_params(params: object) -> tuple:
+    """``(spec, dtype)`` of a params tree, or a clear TypeError."""
+    from purenn.core import params_dtype
+    from purenn.network import Network
+    from purenn.tree import SPEC_KEY
+
+    spec = params.get(SPEC_KEY) if isinstance(params, Mapping) else None
+    if not isinstance(spec, Network):
+        raise TypeError(
+            f"params must be a params tree from purenn.init (or a checkpoint's .params); "
+            f"got {type(params).__name__}"
+        )
+    return spec, params_dtype(params)
+
+
+def _points(spec, x: object, y: object, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    if spec.input_shape != (dims,):
+        raise ValueError(
+            f"decision_boundary draws networks on {dims}-D inputs; this one takes "
+            f"{spec.input_shape}"
+        )
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != dims or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (n, {dims}) with n >= 1; got {x.shape}")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"y must have one entry per sample of x ({x.shape[0]}); got {y.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("x holds NaN or inf; drop those samples before plotting")
+    return x, y
+
+
+def _grid(x: np.ndarray, resolution: int, margin: float = 0.15) -> tuple[np.ndarray, ...]:
+    lo, hi = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
+    pad = np.maximum(hi - lo, 1e-6) * margin
+    lo, hi = lo - pad, hi + pad
+    gx = np.linspace(lo[0], hi[0], resolution)
+    gy = np.linspace(lo[1], hi[1], resolution)
+    xx, yy = np.meshgrid(gx, gy)
+    return xx, yy, (lo[0], hi[0], lo[1], hi[1])
+
+
+def _class_surface(params: dict, spec, dtype, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class and its confidence (in [0, 1]) at every grid point."""
+    from purenn.core import forward
+
+    out = forward(params, grid.astype(dtype))
+    if out.shape[1] == 1:  # one sigmoid output: class 1 where p > 0.5
+        p = out[:, 0].astype(np.float64)
+        return (p > 0.5).astype(np.int64), np.abs(2 * p - 1)
+    if not spec.loss.has_accuracy or spec.loss.num_classes(spec.output_shape) is None:
+        raise ValueError(
+            "decision_boundary colours the regions of a single-label classifier (a softmax "
+            f"or a single sigmoid output); this network's loss is {spec.loss!r}"
+        )
+    top = out.max(axis=1).astype(np.float64)
+    k = out.shape[1]
+    return out.argmax(axis=1), (top - 1 / k) / (1 - 1 / k)
+
+
+CLASS_COLORS = (
+    "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
+    "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan",
+)  # fmt: skip
+"""The colour of each class in decision-boundary figures (cycled past ten)."""
+
+
+def _draw_boundary(ax, params: dict, spec, dtype, x: np.ndarray, y: np.ndarray, res: int) -> None:
+    from matplotlib.colors import ListedColormap, to_rgb
+
+    xx, yy, extent = _grid(x, res)
+    labels, confidence = _class_surface(params, spec, dtype, np.c_[xx.ravel(), yy.ravel()])
+    k = max(2, spec.output_shape[0])  # a single sigmoid output still draws two classes
+    colors = np.array([to_rgb(CLASS_COLORS[i % len(CLASS_COLORS)]) for i in range(k)])
+    # fade each region towards white where the network is unsure
+    strength = (0.25 + 0.45 * confidence)[:, None]
+    rgb = 1.0 - strength * (1.0 - colors[labels])
+    ax.imshow(
+        rgb.reshape(res, res, 3), origin="lower", extent=extent, aspect="auto",
+        interpolation="bilinear",
+    )  # fmt: skip
+    ax.contour(xx, yy, labels.reshape(res, res), levels=np.arange(k) + 0.5, colors="k",
+               linewidths=0.6, alpha=0.6)  # fmt: skip
+    y_labels = y.astype(np.int64).ravel() if y.ndim == 1 or y.shape[1] == 1 else y.argmax(axis=1)
+    ax.scatter(
+        x[:, 0], x[:, 1], c=y_labels, cmap=ListedColormap(colors), vmin=-0.5, vmax=k - 0.5,
+        s=12, edgecolors="white", linewidths=0.4,
+    )  # fmt: skip
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_xlabel("x[0]")
+    ax.set_ylabel("x[1]")
+
+
+def _draw_regression(ax, params: dict, dtype, x: np.ndarray, y: np.ndarray, res: int) -> None:
+    from purenn.core import forward
+
+    y = y.reshape(y.shape[0], -1)
+    lo, hi = float(x.min()), float(x.max())
+    pad = max(hi - lo, 1e-6) * 0.05
+    grid = np.linspace(lo - pad, hi + pad, res)[:, None]
+    fit_y = forward(params, grid.astype(dtype))
+    ax.scatter(x[:, 0], y[:, 0], s=10, color=_TRAIN_COLOR, alpha=0.6, label="data")
+    ax.plot(grid[:, 0], fit_y[:, 0], color=_VAL_COLOR, linewidth=2, label="network")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.legend(loc="best")
+
+
+def _resolution(value: object) -> int:
+    value = positive_int(value, "resolution")
+    if value < 2:
+        raise ValueError(f"resolution must be >= 2 grid points per axis; got {value}")
+    return value
+
+
+def decision_boundary(
+    params: dict, x: np.ndarray, y: np.ndarray, *, resolution: int = 200, title: str | None = None
+) -> Figure:
+    """What a network has learned in input space.
+
+    For a classifier on 2-D inputs: the class the network predicts at every point
+    of a grid around the data (each class its colour, paler where the network is
+    less sure), the boundaries between classes, and the points coloured by their
+    true class. For a network on 1-D inputs (regression): the data and the
+    network's curve through it.
+
+    Args:
+        params: a params tree (its spec says how to read the output).
+        x: inputs ``(n, 2)`` (classifier) or ``(n, 1)`` (regression).
+        y: int labels ``(n,)`` (or one-hot / 0-1 ``(n, k)``), or targets ``(n, 1)``.
+        resolution: grid points per axis (per the x axis for 1-D).
+        title: the figure title (default: says what is drawn).
+
+    Returns:
+        The figure.
+
+    Raises:
+        TypeError: for params that are not a params tree.
+        ValueError: for a network that is not on 1-D or 2-D inputs, or data of
+            another shape.
+    """
+    spec, dtype = _network_params(params)
+    resolution = _resolution(resolution)
+    fig = _new_figure(5.6, 4.8)
+    ax = fig.add_subplot()
+    if spec.input_shape == (1,):
+        x, y = _points(spec, x, y, 1)
+        _draw_regression(ax, params, dtype, x, y, resolution)
+        ax.set_title(title or "Network fit")
+    else:
+        x, y = _points(spec, x, y, 2)
+        _draw_boundary(ax, params, spec, dtype, x, y, resolution)
+        ax.set_title(title or "Decision boundary")
+    return fig
+
+
+def boundary_animation(
+    snapshots: Sequence,
+    x: np.ndarray,
+    y: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    fps: int = 5,
+    resolution: int = 120,
+    hold_seconds: float = 1.5,
+    dpi: int = 80,
+) -> Path:
+    """Write an animated GIF of the decision boundary (or the regression curve)
+    over training, one frame per snapshot.
+
+    Args:
+        snapshots: ``[(epoch, params), ...]``, e.g. from
+            :func:`purenn.callbacks.load_snapshots` (recorded during ``fit`` by
+            :class:`purenn.callbacks.Snapshots`), in order.
+        x, y: the points to draw, as for :func:`decision_boundary`.
+        path: where to write; must end in ``.gif``. Written atomically.
+        fps: frames per second.
+        resolution: grid points per axis.
+        hold_seconds: how long the last frame stays up.
+        dpi: resolution of each frame.
+
+    Returns:
+        The path written.
+
+    Raises:
+        TypeError, ValueError: for an empty or malformed snapshot list, or as
+            :func:`decision_boundary`.
+    """
+    from matplotlib.animation import PillowWriter
+
+    out = _check_path(path, ".gif", "boundary_animation")
+    fps, dpi = positive_int(fps, "fps"), positive_int(dpi, "dpi")
+    resolution = _resolution(resolution)
+    if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, numbers.Real):
+        raise TypeError(f"hold_seconds must be a number; got {type(hold_seconds).__name__}")
+    if not (math.isfinite(hold_seconds) and hold_seconds >= 0):
+        raise ValueError(f"hold_seconds must be a finite number >= 0; got {hold_seconds}")
+    frames = list(snapshots) if isinstance(snapshots, Sequence) else None
+    if not frames or not all(isinstance(f, tuple | list) and len(f) == 2 for f in frames):
+        raise TypeError(
+            "snapshots must be a non-empty list of (epoch, params) pairs, e.g. "
+            "purenn.callbacks.load_snapshots(folder)"
+        )
+    specs = [_network_params(p)[0] for _, p in frames]
+    if any(s != specs[0] for s in specs):
+        raise ValueError("every snapshot must be of the same network")
+    spec, dtype = _network_params(frames[0][1])
+    one_d = spec.input_shape == (1,)
+    x, y = _points(spec, x, y, 1 if one_d else 2)
+
+    fig = _new_figure(5.6, 4.8)
+    ax = fig.add_subplot()
+    last = len(frames) - 1
+
+    def show(i: int) -> None:
+        ax.clear()
+        epoch, params = frames[i]
+        if one_d:
+            _draw_regression(ax, params, dtype, x, y, resolution)
+        else:
+            _draw_boundary(ax, params, spec, dtype, x, y, resolution)
+        ax.set_title(f"epoch {int(epoch)} of {int(frames[last][0])}")
+
+    show(last)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")  # fixed layout: the axes do not move between frames
+
+    def write(tmp: Path) -> None:
+        writer = PillowWriter(fps=fps)
+        with writer.saving(fig, str(tmp), dpi):
+            for i in range(len(frames)):
+                show(i)
+                writer.grab_frame()
+            for _ in range(round(hold_seconds * fps)):
+                writer.grab_frame()
+
+    return atomic_write(out, write)
+
+
+def first_layer_weights(
+    params: dict, *, image_shape: Sequence[int] | None = None, max_units: int = 64
+) -> Figure:
+    """The first layer's weights as images: what each unit or filter looks for.
+
+    For a first ``Dense`` layer on image inputs, each unit's column of ``w`` is
+    reshaped to the image (``image_shape``, or the network's input shape when
+    that is ``(h, w)`` or ``(c, h, w)``). For a first ``Conv2D``, each filter
+    is drawn (its first channel; RGB for 3 channels). Each image has its own
+    symmetric colour scale (red positive, blue negative, white 0).
+
+    Args:
+        params: a params tree whose first layer with params has a ``w`` of shape
+            ``(d_in, units)`` or ``(filters, channels, kh, kw)``.
+        image_shape: ``(h, w)`` to reshape a flat input to (e.g. ``(28, 28)``).
+        max_units: most units drawn (the first ones).
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: when the first layer's weights cannot be drawn as images
+            (say what ``image_shape`` to give).
+    """
+    spec, _ = _network_params(params)
+    max_units = positive_int(max_units, "max_units")
+    names = spec.layout.with_params
+    if not names or "w" not in params[names[0]]:
+        raise ValueError("the network's first layer with params has no 'w' to draw")
+    name = names[0]
+    w = np.asarray(params[name]["w"], dtype=np.float64)
+    if w.ndim == 4:  # (filters, channels, kh, kw)
+        images = w[:, :3].transpose(0, 2, 3, 1) if w.shape[1] == 3 else w[:, 0]
+    elif w.ndim == 2:
+        shape = tuple(image_shape) if image_shape is not None else spec.input_shape
+        if len(shape) == 3 and shape[0] == 1:
+            shape = shape[1:]
+        if len(shape) != 2 or shape[0] * shape[1] != w.shape[0]:
+            raise ValueError(
+                f"{name} takes {w.shape[0]} inputs; pass image_shape=(h, w) with h * w == "
+                f"{w.shape[0]} to draw its weights as images (e.g. (28, 28) for MNIST, "
+                "(4, 4) to see 16 features as a square)"
+            )
+        images = w.T.reshape(-1, *shape)
+    else:
+        raise ValueError(f"{name}'s weights have shape {w.shape}; expected 2-D or 4-D")
+    images = images[:max_units]
+    n = images.shape[0]
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    fig = _new_figure(1.1 * cols + 0.4, 1.1 * rows + 0.6)
+    for i in range(rows * cols):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        img = images[i]
+        if img.ndim == 3:  # RGB filter: stretch to [0, 1]
+            span = np.ptp(img) or 1.0
+            ax.imshow((img - img.min()) / span, interpolation="nearest")
+        else:
+            limit = float(np.abs(img).max()) or 1.0
+            ax.imshow(img, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(str(i), fontsize=7)
+    fig.suptitle(f"{name} weights ({n} of {w.shape[0] if w.ndim == 4 else w.shape[1]})")
+    return fig
+
+
+DIAGNOSTICS = ("grad_norm", "update_ratio", "dead_fraction")
+"""The per-layer history values :class:`purenn.callbacks.LayerDiagnostics` records."""
+
+
+def layer_diagnostics(history: Mapping) -> Figure:
+    """Per-layer health over epochs, from the history values that
+    :class:`purenn.callbacks.LayerDiagnostics` recorded (``<layer>.grad_norm``,
+    ``<layer>.update_ratio``, ``<layer>.dead_fraction``): one panel per kind,
+    one line per layer; gradient norms and update ratios on a log scale.
+
+    Raises:
+        ValueError: if the history holds none of those values.
+    """
+    epochs = _epochs(history)
+    panels = []
+    for kind in DIAGNOSTICS:
+        keys = sorted(k for k in history if isinstance(k, str) and k.endswith("." + kind))
+        if keys:
+            panels.append((kind, keys))
+    if not panels:
+        raise ValueError(
+            "the history holds no layer diagnostics; record them with fit(..., "
+            "callbacks=[purenn.callbacks.LayerDiagnostics(probe=x[:256])])"
+        )
+    fig = _new_figure(4.2 * len(panels), 3.6)
+    labels = {
+        "grad_norm": "gradient norm",
+        "update_ratio": "|update| / |weights|",
+        "dead_fraction": "dead units (fraction)",
+    }
+    for i, (kind, keys) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for key in keys:
+            values = _series(history, key, len(epochs), optional=True, unit=kind == "dead_fraction")
+            ax.plot(epochs, values, marker="o", markersize=2.5, label=key.rsplit(".", 1)[0])
+        if kind != "dead_fraction":
+            positive = [v for k in keys for v in history[k] if v is not None and v > 0]
+            if positive:
+                ax.set_yscale("log")
+        else:
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("epoch")
+        ax.set_title(labels[kind])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7, loc="best")
+    return fig

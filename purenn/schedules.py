@@ -29,6 +29,7 @@ __all__ = [
     "CosineDecay",
     "ExponentialDecay",
     "LinearWarmup",
+    "Scaled",
     "StepDecay",
     "from_dict",
     "to_dict",
@@ -183,8 +184,28 @@ class LinearWarmup:
         return self.start_value + (peak - self.start_value) * (step / self.warmup_steps)
 
 
+@attrs.frozen
+class Scaled:
+    """``lr(step) = scale * after(step)``: another schedule, multiplied.
+
+    What :class:`purenn.callbacks.ReduceLROnPlateau` turns a schedule into when
+    it lowers the learning rate (a float learning rate is simply multiplied).
+
+    Args:
+        after: the schedule (or a constant float) to scale.
+        scale: the factor, > 0.
+    """
+
+    after: Any = attrs.field(converter=_schedule_or_rate)
+    scale: float = attrs.field(converter=_factor)
+
+    def __call__(self, step: int) -> float:
+        return self.scale * float(self.after(step))
+
+
 SCHEDULES: dict[str, type] = {
-    cls.__name__: cls for cls in (Constant, StepDecay, ExponentialDecay, CosineDecay, LinearWarmup)
+    cls.__name__: cls
+    for cls in (Constant, StepDecay, ExponentialDecay, CosineDecay, LinearWarmup, Scaled)
 }
 """Schedule classes by name (the name is stored in JSON)."""
 

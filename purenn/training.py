@@ -27,6 +27,10 @@ change (as Keras reports them): cheap, since they come from the very forward
 pass that the gradients need. ``val_*`` are exact evaluation-mode values at the
 end of the epoch (None without ``val``; accuracies are None for an MSE network).
 ``lr`` is the learning rate of the epoch's last update; ``seconds`` its wall time.
+
+``callbacks`` (see :mod:`purenn.callbacks`) add their own per-epoch lists to
+the history (``None`` where a callback gave no value), and ``"lr_scale"`` once
+one of them changes the learning rate; a resumed run keeps them.
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ import math
 import numbers
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from purenn._checks import as_generator, positive_int
+from purenn.callbacks import Hooks
 from purenn.checkpoint import save, storable
 from purenn.core import check_inputs, train_pass
 from purenn.losses import describe
@@ -210,6 +215,14 @@ def _check_history(history: Any, initial_epoch: int) -> dict:
     out = new_history()
     for k in HISTORY_KEYS:
         out[k] = list(history[k])  # a copy: the caller's history is not changed
+    for k, column in history.items():  # values callbacks added, kept for the rest of the run
+        if k not in out and isinstance(column, list):
+            if len(column) != initial_epoch:
+                raise ValueError(
+                    f"history[{k!r}] holds {len(column)} values but initial_epoch is "
+                    f"{initial_epoch}; pass the history saved with the checkpoint you resume from"
+                )
+            out[k] = list(column)
     out["best_epoch"] = history.get("best_epoch")
     return out
 
@@ -311,6 +324,7 @@ def fit(
     history: dict | None = None,
     best_params: dict | None = None,
     augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    callbacks: Sequence[Callable] | None = None,
     verbose: int = 1,
 ) -> tuple[dict, dict]:
     """Train ``params`` with mini-batches of ``train`` for ``epochs`` epochs.
@@ -355,6 +369,12 @@ def fit(
             batch before its step (e.g. :func:`purenn.augment.augment_images`
             wrapped to the network's input shape); it gets ``rng``, so runs stay
             reproducible, and must return a new array of ``xb``'s shape and dtype.
+        callbacks: functions ``cb(epoch, params, history)`` called after every
+            epoch (after the checks above, before the checkpoint), in order; they
+            may add history values, ask to stop, or lower the learning rate, and
+            those with an ``on_step`` method are called after every update too.
+            See :mod:`purenn.callbacks` (snapshots, ReduceLROnPlateau,
+            EarlyStopping, LayerDiagnostics). None or ``[]``: no hooks, no cost.
         verbose: 0 prints nothing; 1 prints one line per epoch to stderr and a
             live bar within epochs that take more than a couple of seconds.
 
@@ -410,6 +430,7 @@ def fit(
     best_params = _resume_best(
         tracker, history, params, best_params, val is not None, restore_best, initial_epoch
     )
+    hooks = Hooks(callbacks, optimizer, history) if callbacks is not None else None
     state = optimizer.init(params) if opt_state is None else opt_state
     if checkpoint_dir is not None:
         _check_storable(state)
@@ -419,7 +440,17 @@ def fit(
 
     steps = (n // batch_size) if drop_last else -(-n // batch_size)
     epoch_loop = _EpochLoop(
-        loss_fn, optimizer, batch_size, rng, shuffle, drop_last, augment, verbose, epochs, steps
+        loss_fn,
+        optimizer if hooks is None else hooks.optimizer,
+        batch_size,
+        rng,
+        shuffle,
+        drop_last,
+        augment,
+        verbose,
+        epochs,
+        steps,
+        hooks.step if hooks is not None and hooks.stepping else None,
     )
     run_seconds = 0.0
     for epoch in range(initial_epoch + 1, epochs + 1):
@@ -430,7 +461,14 @@ def fit(
             val_loss, val_acc = _validate(params, val, batch_size, epoch, epoch_loop, history)
         seconds = time.perf_counter() - t0
         run_seconds += seconds
-        epoch_values = (epoch, train_loss, train_acc, val_loss, val_acc, _lr(optimizer, state))
+        epoch_values = (
+            epoch,
+            train_loss,
+            train_acc,
+            val_loss,
+            val_acc,
+            _lr(epoch_loop.optimizer, state),
+        )
         for key, value in zip(HISTORY_KEYS, (*epoch_values, seconds), strict=True):
             history[key].append(value)
 
@@ -447,6 +485,11 @@ def fit(
                     f"{'s' if patience > 1 else ''}: best {tracker.best:.6g} "
                     f"at epoch {tracker.best_epoch}"
                 )
+        if hooks is not None:
+            reason = hooks.epoch_end(epoch, params, history)
+            epoch_loop.optimizer = hooks.optimizer  # with any new learning-rate scale
+            if reason is not None and not history["stopped_early"]:
+                history["stopped_early"], history["stop_reason"] = True, reason
         last = epoch == epochs or history["stopped_early"]
 
         if checkpoint_dir is not None and (epoch % checkpoint_every == 0 or last):
@@ -526,8 +569,10 @@ class _EpochLoop:
         verbose: int,
         epochs: int,
         steps: int,
+        on_step: Callable | None = None,
     ) -> None:
         self.loss_fn, self.optimizer = loss_fn, optimizer
+        self.on_step = on_step
         self.batch_size, self.rng, self.shuffle, self.drop_last = (
             batch_size,
             rng,
@@ -578,6 +623,10 @@ class _EpochLoop:
                 scored += hits.size
             self.good = (params, state)
             params, state = self.optimizer.update(result.grads, state, params)
+            if self.on_step is not None and self.on_step(
+                epoch, step, result.loss, self.good[0], result.grads, params
+            ):
+                break  # a step hook asked to stop: the epoch ends here
             if self.verbose:
                 now = time.perf_counter()
                 self.live = self.live or now - t0 > _LIVE_AFTER

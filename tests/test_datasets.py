@@ -21,6 +21,7 @@ from purenn.datasets import (
     CorruptFileError,
     DataNotFoundError,
     _images,
+    _pendigits,
     cache_dir,
     load_csv,
     load_fashion_mnist,
@@ -208,7 +209,9 @@ def test_search_dirs_and_cache_dir(isolated, tmp_path, monkeypatch):
         search_dirs(42)
 
 
-def test_not_found_error_lists_files_folders_and_fix(isolated, tmp_path):
+def test_not_found_error_lists_files_folders_and_fix(isolated, tmp_path, monkeypatch):
+    without_bundled = attrs.evolve(_pendigits.PENDIGITS, bundled=None)
+    monkeypatch.setattr(_pendigits, "PENDIGITS", without_bundled)
     with pytest.raises(DataNotFoundError) as info:
         load_pendigits(tmp_path / "nowhere", download=False)
     msg = str(info.value)

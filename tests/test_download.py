@@ -301,8 +301,12 @@ def _fake_pendigits(monkeypatch, mirror: str, zip_url: str):
         ).encode()
         counts = tuple(int(c) for c in np.bincount(y, minlength=10))
         files.append(_pendigits.PendigitsFile(name, counts, arrays_sha256(x, y)))
-    src = attrs.evolve(
-        _pendigits.PENDIGITS, mirrors=(mirror,), zip_urls=(zip_url,), files=tuple(files)
+    src = attrs.evolve(  # no bundled copy: these files must come from the fake mirrors
+        _pendigits.PENDIGITS,
+        mirrors=(mirror,),
+        zip_urls=(zip_url,),
+        files=tuple(files),
+        bundled=None,
     )
     monkeypatch.setattr(_pendigits, "PENDIGITS", src)
     return texts

@@ -270,13 +270,13 @@ def test_missing_data_is_a_clear_error(tmp_path, monkeypatch, capsys):
         parser, {"mlp": {"hidden": [4], "lr": 0.1, "epochs": 1, "batch_size": 2}}, []
     )
 
-    def loader(data_dir):
-        return load_pendigits(data_dir, download=False)
+    def loader(data_dir):  # MNIST: pendigits is bundled, so it is never missing
+        return load_mnist(data_dir, download=False)
 
     with pytest.raises(SystemExit) as exc:
         experiment.load_data(parser, loader, args)
     assert exc.value.code == 1
-    assert "pendigits" in capsys.readouterr().err
+    assert "MNIST not found" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- augment_strokes
@@ -386,3 +386,14 @@ def test_prepare_images_flip_mirrors_before_distorting():
     only = experiment.prepare_images((x, y), None, (x, y), args, names, flip=True, distort=False)
     out = only.augment(xb, np.random.default_rng(2))
     np.testing.assert_array_equal(out, flip_images(xb, 2, image_shape=(28, 28)))
+
+
+def test_scripts_print_the_network_summary_at_start(tmp_path, capsys):
+    main = _script("train_pendigits").main
+    argv = ["--limit", "100", "--epochs", "1", "--no-figures", "--no-augment", "--hidden", "8",
+            "--dropout", "0"]  # fmt: skip
+    main([*argv, "--out", str(tmp_path / "run")])
+    printed = capsys.readouterr().out
+    summary = purenn.Network(16, [purenn.Dense(8), purenn.Dense(10, "softmax")]).summary()
+    assert summary in printed
+    assert printed.index(summary) < printed.index("test accuracy")  # printed before training

@@ -1,10 +1,13 @@
-"""Data sets that load anywhere: pendigits, MNIST, Fashion-MNIST and CSV files.
+"""Data sets that load anywhere: pendigits, MNIST, Fashion-MNIST and CSV files,
+and seeded toy problems (``make_spiral``, ``make_moons``, ``make_circles``,
+``make_xor``, ``make_sine``).
 
 Every loader returns raw values as ``(x_train, y_train), (x_test, y_test)`` and
 verifies what it reads against pinned checksums. Files are looked for in the
 ``data_dir`` argument, then ``$PURENN_DATA``, then the user cache
-(``$XDG_CACHE_HOME/purenn`` or ``~/.cache/purenn``); missing files are
-downloaded into the cache when ``download=True``. See ``docs/data.md``.
+(``$XDG_CACHE_HOME/purenn`` or ``~/.cache/purenn``), then (pendigits only)
+the copy bundled with purenn; missing files are downloaded into the cache when
+``download=True``. See ``docs/data.md``.
 
     (x_train, y_train), (x_test, y_test) = purenn.datasets.load_mnist()
 
@@ -18,6 +21,7 @@ from purenn.datasets._idx import read_idx
 from purenn.datasets._images import load_fashion_mnist, load_mnist
 from purenn.datasets._paths import cache_dir, search_dirs
 from purenn.datasets._pendigits import load_pendigits
+from purenn.datasets._toy import make_circles, make_moons, make_sine, make_spiral, make_xor
 from purenn.preprocessing import batches, train_val_split
 
 __all__ = [
@@ -29,6 +33,11 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "load_pendigits",
+    "make_circles",
+    "make_moons",
+    "make_sine",
+    "make_spiral",
+    "make_xor",
     "read_idx",
     "search_dirs",
     "train_val_split",

@@ -6,7 +6,8 @@ Search order, first match wins:
 2. the ``PURENN_DATA`` environment variable (one folder, or several joined
    with ``os.pathsep``);
 3. the user cache, ``$XDG_CACHE_HOME/purenn`` or ``~/.cache/purenn``;
-4. data-set specific system folders (Debian's ``/usr/share/datasets/...``).
+4. data-set specific system folders (Debian's ``/usr/share/datasets/...``);
+5. a copy bundled inside the package (pendigits only).
 
 Inside each folder a data set lives in its own subfolder (``mnist/``), or
 directly in the folder itself (a flat layout).

@@ -8,10 +8,16 @@ writer-independent: ``pendigits.tra`` (30 writers, 7,494 rows) and
 UCI publishes no checksum, so a file is accepted when it parses cleanly, has
 the known row and class counts, and the SHA-256 of the parsed arrays
 (``x`` then ``y``, each as little-endian int64 in C order) matches the pinned one.
+Files may be gzipped (``pendigits.tra.gz``).
+
+A gzipped copy of both files ships inside the package (:data:`BUNDLED_DIR`,
+with its CC BY 4.0 attribution beside it). It is used when no other copy is
+found, before any download, and is verified like any other copy.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 from pathlib import Path
@@ -27,7 +33,7 @@ from purenn.datasets._download import (
 from purenn.datasets._errors import CorruptFileError, DataNotFoundError
 from purenn.datasets._paths import cache_dir, find_files, not_found_message, search_dirs
 
-__all__ = ["PENDIGITS", "load_pendigits", "parse_pendigits"]
+__all__ = ["BUNDLED_DIR", "PENDIGITS", "load_pendigits", "parse_pendigits"]
 
 N_FEATURES = 16
 N_CLASSES = 10
@@ -54,7 +60,13 @@ class PendigitsSource:
     mirrors: tuple[str, ...]
     zip_urls: tuple[str, ...]
     files: tuple[PendigitsFile, PendigitsFile]
+    bundled: Path | None = None
+    """A folder shipped with the package holding the files (gzipped), searched
+    after every other folder and before any download; None: no bundled copy."""
 
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "data" / "pendigits"
+"""The copy shipped with purenn: ``pendigits.tra.gz``, ``pendigits.tes.gz``, ``README.md``."""
 
 PENDIGITS = PendigitsSource(
     subdirs=("pendigits",),
@@ -75,6 +87,7 @@ PENDIGITS = PendigitsSource(
             "e6d72ab16ed7cba3eebbcc783f6c8fee818b497ee2cd21a71f068ee7b40cc1d7",
         ),
     ),
+    bundled=BUNDLED_DIR,
 )
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -94,6 +107,7 @@ def parse_pendigits(path: str | os.PathLike[str]) -> Split:
     Args:
         path: A text file of rows ``f1, ..., f16, class``; spaces around the
             commas are allowed (UCI right-aligns the numbers), blank lines skipped.
+            A name ending in ``.gz`` is decompressed first.
 
     Returns:
         ``(x, y)``: features ``int64`` of shape ``(n, 16)`` in 0..100 and labels
@@ -106,7 +120,12 @@ def parse_pendigits(path: str | os.PathLike[str]) -> Split:
     path = Path(path)
     fix = "Delete the file and fetch it again, or fix that line."
     try:
-        text = path.read_bytes().decode("ascii")
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        text = raw.decode("ascii")
+    except (OSError, EOFError) as e:
+        raise CorruptFileError(f"{path}: not a readable gzip file ({e}). {fix}") from None
     except UnicodeDecodeError as e:
         raise CorruptFileError(
             f"{path}: not a pendigits text file: non-ASCII byte at offset {e.start}. {fix}"
@@ -163,9 +182,10 @@ def load_pendigits(
 ) -> tuple[Split, Split]:
     """Load UCI pen-based handwritten digits with the official writer-independent split.
 
-    Files ``pendigits.tra`` and ``pendigits.tes`` are looked for in ``data_dir``,
-    then ``$PURENN_DATA``, then the user cache, each in a ``pendigits/``
-    subfolder or flat.
+    Files ``pendigits.tra`` and ``pendigits.tes`` (or ``.gz``) are looked for in
+    ``data_dir``, then ``$PURENN_DATA``, then the user cache, each in a
+    ``pendigits/`` subfolder or flat; then the copy bundled with purenn
+    (:data:`BUNDLED_DIR`). Only if that is missing too are they downloaded.
 
     Args:
         data_dir: A folder to search first, or None.
@@ -186,9 +206,10 @@ def load_pendigits(
     if not isinstance(download, bool):
         raise TypeError(f"download must be True or False; got {download!r}.")
     src = PENDIGITS
-    roots = search_dirs(data_dir)
-    names = [(f.name,) for f in src.files]
-    paths = find_files(roots, src.subdirs, names)
+    bundled = [] if src.bundled is None else [src.bundled]
+    roots = [*search_dirs(data_dir), *bundled]
+    names = [(f.name, f.name + ".gz") for f in src.files]
+    paths = find_files(roots, src.subdirs, names, flat_only=bundled)
     errors: list[str] = []
     if paths is None and download:
         errors = _download(src)
@@ -197,7 +218,13 @@ def load_pendigits(
     if paths is None:
         raise DataNotFoundError(
             not_found_message(
-                "pendigits", [f.name for f in src.files], roots, src.subdirs, (), errors, download
+                "pendigits",
+                [f.name for f in src.files],
+                roots,
+                src.subdirs,
+                bundled,
+                errors,
+                download,
             )
         )
     train, test = (_parse_verified(p, f) for p, f in zip(paths, src.files, strict=True))
