@@ -67,7 +67,6 @@ __all__ = [
     "abort_on_error",
     "blas_threads",
     "fit",
-    "install_excepthook",
     "launch",
     "limit_blas_threads",
     "mpiexec_path",
@@ -309,8 +308,13 @@ def abort_on_error(group: MPIGroup | None = None) -> Iterator[MPIGroup]:
     A rank that fails alone would leave the others waiting forever in their
     next collective; so, with more than one rank, the traceback is printed
     (prefixed with the rank) and ``MPI_Abort`` stops every rank with exit
-    status 1. With one rank the exception propagates as usual, as does a
-    :class:`purenn.NonFiniteLossError` (raised on every rank alike).
+    status 1. That includes ``SystemExit`` with a non-zero status (argparse
+    errors, ``sys.exit("message")``). With one rank the exception propagates as
+    usual, as does a :class:`purenn.NonFiniteLossError` (raised on every rank
+    alike). A training script wraps its whole ``main`` in it::
+
+        with parallel.abort_on_error():
+            main()
     """
     group = MPIGroup() if group is None else group
     try:
@@ -324,29 +328,15 @@ def abort_on_error(group: MPIGroup | None = None) -> Iterator[MPIGroup]:
 
 
 def _abort(group: MPIGroup, err: BaseException) -> None:
-    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    if isinstance(err, SystemExit):  # its message, if any, was printed (argparse) or is the code
+        text = "" if isinstance(err.code, int) else f"{err.code}\n"
+    else:
+        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     sys.stderr.write(
         f"purenn.parallel: rank {group.rank} of {group.size} failed; aborting the job.\n{text}"
     )
     sys.stderr.flush()
     group.comm.Abort(1)
-
-
-def install_excepthook() -> None:
-    """Make an uncaught exception on any rank abort the whole job (for scripts).
-
-    Installs a ``sys.excepthook`` that prints the traceback with the rank and
-    calls ``MPI_Abort``, so a rank failing outside :func:`fit` (loading data,
-    writing files) cannot leave the others waiting.
-    """
-    group = MPIGroup()
-    if group.size == 1:
-        return
-
-    def hook(kind: type[BaseException], err: BaseException, tb: Any) -> None:
-        _abort(group, err.with_traceback(tb))
-
-    sys.excepthook = hook
 
 
 # --------------------------------------------------------------------------- threads and launching

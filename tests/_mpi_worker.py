@@ -123,12 +123,27 @@ def bad_data(out: Path, group: parallel.MPIGroup) -> dict:
     return {"finished": True}
 
 
+def exit_on_one(out: Path, group: parallel.MPIGroup) -> dict:
+    """A script's main where rank 1 exits with a message (as argparse or a loader
+    does) while rank 0 goes on to a collective."""
+    from purenn import experiment
+
+    def main():
+        if group.rank == 1:
+            sys.exit("rank 1 cannot find its data file")
+        group.comm.Barrier()
+
+    experiment.script_main(main)
+    return {"finished": True}
+
+
 SCENARIOS = {
     "steps": steps_against_single,
     "fit": fit_against_single,
     "random": random_twice,
     "fail_in_step": fail_in_step,
     "bad_data": bad_data,
+    "exit_on_one": exit_on_one,
 }
 
 

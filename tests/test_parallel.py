@@ -257,6 +257,7 @@ def test_two_ranks_with_randomness_are_reproducible_and_resume(tmp_path):
     [
         ("fail_in_step", "rank 1's augmentation broke on purpose"),
         ("bad_data", "holds NaN or inf"),
+        ("exit_on_one", "rank 1 cannot find its data file"),
     ],
 )
 def test_a_failing_rank_stops_the_whole_job(tmp_path, scenario, message):
@@ -267,3 +268,56 @@ def test_a_failing_rank_stops_the_whole_job(tmp_path, scenario, message):
     assert "rank 1 of 2 failed; aborting the job" in proc.stderr
     assert message in proc.stderr
     assert not (tmp_path / "result.json").exists()
+
+
+# --------------------------------------------------------------------------- scripts
+
+
+def _pendigits_or_skip() -> None:
+    from purenn.datasets import DataNotFoundError, load_pendigits
+
+    try:
+        load_pendigits(download=False)
+    except DataNotFoundError as err:
+        if os.environ.get("PURENN_REQUIRE_DATA") == "1":
+            pytest.fail(f"data missing and PURENN_REQUIRE_DATA=1: {err}")
+        pytest.skip(f"pendigits not available ({type(err).__name__}); set PURENN_DATA")
+
+
+def test_a_script_trains_with_workers_and_under_mpiexec(tmp_path):
+    """``--workers 2`` starts two ranks itself; ``mpiexec -n 2`` runs the same
+    script unchanged; both give the same metrics (timings aside), and only
+    rank 0 writes."""
+    mpiexec = _need_mpi()
+    _pendigits_or_skip()
+    script = str(ROOT / "scripts" / "train_pendigits.py")
+    common = ["--limit", "300", "--epochs", "2", "--no-figures", "--quiet"]
+    env = {k: v for k, v in _env().items() if k not in parallel.THREAD_VARS}
+    runs = []
+    for name, prefix, extra in (
+        ("workers", [sys.executable, script], ["--workers", "2"]),
+        ("mpiexec", [mpiexec, "-n", "2", sys.executable, script], []),
+    ):
+        out = tmp_path / name
+        cmd = [*prefix, *common, *extra, "--out", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert sorted(p.name for p in out.iterdir()) == [
+            "history.json", "metrics.json", "misclassified.npz", "model.npz",
+        ]  # fmt: skip
+        metrics = json.loads((out / "metrics.json").read_text())
+        for key in ("train_seconds", "seconds_per_epoch"):
+            metrics.pop(key)
+        metrics["config"].pop("out")
+        runs.append(metrics)
+    assert runs[0]["config"]["workers"] == 2
+    assert runs[0] == runs[1]
+
+
+def test_workers_under_mpiexec_is_refused(tmp_path):
+    mpiexec = _need_mpi()
+    script = str(ROOT / "scripts" / "train_pendigits.py")
+    cmd = [mpiexec, "-n", "2", sys.executable, script, "--workers", "2", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+    assert proc.returncode != 0
+    assert "under mpiexec leave it out" in proc.stderr
