@@ -286,13 +286,13 @@ def _pendigits_or_skip() -> None:
 
 def test_a_script_trains_with_workers_and_under_mpiexec(tmp_path):
     """``--workers 2`` starts two ranks itself; ``mpiexec -n 2`` runs the same
-    script unchanged; both give the same metrics (timings aside), and only
-    rank 0 writes."""
+    script unchanged; with the same BLAS threads (the bits depend on them)
+    both give the same metrics (timings aside), and only rank 0 writes."""
     mpiexec = _need_mpi()
     _pendigits_or_skip()
     script = str(ROOT / "scripts" / "train_pendigits.py")
     common = ["--limit", "300", "--epochs", "2", "--no-figures", "--quiet"]
-    env = {k: v for k, v in _env().items() if k not in parallel.THREAD_VARS}
+    env = {**_env(), **dict.fromkeys(parallel.THREAD_VARS, "1")}
     runs = []
     for name, prefix, extra in (
         ("workers", [sys.executable, script], ["--workers", "2"]),
