@@ -321,3 +321,48 @@ def test_workers_under_mpiexec_is_refused(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
     assert proc.returncode != 0
     assert "under mpiexec leave it out" in proc.stderr
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+BENCH = ROOT / "scripts" / "bench.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("peer", ["purenn_mpi2", "cnn_purenn_mpi2", "allreduce"])
+def test_bench_mpi_workers_print_one_json_result(peer):
+    mpiexec = _need_mpi()
+    cmd = [mpiexec, "-n", "2", sys.executable, str(BENCH), "--worker", peer, "--quick",
+           "--synthetic"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1  # rank 0 alone reports
+    result = json.loads(lines[0])
+    if peer == "allreduce":
+        assert result["ranks"] == 2 and len(result["points"]) >= 8
+        assert all(p["median_us"] > 0 for p in result["points"])
+    else:
+        assert result["ranks"] == 2 and result["samples_per_s"] > 0
+        assert len(result["rank_peak_rss_mb"]) == 2
+        assert np.isfinite(result["mean_loss"]) and result["allreduce_us"] > 0
+
+
+def test_bench_ring_model_recovers_its_parameters():
+    bench = _bench()
+    latency, bandwidth = 5e-6, 4e9
+    points = [
+        {"bytes": b, "median_us": 1e6 * bench.ring_seconds(2, b, latency, bandwidth)}
+        for b in bench.ALLREDUCE_BYTES
+    ]
+    fit = bench.fit_allreduce(points, 2)
+    assert fit["latency_us"] == pytest.approx(5.0, rel=0.05)  # 1 KiB: 0.26 us of it is data
+    assert fit["gbyte_per_s"] == pytest.approx(4.0, rel=0.01)
+    assert bench.ring_seconds(1, 1e6, latency, bandwidth) == 0.0  # one machine: nothing to send
