@@ -107,7 +107,8 @@ class MPIGroup(ProcessGroup):
     """The ranks of an MPI communicator, training one model data-parallel.
 
     Pass it to :func:`purenn.fit` as ``group=`` (:func:`fit` here does, and
-    aborts the job when a rank fails), or drive a loop with it directly::
+    aborts the job when a rank fails), or drive a loop with it directly
+    (``train_pass`` scales by the share that ``part`` cut last)::
 
         group = MPIGroup()
         xs, ys = group.part(xb, yb)            # this rank's share of the batch
@@ -127,8 +128,8 @@ class MPIGroup(ProcessGroup):
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
         self._mpi = mpi
-        # this rank's share of the batch that part() cut last: train_pass scales by it
-        self._share = 1.0
+        # this rank's share b_r / b of the batch that part() cut last: train_pass scales by it
+        self._share: float | None = None
 
     def __repr__(self) -> str:
         return f"MPIGroup(rank={self.rank}, size={self.size})"
@@ -166,6 +167,8 @@ class MPIGroup(ProcessGroup):
         The returned loss and output are this rank's (the loss is NaN on every
         rank when it was not finite on any); the gradients are fresh arrays.
         """
+        if self._share is None:
+            raise ValueError("MPIGroup.train_pass scales by the share part() cut: call part first")
         if len(xb):
             result = train_pass(params, xb, yb, rng=rng, workspace=workspace)
             loss, grads, output = result
@@ -175,27 +178,20 @@ class MPIGroup(ProcessGroup):
             loss = 0.0
             output = np.empty((0, *spec.output_shape), dtype=tree_leaves(params)[0].dtype)
         leaves = tree_leaves(grads)
-        size = sum(leaf.size for leaf in leaves)
-        buf = np.empty(size + 1, dtype=leaves[0].dtype)  # gradients, then the non-finite flag
+        # one buffer: every leaf scaled by this rank's share, then the non-finite flag
+        buf = np.empty(sum(leaf.size for leaf in leaves) + 1, dtype=leaves[0].dtype)
         offset = 0
 
-        def pack(g: np.ndarray) -> None:
-            nonlocal offset
-            np.multiply(g, self._share, out=buf[offset : offset + g.size].reshape(g.shape))
-            offset += g.size
-
-        tree_map(pack, grads)
-        buf[-1] = 0.0 if math.isfinite(loss) else 1.0
-        self.comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.SUM)
-        offset = 0
-
-        def unpack(g: np.ndarray) -> np.ndarray:
+        def place(g: np.ndarray) -> np.ndarray:
             nonlocal offset
             view = buf[offset : offset + g.size].reshape(g.shape)
+            np.multiply(g, self._share, out=view)
             offset += g.size
             return view
 
-        summed = tree_map(unpack, grads)
+        summed = tree_map(place, grads)  # views into buf: after the allreduce, the sums
+        buf[-1] = 0.0 if math.isfinite(loss) else 1.0
+        self.comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.SUM)
         if buf[-1] != 0.0:
             loss = math.nan if math.isfinite(loss) else loss
         return TrainPass(loss, summed, output)
@@ -370,7 +366,9 @@ def limit_blas_threads(group: MPIGroup | None = None) -> int | None:
     group = MPIGroup() if group is None else group
     if any(var in os.environ for var in THREAD_VARS):
         return None
-    local = group.comm.Split_type(group._mpi.COMM_TYPE_SHARED).Get_size()
+    node = group.comm.Split_type(group._mpi.COMM_TYPE_SHARED)
+    local = node.Get_size()
+    node.Free()
     if local == 1:
         return None
     threads = blas_threads(local)

@@ -104,8 +104,8 @@ class ProcessGroup:
     :func:`fit` calls these hooks at fixed points of every run; this class's
     own versions change nothing, so plain ``fit`` is one process doing all the
     work. :class:`purenn.parallel.MPIGroup` overrides them to split every batch
-    across MPI processes (data parallelism, ``docs/parallel.md``); any object
-    with these members can be passed as ``fit(..., group=...)``.
+    across MPI processes (data parallelism, ``docs/parallel.md``); a subclass
+    is what ``fit(..., group=...)`` takes.
 
     Attributes:
         rank: this process's number, ``0 .. size - 1``.
@@ -456,6 +456,11 @@ def fit(
     checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     verbose = _check_int(int(verbose) if isinstance(verbose, bool) else verbose, "verbose", 0)
     group = ProcessGroup() if group is None else group
+    if not isinstance(group, ProcessGroup):
+        raise TypeError(
+            "group must be a purenn.training.ProcessGroup (e.g. purenn.parallel.MPIGroup()) "
+            f"or None; got {type(group).__name__}"
+        )
     if not group.is_root:
         verbose = 0
 
