@@ -43,6 +43,7 @@ training (shuffling, dropout, augmentation).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import platform
 import sys
@@ -344,6 +345,9 @@ def parse_args(
     return args
 
 
+_MPI_HINT = 'pip install -e ".[mpi]" (mpi4py and the mpich wheel, which brings mpiexec)'
+
+
 def _start_workers(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list) -> None:
     """``--workers N``: run this script again as N MPI ranks and exit with their status."""
     if args.workers < 1:
@@ -352,6 +356,8 @@ def _start_workers(parser: argparse.ArgumentParser, args: argparse.Namespace, ar
         parser.error("--workers starts its own MPI ranks; under mpiexec leave it out")
     if args.workers == 1:
         return
+    if importlib.util.find_spec("mpi4py") is None:
+        parser.exit(1, f"{parser.prog}: error: --workers needs mpi4py and an MPI: {_MPI_HINT}\n")
     rest, skip = [], False
     for item in argv:  # the same command without --workers
         if skip:
@@ -362,8 +368,8 @@ def _start_workers(parser: argparse.ArgumentParser, args: argparse.Namespace, ar
             rest.append(item)
     try:
         status = parallel.launch(args.workers, [sys.executable, sys.argv[0], *rest])
-    except FileNotFoundError as err:
-        parser.exit(1, f"{parser.prog}: error: --workers needs MPI: {err}\n")
+    except FileNotFoundError:
+        parser.exit(1, f"{parser.prog}: error: --workers found no mpiexec: {_MPI_HINT}\n")
     parser.exit(status)
 
 

@@ -46,6 +46,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -79,6 +80,7 @@ PMIx, MVAPICH): their presence means the process was started by ``mpiexec``."""
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 """The variables that set BLAS threads; read when numpy is first imported."""
 
+_ABORT_GRACE = 0.5  # seconds between printing a failing rank's error and MPI_Abort
 _INSTALL = 'pip install -e ".[mpi]"  (mpi4py and the mpich wheel)'
 
 
@@ -332,6 +334,9 @@ def _abort(group: MPIGroup, err: BaseException) -> None:
         f"purenn.parallel: rank {group.rank} of {group.size} failed; aborting the job.\n{text}"
     )
     sys.stderr.flush()
+    # mpiexec forwards each rank's output through a pipe; an abort at once can
+    # kill the forwarding before the traceback is shown, so give it a moment
+    time.sleep(_ABORT_GRACE)
     group.comm.Abort(1)
 
 

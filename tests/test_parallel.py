@@ -201,6 +201,22 @@ def test_errors_propagate_with_one_rank(mpi_group):
                      batch_size=8, rng=0, verbose=0)  # fmt: skip
 
 
+def test_fit_refuses_a_group_of_another_kind():
+    params, train, _ = _small()
+    with pytest.raises(TypeError, match="ProcessGroup"):
+        nn.fit(params, train, optimizer=nn.optim.sgd(0.1), epochs=1, batch_size=8, rng=0,
+               group=object())  # fmt: skip
+
+
+def test_train_pass_needs_the_share_part_cut(mpi_group):
+    params, (x, y), _ = _small()
+    with pytest.raises(ValueError, match="call part first"):
+        mpi_group.train_pass(params, x[:8], y[:8], rng=0, workspace=None)
+    step = mpi_group.train_pass(params, *mpi_group.part(x[:8], y[:8]), rng=0, workspace=None)
+    ref = nn.train_pass(params, x[:8], y[:8], rng=0)
+    assert step.loss == ref.loss and nn.tree_equal(step.grads, ref.grads)
+
+
 def test_part_splits_a_batch_into_contiguous_shares(mpi_group):
     x = np.arange(7.0, dtype=np.float32)[:, None]
     xs, ys = mpi_group.part(x, np.arange(7))
