@@ -270,7 +270,9 @@ def _state_key(state: Any) -> int:
 # --------------------------------------------------------------------------- training
 
 
-def fit(params: dict, train: tuple[np.ndarray, np.ndarray], *, comm: Any = None, **kwargs: Any):
+def fit(
+    params: dict, train: tuple[np.ndarray, np.ndarray], *, comm: Any = None, **kwargs: Any
+) -> tuple[dict, dict]:
     """:func:`purenn.fit` across the ranks of ``comm``: same arguments, same result.
 
     Call it on every rank with the same arguments (the whole data set on each
