@@ -257,6 +257,16 @@ def test_two_ranks_fit_agrees_with_fit(tmp_path):
     assert_close(rank0, params_of(tmp_path, "_single", 0), atol=1e-4)
 
 
+def test_a_batch_smaller_than_the_group(tmp_path):
+    """A last batch of one sample leaves rank 0 with an empty share: it adds zeros."""
+    result = ok_worker("tiny", tmp_path)
+    np.testing.assert_allclose(
+        result["history"]["train_loss"], result["single_history"]["train_loss"], rtol=1e-6
+    )
+    assert_bit_identical(params_of(tmp_path, "", 0), params_of(tmp_path, "", 1))
+    assert_close(params_of(tmp_path, "", 0), params_of(tmp_path, "_single", 0), atol=1e-5)
+
+
 def test_two_ranks_with_randomness_are_reproducible_and_resume(tmp_path):
     """Dropout and augmentation from per-rank streams: the same seed gives the
     same bits, and a run resumed from rank 0's checkpoint continues exactly."""
