@@ -43,8 +43,10 @@ training (shuffling, dropout, augmentation).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import platform
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -54,7 +56,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from purenn import optim, schedules
+from purenn import optim, parallel, schedules
 from purenn.activations import activation_names, get_activation
 from purenn.augment import augment_images, flip_images
 from purenn.checkpoint import save
@@ -84,6 +86,7 @@ __all__ = [
     "parse_args",
     "prepare_images",
     "run",
+    "script_main",
     "split_train_val",
 ]
 
@@ -285,6 +288,15 @@ def build_parser(
         "scripts/plot_run.py RUN_DIR) (default: on)",
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing (default: off)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train data-parallel in N local processes: starts this command again as N MPI "
+        "ranks (mpiexec -n N, one BLAS thread per core share; needs pip install -e "
+        "'.[mpi]'). Under mpiexec itself leave it out (default: one process)",
+    )
     return parser
 
 
@@ -298,6 +310,8 @@ def parse_args(
     Errors go through ``parser.error`` (usage message, exit status 2).
     """
     args = parser.parse_args(argv)
+    if args.workers is not None:
+        _start_workers(parser, args, sys.argv[1:] if argv is None else list(argv))
     recipe = _recipes(recipes)[args.model]
     if args.augment is None:
         args.augment = recipe["augment"]
@@ -329,6 +343,45 @@ def parse_args(
     if problems:
         parser.error("; ".join(problems))
     return args
+
+
+_MPI_HINT = 'pip install -e ".[mpi]" (mpi4py and the mpich wheel, which brings mpiexec)'
+
+
+def _start_workers(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list) -> None:
+    """``--workers N``: run this script again as N MPI ranks and exit with their status."""
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1; got {args.workers}")
+    if parallel.under_mpi():
+        parser.error("--workers starts its own MPI ranks; under mpiexec leave it out")
+    if args.workers == 1:
+        return
+    if importlib.util.find_spec("mpi4py") is None:
+        parser.exit(1, f"{parser.prog}: error: --workers needs mpi4py and an MPI: {_MPI_HINT}\n")
+    rest, skip = [], False
+    for item in argv:  # the same command without --workers
+        if skip:
+            skip = False
+        elif item == "--workers":
+            skip = True
+        elif not item.startswith("--workers="):
+            rest.append(item)
+    try:
+        status = parallel.launch(args.workers, [sys.executable, sys.argv[0], *rest])
+    except FileNotFoundError:
+        parser.exit(1, f"{parser.prog}: error: --workers found no mpiexec: {_MPI_HINT}\n")
+    parser.exit(status)
+
+
+def script_main(main: Callable[[], Any]) -> None:
+    """Run a training script's ``main()``; under ``mpiexec``, a rank that fails
+    (an exception or a non-zero exit) ends the whole job instead of leaving the
+    other ranks waiting (:func:`purenn.parallel.abort_on_error`)."""
+    if not parallel.under_mpi():
+        main()
+        return
+    with parallel.abort_on_error():
+        main()
 
 
 def config_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -592,34 +645,45 @@ def _say(args: argparse.Namespace, text: str) -> None:
 def run(args: argparse.Namespace, data: Data) -> dict[str, Any]:
     """Train, evaluate on the test set once, and write the run folder.
 
+    Under ``mpiexec`` (or ``--workers``) every rank trains its share of each
+    batch (:func:`purenn.parallel.fit`); rank 0 alone prints, evaluates the
+    test set and writes the run folder.
+
     Args:
         args: options from :func:`parse_args`.
         data: the prepared data set.
 
     Returns:
-        The contents of ``metrics.json`` (with ``run_dir`` added, not stored).
+        The contents of ``metrics.json`` (with ``run_dir`` added, not stored);
+        on the other ranks of a parallel run, ``{"rank": r, "run_dir": None}``.
     """
     from purenn.plots import plot_run, save_misclassified
 
+    group = parallel.MPIGroup() if parallel.under_mpi() else None
+    root = group is None or group.is_root
+    args = argparse.Namespace(**vars(args))  # a copy: the caller's stays as parsed
+    args.workers = 1 if group is None else group.size  # config records the ranks that trained
+    args.quiet = args.quiet or not root
     _, weights_rng, train_rng = _streams(args.seed)
     spec = _spec(args, data)
     params = init(spec, weights_rng, dtype=args.dtype)
     n_train = data.train[0].shape[0]
     steps = math.ceil(n_train / args.batch_size)
     optimizer = make_optimizer(args, steps)
-    out = _run_dir(args)
+    out = _run_dir(args) if root else None
     n_params = sum(leaf.size for leaf in tree_leaves(params))
     n_val = 0 if data.val is None else data.val[0].shape[0]
     _say(
         args,
         f"{args.dataset}: {n_train} train / {n_val} val / {data.test[0].shape[0]} test; "
         f"{args.model} {' -> '.join(spec.layer_names())} ({n_params:,} parameters); "
-        f"writing to {out}",
+        + ("" if group is None else f"{group.size} ranks (MPI); ")
+        + f"writing to {out}",
     )
     _say(args, spec.summary())
 
     t0 = time.perf_counter()
-    params, history = fit(
+    params, history = (fit if group is None else parallel.fit)(
         params,
         data.train,
         optimizer=optimizer,
@@ -633,6 +697,8 @@ def run(args: argparse.Namespace, data: Data) -> dict[str, Any]:
         verbose=0 if args.quiet else 1,
     )
     train_seconds = time.perf_counter() - t0
+    if out is None:  # another rank of a parallel run: rank 0 evaluates and writes
+        return {"rank": group.rank, "run_dir": None}
 
     # The one look at the test set.
     x_test, y_test = data.test

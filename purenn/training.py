@@ -48,14 +48,14 @@ import numpy as np
 from purenn._checks import as_generator, positive_int
 from purenn.callbacks import Hooks
 from purenn.checkpoint import save, storable
-from purenn.core import check_inputs, train_pass
+from purenn.core import TrainPass, check_inputs, train_pass
 from purenn.losses import describe
 from purenn.metrics import evaluate, first_nonfinite
 from purenn.preprocessing import batches
 from purenn.tree import SPEC_KEY, tree_check_like
 from purenn.workspace import Workspace
 
-__all__ = ["HISTORY_KEYS", "NonFiniteLossError", "fit", "new_history"]
+__all__ = ["HISTORY_KEYS", "NonFiniteLossError", "ProcessGroup", "fit", "new_history"]
 
 HISTORY_KEYS = (
     "epoch",
@@ -101,6 +101,54 @@ class NonFiniteLossError(FloatingPointError):
         self.params = params
         self.opt_state = opt_state
         self.history = history
+
+
+class ProcessGroup:
+    """The processes that train one model together: here, one process alone.
+
+    :func:`fit` calls these hooks at fixed points of every run; this class's
+    own versions change nothing, so plain ``fit`` is one process doing all the
+    work. :class:`purenn.parallel.MPIGroup` overrides them to split every batch
+    across MPI processes (data parallelism, ``docs/parallel.md``); a subclass
+    is what ``fit(..., group=...)`` takes.
+
+    Attributes:
+        rank: this process's number, ``0 .. size - 1``.
+        size: the number of processes.
+    """
+
+    rank = 0
+    size = 1
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this process prints, writes checkpoints and returns the run's files."""
+        return self.rank == 0
+
+    def epoch_rng(self, rng: np.random.Generator) -> np.random.Generator:
+        """The generator of an epoch's augmentation and dropout (called once per
+        epoch, before the shuffle is drawn from ``rng``)."""
+        return rng
+
+    def part(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This process's share of a batch (possibly empty when batches are tiny)."""
+        return xb, yb
+
+    def train_pass(
+        self, params: dict, xb: np.ndarray, yb: np.ndarray, *, rng: Any, workspace: Workspace
+    ) -> TrainPass:
+        """The training pass of this process's share, with the gradients of the
+        whole batch's mean loss; its loss must be non-finite on every process
+        when it is on one."""
+        return train_pass(params, xb, yb, rng=rng, workspace=workspace)
+
+    def end_epoch(self, params: dict, sums: tuple[float, ...]) -> tuple[float, ...]:
+        """The epoch's ``(loss_sum, seen, correct, scored)`` over all processes."""
+        return sums
+
+    def evaluate(self, params: dict, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict:
+        """Evaluation-mode ``{"loss", "accuracy"}`` on the whole of ``(x, y)``."""
+        return evaluate(params, x, y, batch_size=batch_size, confusion=False, check_finite=False)
 
 
 def new_history() -> dict[str, Any]:
@@ -326,6 +374,7 @@ def fit(
     augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     callbacks: Sequence[Callable] | None = None,
     verbose: int = 1,
+    group: ProcessGroup | None = None,
 ) -> tuple[dict, dict]:
     """Train ``params`` with mini-batches of ``train`` for ``epochs`` epochs.
 
@@ -377,6 +426,9 @@ def fit(
             EarlyStopping, LayerDiagnostics). None or ``[]``: no hooks, no cost.
         verbose: 0 prints nothing; 1 prints one line per epoch to stderr and a
             live bar within epochs that take more than a couple of seconds.
+        group: the processes that train together (None: this one alone); see
+            :class:`ProcessGroup` and :func:`purenn.parallel.fit`. Only its
+            root prints and writes checkpoints.
 
     Returns:
         ``(params, history)``: the trained (or best) params, and the history
@@ -423,6 +475,14 @@ def fit(
             raise TypeError(f"{flag} must be True or False; got {value!r} ({type(value).__name__})")
     checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     verbose = _check_int(int(verbose) if isinstance(verbose, bool) else verbose, "verbose", 0)
+    group = ProcessGroup() if group is None else group
+    if not isinstance(group, ProcessGroup):
+        raise TypeError(
+            "group must be a purenn.training.ProcessGroup (e.g. purenn.parallel.MPIGroup()) "
+            f"or None; got {type(group).__name__}"
+        )
+    if not group.is_root:
+        verbose = 0
 
     history = new_history() if history is None else _check_history(history, initial_epoch)
     history["stopped_early"], history["stop_reason"] = False, None
@@ -435,7 +495,8 @@ def fit(
     if checkpoint_dir is not None:
         _check_storable(state)
         checkpoint_dir = Path(checkpoint_dir)
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if group.is_root:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
     store_optimizer = checkpoint_dir is not None and storable(optimizer)
 
     steps = (n // batch_size) if drop_last else -(-n // batch_size)
@@ -451,6 +512,7 @@ def fit(
         epochs,
         steps,
         hooks.step if hooks is not None and hooks.stepping else None,
+        group=group,
     )
     run_seconds = 0.0
     for epoch in range(initial_epoch + 1, epochs + 1):
@@ -492,7 +554,7 @@ def fit(
                 history["stopped_early"], history["stop_reason"] = True, reason
         last = epoch == epochs or history["stopped_early"]
 
-        if checkpoint_dir is not None and (epoch % checkpoint_every == 0 or last):
+        if checkpoint_dir is not None and group.is_root and (epoch % checkpoint_every == 0 or last):
             _write_checkpoint(
                 checkpoint_dir,
                 epoch,
@@ -570,6 +632,7 @@ class _EpochLoop:
         epochs: int,
         steps: int,
         on_step: Callable | None = None,
+        group: ProcessGroup | None = None,
     ) -> None:
         self.loss_fn, self.optimizer = loss_fn, optimizer
         self.on_step = on_step
@@ -584,6 +647,7 @@ class _EpochLoop:
         self.live = False
         self.out = sys.stderr
         self.good: tuple[dict, Any] | None = None  # (params, state) before the last update
+        self.group = ProcessGroup() if group is None else group
 
     def run(
         self, epoch: int, params: dict, state: Any, x: np.ndarray, y: np.ndarray, history: dict
@@ -592,13 +656,15 @@ class _EpochLoop:
         t0 = last_draw = time.perf_counter()
         self.live = False
         loss_sum, seen, correct, scored = 0.0, 0, 0, 0
+        step_rng = self.group.epoch_rng(self.rng)
         order_rng = self.rng if self.shuffle else None
         for step, (xb, yb) in enumerate(
             batches(x, y, self.batch_size, order_rng, self.drop_last), 1
         ):
-            if self.augment is not None:
-                xb = _augmented(self.augment, xb, self.rng)
-            result = train_pass(params, xb, yb, rng=self.rng, workspace=self.workspace)
+            xb, yb = self.group.part(xb, yb)
+            if self.augment is not None and len(xb):
+                xb = _augmented(self.augment, xb, step_rng)
+            result = self.group.train_pass(params, xb, yb, rng=step_rng, workspace=self.workspace)
             if not math.isfinite(result.loss):
                 self.end_bar()
                 good_params, good_state = self.good if self.good else (params, state)
@@ -635,6 +701,9 @@ class _EpochLoop:
                     bar = _bar(epoch, self.epochs, step, self.steps, loss_sum / seen, now - t0)
                     self.out.write(bar)
                     self.out.flush()
+        loss_sum, seen, correct, scored = self.group.end_epoch(
+            params, (loss_sum, seen, correct, scored)
+        )
         accuracy = correct / scored if self.loss_fn.has_accuracy else None
         return params, state, loss_sum / seen, accuracy
 
@@ -655,9 +724,7 @@ def _validate(
     params: dict, val: tuple, batch_size: int, epoch: int, loop: _EpochLoop, history: dict
 ) -> tuple[float, float | None]:
     """Evaluation-mode loss and accuracy on ``val`` (checked once, up front)."""
-    result = evaluate(
-        params, *val, batch_size=max(batch_size, 1024), confusion=False, check_finite=False
-    )
+    result = loop.group.evaluate(params, *val, max(batch_size, 1024))
     if not math.isfinite(result["loss"]):
         good_params, good_state = loop.good if loop.good is not None else (params, None)
         raise NonFiniteLossError(

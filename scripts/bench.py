@@ -15,6 +15,9 @@ Every peer runs in its own fresh process (this script again, with the hidden
     tutorial      a tutorial-style NumPy loop (below): one-hot labels, no care for copies
     purenn        purenn's public API: init, then loss_and_grads + sgd_step per batch
     purenn_fit    purenn.fit with purenn.optim.sgd(0.1), verbose=0, no validation
+    purenn_mpi2   purenn.parallel on 2 MPI ranks (mpiexec -n 2, one BLAS thread each on
+                  2 cores): each rank takes half of every batch of 128, one allreduce
+                  of the gradients per step, then sgd_step (issue 17)
     gemm          the step's matrix products alone on the same shapes: the GEMM-only bound
     jax           JAX, one jitted step per batch (only when jax is installed)
     tutorial_f64  the tutorial loop in float64
@@ -27,6 +30,7 @@ conv32 (3x3, ReLU) - maxpool 2 - conv64 (3x3, ReLU) - maxpool 2 - flatten -
 dense 128 (ReLU) - dense 10 (softmax cross-entropy), float32. Its peers:
 
     cnn_purenn    purenn's public API: init, then loss_and_grads + sgd_step per batch
+    cnn_purenn_mpi2  the same on 2 MPI ranks (purenn.parallel, as purenn_mpi2)
     cnn_torch     the same network in PyTorch eager on the CPU (Conv2d, MaxPool2d, Linear)
 
 and the report gives epoch seconds, the ratio of purenn's epoch time to
@@ -41,13 +45,18 @@ table on stderr) for machines; ``--update-docs`` rewrites the generated
 sections of ``docs/benchmarks.md``. ``--scaling`` also measures samples/s at
 batch 32/128/512/2048 (network 784-128-64-10) and hidden width W = 128/512/2048
 (network 784-W-W/2-10, batch 128) for purenn, torch and the GEMM bound, and
-plots them. Typical runs::
+plots them. ``--allreduce`` times MPI allreduces of float32 buffers from
+1 KiB to 16 MiB, the two workloads' gradients among them, on ``--ranks``
+ranks (``--hostfile`` for several machines), fits latency and bandwidth, and
+prints the model of data-parallel speedup on 4-64 machines that
+``docs/benchmarks.md`` quotes. Typical runs::
 
     python scripts/bench.py                                 # 3 rounds, table on stdout
     python scripts/bench.py --rounds 5 --scaling --update-docs
     python scripts/bench.py --quick --peers purenn,gemm     # a smoke run in seconds
     python scripts/bench.py --profile                       # where purenn's step time goes
     python scripts/bench.py --workload cnn --update-docs    # the CNN epoch, purenn vs torch
+    python scripts/bench.py --allreduce --json docs/results/allreduce.json  # MPI's costs
 
 Timings on a shared machine are noisy: compare ratios from one run, not
 absolute numbers across runs.
@@ -91,18 +100,21 @@ PEERS = {
     "handopt": "hand-optimised NumPy loop, float32",
     "purenn": "purenn public API loop, float32",
     "purenn_fit": "purenn.fit, float32",
+    "purenn_mpi2": "purenn.parallel, 2 MPI ranks, float32",
     "gemm": "GEMM-only bound, float32",
     "jax": "JAX jitted step, float32",
     "tutorial_f64": "tutorial NumPy loop, float64",
     "purenn_f64": "purenn public API loop, float64",
     "memory": "peak RSS of an MNIST purenn.fit run",
     "cnn_purenn": "purenn public API loop, CNN, float32",
+    "cnn_purenn_mpi2": "purenn.parallel, 2 MPI ranks, CNN, float32",
     "cnn_torch": "PyTorch eager, CPU, CNN, float32",
 }
 WORKLOADS = {
     "mlp": tuple(p for p in PEERS if not p.startswith("cnn_")),
-    "cnn": ("cnn_purenn", "cnn_torch"),
+    "cnn": ("cnn_purenn", "cnn_purenn_mpi2", "cnn_torch"),
 }
+MPI_PEERS = {"purenn_mpi2": 2, "cnn_purenn_mpi2": 2}  # peer -> ranks (mpiexec -n)
 REFERENCE = {"mlp": "torch", "cnn": "cnn_torch"}  # the peer each ratio is taken against
 IMAGE_SHAPE = (1, 28, 28)
 CNN_LR = 0.05
@@ -362,11 +374,10 @@ def make_jax(x, y, arch, batch, dtype, seed):
     return step
 
 
-def make_cnn_purenn(x, y, batch, seed):
-    """The CNN of ``--workload cnn`` through purenn's public API; x is (n, 1, 28, 28)."""
+def _cnn_spec():
     import purenn as pn
 
-    spec = pn.Network(
+    return pn.Network(
         IMAGE_SHAPE,
         [
             pn.Conv2D(32, 3),
@@ -378,7 +389,13 @@ def make_cnn_purenn(x, y, batch, seed):
             pn.Dense(N_OUT, "softmax"),
         ],
     )
-    params = pn.init(spec, rng=seed, dtype=x.dtype)
+
+
+def make_cnn_purenn(x, y, batch, seed):
+    """The CNN of ``--workload cnn`` through purenn's public API; x is (n, 1, 28, 28)."""
+    import purenn as pn
+
+    params = pn.init(_cnn_spec(), rng=seed, dtype=x.dtype)
 
     return _purenn_sgd_step(params, x, y, batch, CNN_LR, workspace=pn.Workspace())
 
@@ -405,6 +422,142 @@ def make_cnn_torch(x, y, batch, seed):
         nn.Linear(128, N_OUT),
     )
     return _torch_sgd_step(model, x, y, batch, CNN_LR)
+
+
+def _mpi_sgd_step(params, x, y, batch: int, lr: float, workspace=None):
+    """purenn.parallel's step on this rank: its half of batch ``i``, the summed
+    gradient through one allreduce (``MPIGroup.train_pass``), ``sgd_step``. The
+    loss returned is this rank's half's."""
+    import purenn as pn
+    from purenn import parallel
+
+    group = parallel.MPIGroup()
+
+    def step(i):
+        nonlocal params
+        xb, yb = group.part(x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch])
+        result = group.train_pass(params, xb, yb, rng=None, workspace=workspace)
+        params = pn.sgd_step(params, result.grads, lr)
+        return result.loss
+
+    return step
+
+
+def _mlp_params(arch, dtype, seed):
+    import purenn as pn
+
+    layers = [pn.Dense(units, "relu") for units in arch[1:-1]] + [pn.Dense(arch[-1], "softmax")]
+    return pn.init(pn.Network(arch[0], layers), rng=seed, dtype=dtype)
+
+
+def make_purenn_mpi(x, y, batch, seed):
+    """The MLP workload on this rank of an MPI job (``purenn_mpi2``)."""
+    return _mpi_sgd_step(_mlp_params(arch_of(None), x.dtype, seed), x, y, batch, LR)
+
+
+def make_cnn_purenn_mpi(x, y, batch, seed):
+    """The CNN workload on this rank of an MPI job (``cnn_purenn_mpi2``)."""
+    import purenn as pn
+
+    params = pn.init(_cnn_spec(), rng=seed, dtype=x.dtype)
+    return _mpi_sgd_step(params, x, y, batch, CNN_LR, workspace=pn.Workspace())
+
+
+def time_mpi_loop(peer: str, x, y, steps: int, warmup: int, seed: int) -> dict | None:
+    """Every rank runs the loop; rank 0 returns the timing (the slowest rank's
+    seconds; peak RSS summed over ranks), the others None. Also times the
+    allreduce of one gradient alone (``allreduce_us``, median of 50)."""
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise PeerUnavailable("mpi4py is not installed (pip install -e '.[mpi]')") from err
+    comm = MPI.COMM_WORLD
+    if peer == "cnn_purenn_mpi2":
+        images = x.reshape(x.shape[0], *IMAGE_SHAPE)
+        step = make_cnn_purenn_mpi(images, y, BATCH, seed)
+        n_grad = 225_034
+    else:
+        step = make_purenn_mpi(x, y, BATCH, seed)
+        n_grad = sum(a * b + b for a, b in itertools.pairwise(arch_of(None)))
+    for i in range(warmup):
+        step(i)
+    comm.Barrier()
+    timing = time_loop(step, steps, 0)
+    seconds = comm.allreduce(timing["seconds"], op=MPI.MAX)
+    buf = np.zeros(n_grad + 1, dtype=np.float32)
+    times = []
+    for _ in range(60):
+        comm.Barrier()
+        t0 = time.perf_counter()
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        times.append(time.perf_counter() - t0)
+    rss = comm.gather(peak_rss_mb())
+    if comm.rank != 0:
+        return None
+    return {
+        **timing,
+        "seconds": seconds,
+        "ranks": comm.size,
+        "rank_peak_rss_mb": rss,
+        "sum_peak_rss_mb": sum(rss),
+        "gradient_floats": n_grad,
+        "allreduce_us": statistics.median(times[10:]) * 1e6,
+        "mpi": {"mpi4py": mpi4py_version(), "library": MPI.Get_library_version().splitlines()[0]},
+    }
+
+
+def mpi4py_version() -> str:
+    import mpi4py
+
+    return mpi4py.__version__
+
+
+ALLREDUCE_BYTES = tuple(4**k * 1024 for k in range(8))  # 1 KiB .. 16 MiB
+ALLREDUCE_SECONDS, QUICK_ALLREDUCE_SECONDS = 0.3, 0.02
+
+
+def time_allreduce(quick: bool) -> dict | None:
+    """Median time of an in-place float32 sum-allreduce per buffer size, on
+    every rank of this MPI job (a barrier before each, so each call starts
+    together); rank 0 returns the table, the others None. The workloads'
+    gradient sizes (+1 for the flag purenn.parallel adds) are among the sizes."""
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise PeerUnavailable("mpi4py is not installed (pip install -e '.[mpi]')") from err
+    comm = MPI.COMM_WORLD
+    mlp = sum(a * b + b for a, b in itertools.pairwise(arch_of(None))) + 1
+    sizes = sorted({*(b // 4 for b in ALLREDUCE_BYTES), mlp, 225_034 + 1})
+    budget = QUICK_ALLREDUCE_SECONDS if quick else ALLREDUCE_SECONDS
+    points = []
+    for n in sizes:
+        buf = np.ones(n, dtype=np.float32)
+
+        def timed(calls: int, buf: np.ndarray = buf) -> list[float]:
+            out = []
+            for _ in range(calls):
+                comm.Barrier()
+                t0 = time.perf_counter()
+                comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+                out.append(time.perf_counter() - t0)
+            return out
+
+        probe = statistics.median(timed(5))
+        # every rank must make the same number of calls: agree on it first
+        calls = comm.allreduce(int(min(2000, max(15, budget / max(probe, 1e-7)))), op=MPI.MIN)
+        times = timed(calls)
+        # every rank's median; the slowest rank's is the collective's cost
+        median = comm.allreduce(statistics.median(times[5:]), op=MPI.MAX)
+        points.append({"floats": n, "bytes": 4 * n, "median_us": median * 1e6, "calls": len(times)})
+    hosts = len(set(comm.allgather(platform.node())))
+    if comm.rank != 0:
+        return None
+    return {
+        "ranks": comm.size,
+        "hosts": hosts,
+        "points": points,
+        "mpi": {"mpi4py": mpi4py_version(), "library": MPI.Get_library_version().splitlines()[0]},
+    }
 
 
 CNN_PEERS = {"cnn_purenn": make_cnn_purenn, "cnn_torch": make_cnn_torch}
@@ -590,14 +743,30 @@ def library_versions(peer: str) -> dict:
     return versions
 
 
-def run_worker(args: argparse.Namespace) -> dict:
-    """One peer, one process: time it and return the result (printed as JSON)."""
+def run_worker(args: argparse.Namespace) -> dict | None:
+    """One peer, one process (or one job of MPI ranks): time it and return the
+    result (printed as JSON; None on an MPI job's ranks other than 0)."""
     peer = args.worker
     steps, warmup = (QUICK_STEPS, QUICK_WARMUP) if args.quick else (STEPS, WARMUP)
     n_samples = QUICK_SAMPLES if args.quick else STEPS * BATCH
     result: dict = {"peer": peer, "pid": os.getpid()}
     if peer == "memory":
         result.update(measure_memory(args.data_dir, args.seed, args.quick, args.synthetic))
+    elif peer == "allreduce":
+        timing = time_allreduce(args.quick)
+        if timing is None:
+            return None
+        result.update(timing)
+    elif peer in MPI_PEERS:
+        x, y = load_data(args.data_dir, args.seed, n_samples, np.float32, args.synthetic)
+        timing = time_mpi_loop(peer, x, y, steps, warmup, args.seed)
+        if timing is None:  # not rank 0: rank 0 reports
+            return None
+        result.update(timing)
+        result["dtype"] = "float32"
+        result["samples_per_s"] = timing["steps"] * BATCH / timing["seconds"]
+        # the CNN table's memory column: the whole job's, every rank holding the data
+        result["peak_rss_mb"] = timing["sum_peak_rss_mb"]
     elif args.scaling_worker:
         make, dtype = LOOP_PEERS[peer]
         x, y = load_data(args.data_dir, args.seed, n_samples, dtype, args.synthetic)
@@ -622,8 +791,10 @@ def run_worker(args: argparse.Namespace) -> dict:
         result.update(timing)
         result["dtype"] = np.dtype(dtype).name
         result["samples_per_s"] = timing["steps"] * BATCH / timing["seconds"]
-    result["peak_rss_mb"] = peak_rss_mb()
-    result["versions"] = library_versions(peer.removesuffix("_f64").removeprefix("cnn_"))
+    result.setdefault("peak_rss_mb", peak_rss_mb())
+    result["versions"] = library_versions(
+        peer.removesuffix("_f64").removesuffix("_mpi2").removeprefix("cnn_")
+    )
     result["blas"] = blas_info()
     return result
 
@@ -677,6 +848,17 @@ def spawn(peer: str, args: argparse.Namespace, scaling: bool) -> dict:
     if args.threads:
         for var in THREAD_VARS:
             env[var] = str(args.threads)
+    if peer in MPI_PEERS or peer == "allreduce":
+        ranks = MPI_PEERS.get(peer, args.ranks)
+        try:
+            launcher = mpi_command(ranks, args.hostfile)
+        except (ImportError, FileNotFoundError) as err:
+            return {"peer": peer, "skipped": str(err)}
+        cmd = [*launcher, *cmd]
+        if not args.threads:  # the ranks share the cores: one share of them each
+            from purenn.parallel import blas_threads
+
+            env.update(dict.fromkeys(THREAD_VARS, str(blas_threads(ranks))))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT, env=env)
@@ -691,6 +873,18 @@ def spawn(peer: str, args: argparse.Namespace, scaling: bool) -> dict:
     result = json.loads(lines[-1])
     result["load_before"] = load
     return result
+
+
+def mpi_command(ranks: int, hostfile: Path | None = None) -> list[str]:
+    """``mpiexec -n RANKS [-hostfile FILE]``, or ImportError / FileNotFoundError."""
+    import importlib.util
+
+    from purenn.parallel import mpiexec_path
+
+    if importlib.util.find_spec("mpi4py") is None:
+        raise ImportError("mpi4py is not installed (pip install -e '.[mpi]')")
+    cmd = [mpiexec_path(), "-n", str(ranks)]
+    return cmd + (["-hostfile", str(hostfile)] if hostfile else [])
 
 
 def summarize(runs: list[dict], reference: str = "torch") -> dict:
@@ -745,7 +939,9 @@ PAIRED = (
     ("handopt", "torch"),
     ("purenn_fit", "purenn"),
     ("purenn_f64", "tutorial_f64"),
+    ("purenn_mpi2", "purenn"),
 )
+CNN_PAIRED = (("cnn_purenn_mpi2", "cnn_torch"), ("cnn_purenn", "cnn_torch"))
 
 
 def paired_ratios(runs: list[dict], pairs=PAIRED) -> list[dict]:
@@ -793,6 +989,7 @@ def targets(summary: dict) -> list[dict]:
         ("purenn samples/s vs torch eager", ratio("purenn", "torch"), ">=", 1.3, "x"),
         ("purenn fraction of the GEMM-only bound", ratio("purenn", "gemm"), ">=", 0.65, ""),
         ("purenn_fit vs the bare purenn loop", ratio("purenn_fit", "purenn"), ">=", 0.95, "x"),
+        ("purenn_mpi2 (2 ranks) vs one purenn", ratio("purenn_mpi2", "purenn"), ">=", 1, "x"),
         ("purenn float64 vs tutorial float64", ratio("purenn_f64", "tutorial_f64"), ">=", 0.9, "x"),
         (
             "peak RSS minus (train + test float32 arrays), MiB",
@@ -813,8 +1010,13 @@ def cnn_targets(summary: dict) -> list[dict]:
     """Issue 7's targets for ``--workload cnn`` (None: a peer is missing)."""
     pn_, th = summary.get("cnn_purenn", {}), summary.get("cnn_torch", {})
     slower = pn_["epoch_s"] / th["epoch_s"] if pn_.get("epoch_s") and th.get("epoch_s") else None
+    mpi = summary.get("cnn_purenn_mpi2", {})
+    mpi_slower = (
+        mpi["epoch_s"] / th["epoch_s"] if mpi.get("epoch_s") and th.get("epoch_s") else None
+    )
     rows = [
         ("cnn_purenn epoch time / cnn_torch epoch time", slower, "<=", 2.0, "x"),
+        ("cnn_purenn_mpi2 (2 ranks) epoch time / cnn_torch's", mpi_slower, "<=", 1.0, "x"),
         ("cnn_purenn peak RSS, MiB", pn_.get("peak_rss_mb"), "<=", CNN_RSS_GOAL_MB, ""),
     ]
     out = []
@@ -1089,14 +1291,20 @@ def report(results: dict) -> str:
 
 def cnn_report(results: dict) -> str:
     """The generated Markdown of ``--workload cnn``: command, machine, table, targets."""
-    return "\n".join(
-        [
-            *_report_head(results),
-            cnn_table(results["summary"]),
+    parts = [
+        *_report_head(results),
+        cnn_table(results["summary"]),
+        "",
+        targets_table(results["targets"]),
+    ]
+    if results.get("paired"):
+        parts += [
             "",
-            targets_table(results["targets"]),
+            "The same ratios of samples/s taken within each round (peers seconds apart):",
+            "",
+            paired_table(results["paired"]),
         ]
-    )
+    return "\n".join(parts)
 
 
 def _report_head(results: dict) -> list[str]:
@@ -1273,8 +1481,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="profile purenn's public-API epoch in this process and print where time goes",
     )
+    p.add_argument(
+        "--allreduce",
+        action="store_true",
+        help="time MPI allreduces (1 KiB - 16 MiB) on --ranks ranks and one process's step of "
+        "each workload, then print the data-parallel speedup model for 2-64 machines",
+    )
+    p.add_argument("--ranks", type=int, default=2, help="ranks for --allreduce")
+    p.add_argument(
+        "--hostfile",
+        type=Path,
+        default=None,
+        help="MPI host file for --allreduce across machines (passed as mpiexec -hostfile)",
+    )
+    p.add_argument(
+        "--net-latency-us",
+        type=float,
+        default=30.0,
+        help="the network's one-way latency per message assumed by the model (10 GbE, TCP)",
+    )
+    p.add_argument(
+        "--net-gbit",
+        type=float,
+        default=10.0,
+        help="the network's bandwidth in Gbit/s assumed by the model",
+    )
     p.add_argument("--synthetic", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--worker", choices=list(PEERS), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=[*PEERS, "allreduce"], help=argparse.SUPPRESS)
     p.add_argument("--scaling-worker", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -1289,7 +1522,8 @@ def main(argv: list[str] | None = None) -> int:
         except PeerUnavailable as err:
             print(str(err))
             return SKIPPED
-        print(json.dumps(result))
+        if result is not None:  # the other ranks of an MPI worker leave it to rank 0
+            print(json.dumps(result))
         return 0
     if args.rounds < 1:
         raise SystemExit(f"--rounds must be >= 1; got {args.rounds}")
@@ -1310,6 +1544,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         profile_purenn(args)
         return 0
+    if args.allreduce:
+        return run_allreduce(args)
     if args.replot:
         results = json.loads(args.replot.read_text())
     else:
@@ -1405,11 +1641,152 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "machine": machine_facts(runs + scaling_runs, args.threads),
         "summary": summary,
         "targets": cnn_targets(summary) if args.workload == "cnn" else targets(summary),
-        "paired": [] if args.workload == "cnn" else paired_ratios(runs),
+        "paired": paired_ratios(runs, CNN_PAIRED if args.workload == "cnn" else PAIRED),
         "scaling": summarize_scaling(scaling_runs),
         "runs": runs,
         "scaling_runs": scaling_runs,
     }
+
+
+# --------------------------------------------------------------------------- allreduce
+
+
+MODEL_MACHINES = (2, 4, 8, 16, 32, 64)
+
+
+def run_allreduce(args: argparse.Namespace) -> int:
+    """``--allreduce``: time allreduces and both workloads' one-process step, print
+    the speedup model (and write ``--json``)."""
+    started = time.time()
+    ar = spawn("allreduce", args, scaling=False)
+    print(f"allreduce on {args.ranks} ranks: {describe_allreduce(ar)}", file=sys.stderr)
+    steps = {}
+    for peer in ("purenn", "cnn_purenn"):
+        res = spawn(peer, args, scaling=False)
+        print(f"{peer}: {describe(res)}", file=sys.stderr)
+        steps[peer] = res
+    results = {
+        "command": " ".join(["python scripts/bench.py", *args.argv]),
+        "started": started,
+        "quick": args.quick,
+        "allreduce": ar,
+        "steps": steps,
+        "network": {"latency_us": args.net_latency_us, "gbit": args.net_gbit},
+    }
+    if "points" in ar:
+        results["fit"] = fit_allreduce(ar["points"], ar["ranks"])
+        results["model"] = speedup_model(results)
+    to_stdout = args.json == "-"
+    out = sys.stderr if to_stdout else sys.stdout
+    print(allreduce_report(results), file=out)
+    if args.json:
+        text = json.dumps(results, indent=1)
+        if to_stdout:
+            print(text)
+        else:
+            _write_text(Path(args.json), text + "\n")
+            print(f"wrote {args.json}", file=sys.stderr)
+    return 0 if "points" in ar else 1
+
+
+def describe_allreduce(res: dict) -> str:
+    if "points" in res:
+        return ", ".join(f"{p['bytes'] // 1024} KiB {p['median_us']:.0f} us" for p in res["points"])
+    return describe(res)
+
+
+def ring_seconds(p: int, nbytes: float, latency_s: float, bytes_per_s: float) -> float:
+    """A ring allreduce over ``p`` ranks: ``2(p-1)`` messages in sequence, each
+    rank sending and receiving ``2(p-1)/p`` of the buffer."""
+    return 2 * (p - 1) * latency_s + 2 * (p - 1) / p * nbytes / bytes_per_s
+
+
+def fit_allreduce(points: list[dict], ranks: int) -> dict:
+    """Latency and bandwidth of the ring model from the measured times of
+    ``ranks`` ranks: the latency from the smallest buffer (all latency), the
+    bandwidth fitted (least squares through the latency) to buffers of 64 KiB
+    and more."""
+    smallest = min(points, key=lambda p: p["bytes"])
+    latency = smallest["median_us"] * 1e-6 / (2 * (ranks - 1))
+    big = [p for p in points if p["bytes"] >= 64 * 1024]
+    nbytes = np.array([p["bytes"] for p in big], dtype=float) * 2 * (ranks - 1) / ranks
+    secs = np.array([p["median_us"] for p in big], dtype=float) * 1e-6 - 2 * (ranks - 1) * latency
+    per_byte = float(nbytes @ secs / (nbytes @ nbytes))
+    return {"latency_us": latency * 1e6, "gbyte_per_s": 1 / per_byte / 1e9}
+
+
+def speedup_model(results: dict) -> list[dict]:
+    """Per workload and machine count: communication per step, the allreduce's
+    modelled time over the assumed network, and the speedup of data-parallel
+    training over one machine, weak (each machine keeps batch 128) and strong
+    (the global batch stays 128, split p ways, compute assumed to shrink as 1/p)."""
+    net = results["network"]
+    latency, bandwidth = net["latency_us"] * 1e-6, net["gbit"] * 1e9 / 8
+    rows = []
+    for peer, floats in (("purenn", None), ("cnn_purenn", 225_034)):
+        step = results["steps"].get(peer, {})
+        if "seconds" not in step:
+            continue
+        if floats is None:
+            floats = sum(a * b + b for a, b in itertools.pairwise(arch_of(None)))
+        nbytes = 4 * (floats + 1)
+        t_c = step["seconds"] / step["steps"]
+        for p in MODEL_MACHINES:
+            t_ar = ring_seconds(p, nbytes, latency, bandwidth)
+            rows.append(
+                {
+                    "workload": "MLP" if peer == "purenn" else "CNN",
+                    "machines": p,
+                    "bytes_sent_per_rank": 2 * (p - 1) / p * nbytes,
+                    "compute_ms": t_c * 1e3,
+                    "allreduce_ms": t_ar * 1e3,
+                    "weak_speedup": p * t_c / (t_c + t_ar),
+                    "strong_speedup": t_c / (t_c / p + t_ar),
+                }
+            )
+    return rows
+
+
+def allreduce_report(results: dict) -> str:
+    ar = results["allreduce"]
+    lines = [f"Command: `{results['command']}`.", ""]
+    if "points" not in ar:
+        return "\n".join([*lines, f"allreduce: {describe(ar)}"])
+    lines += [
+        f"Allreduce, {ar['ranks']} ranks on {ar['hosts']} host(s), {ar['mpi']['library']}, "
+        f"mpi4py {ar['mpi']['mpi4py']}: float32 sum, in place, median per call.",
+        "",
+        "| buffer | floats | median us | GB/s (buffer / time) |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for p in ar["points"]:
+        size = p["bytes"]
+        shown = f"{size / 2**20:.2f} MiB" if size >= 2**20 else f"{size / 1024:.1f} KiB"
+        lines.append(
+            f"| {shown} | {p['floats']:,} | {p['median_us']:.1f} | "
+            f"{size / (p['median_us'] * 1e-6) / 1e9:.2f} |"
+        )
+    fit = results["fit"]
+    net = results["network"]
+    lines += [
+        "",
+        f"Ring model fitted to these points: latency {fit['latency_us']:.1f} us per message, "
+        f"bandwidth {fit['gbyte_per_s']:.2f} GB/s (this machine's shared memory). The model "
+        f"below assumes a network of {net['gbit']:g} Gbit/s and {net['latency_us']:g} us per "
+        "message instead, one rank per machine, each machine computing one process's step "
+        "as measured here:",
+        "",
+        "| workload | machines | sent per rank per step | compute ms (batch 128) "
+        "| allreduce ms | weak-scaling speedup | strong-scaling speedup |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results["model"]:
+        lines.append(
+            f"| {r['workload']} | {r['machines']} | {r['bytes_sent_per_rank'] / 2**20:.2f} MiB "
+            f"| {r['compute_ms']:.2f} | {r['allreduce_ms']:.2f} | {r['weak_speedup']:.1f}x "
+            f"| {r['strong_speedup']:.1f}x |"
+        )
+    return "\n".join(lines)
 
 
 def describe(res: dict) -> str:
