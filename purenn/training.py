@@ -47,7 +47,7 @@ from purenn.core import check_inputs, train_pass
 from purenn.losses import describe
 from purenn.metrics import evaluate, first_nonfinite
 from purenn.preprocessing import batches
-from purenn.tree import SPEC_KEY, tree_check_like
+from purenn.tree import SPEC_KEY, tree_check_like, tree_with_state
 from purenn.workspace import Workspace
 
 __all__ = ["HISTORY_KEYS", "NonFiniteLossError", "fit", "new_history"]
@@ -578,6 +578,8 @@ class _EpochLoop:
                 scored += hits.size
             self.good = (params, state)
             params, state = self.optimizer.update(result.grads, state, params)
+            # the pass's state (BatchNorm statistics), whatever the optimizer does with it
+            params = tree_with_state(params, result.grads)
             if self.verbose:
                 now = time.perf_counter()
                 self.live = self.live or now - t0 > _LIVE_AFTER
