@@ -382,9 +382,7 @@ class Parallel(_Branches):
     activation: str = attrs.field(default="linear", validator=_registered_activation)
 
     def _branches(self) -> list[tuple[str | None, _Chain]]:
-        return [
-            (f"branch_{i}", _chain(b, f"branch_{i}/")) for i, b in enumerate(self.branches)
-        ]
+        return [(f"branch_{i}", _chain(b, f"branch_{i}/")) for i, b in enumerate(self.branches)]
 
     def _join_shape(self, shapes: list[Shape], in_shape: Shape) -> Shape:
         names = [f"branch_{i}" for i in range(len(shapes))]

@@ -814,7 +814,9 @@ def _check_target(instance: Any, attribute: attrs.Attribute, value: Any) -> None
     ok = (
         isinstance(value, tuple)
         and value
-        and all(isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1) for v in value)
+        and all(
+            isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1) for v in value
+        )
         and sum(v == -1 for v in value) <= 1
     )
     if not ok:

@@ -147,43 +147,45 @@ def _params_dtype(params: Params, spec: Network) -> np.dtype:
             problems.append(f"no dict of arrays for {missing}")
         if with_state and (type(state) is not dict or state.keys() != set(with_state)):
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            problems.append(
-                f"under {STATE_KEY!r} {got} instead of the state of {list(with_state)}"
-            )
-        expected = [SPEC_KEY, *with_params] + ([STATE_KEY] if with_state else [])
+            problems.append(f"under {STATE_KEY!r} {got} instead of the state of {list(with_state)}")
+        also = f" and {STATE_KEY!r} (the state of {list(with_state)})" if with_state else ""
         raise ValueError(
-            f"params has {' and '.join(problems)}; expected {expected}. Pass the dict made "
-            "by purenn.init (or by sgd_step or an optimizer)"
+            f"params has {' and '.join(problems)}; expected {SPEC_KEY!r} and "
+            f"{list(with_params)}{also}. Pass the dict made by purenn.init (or by sgd_step or "
+            "an optimizer)"
         )
     dtype = None
     for name in with_params:
-        dtype = _leaf_dtype(params[name], f"params[{name!r}]", dtype)
+        dtype = _leaf_dtype(params[name], name, dtype)
     dtype = dtype if dtype is not None else np.dtype(np.float32)
     if with_state:
         _check_state_dtype(state, f"params[{STATE_KEY!r}]", dtype)
     return dtype
 
 
-def _leaf_dtype(tree: dict, where: str, dtype: np.dtype | None) -> np.dtype | None:
-    """The one float dtype of the leaves of ``tree`` (nested dicts walked), checked
-    against ``dtype``, that of the leaves before it (None: none yet)."""
+def _leaf_dtype(tree: dict, name: str, dtype: np.dtype | None) -> np.dtype | None:
+    """The one float dtype of the leaves of layer ``name``'s params (nested dicts
+    of a container walked, their names joined by '/'), checked against
+    ``dtype``, that of the leaves before it (None: none yet)."""
     for key, leaf in tree.items():
         if type(leaf) is dict:
-            dtype = _leaf_dtype(leaf, f"{where}[{key!r}]", dtype)
+            dtype = _leaf_dtype(leaf, f"{name}/{key}", dtype)
             continue
         if not isinstance(leaf, np.ndarray):
-            raise TypeError(f"{where}[{key!r}] must be a NumPy array; got {type(leaf).__name__}")
+            raise TypeError(
+                f"params[{name!r}][{key!r}] must be a NumPy array; got {type(leaf).__name__}"
+            )
         if dtype is None:
             dtype = leaf.dtype
             if dtype not in _FLOATS:
                 raise TypeError(
-                    f"{where}[{key!r}] has dtype {dtype}; params must be float32 "
+                    f"params[{name!r}][{key!r}] has dtype {dtype}; params must be float32 "
                     "or float64 (init(spec, rng, dtype=np.float64) makes float64 ones)"
                 )
         elif leaf.dtype != dtype:
             raise ValueError(
-                f"params mix dtypes: {where}[{key!r}] holds {leaf.dtype}, earlier leaves "
-                f"{dtype}; make all leaves one dtype"
+                f"params mix dtypes: {name!r} holds {leaf.dtype}, earlier leaves {dtype}; "
+                "make all leaves one dtype"
             )
     return dtype
 
@@ -195,9 +197,7 @@ def _check_state_dtype(tree: Any, where: str, dtype: np.dtype) -> None:
     for key, leaf in tree.items():
         if type(leaf) is dict:
             _check_state_dtype(leaf, f"{where}[{key!r}]", dtype)
-        elif not isinstance(leaf, np.ndarray) or (
-            leaf.dtype != dtype and leaf.dtype != np.int64
-        ):
+        elif not isinstance(leaf, np.ndarray) or (leaf.dtype != dtype and leaf.dtype != np.int64):
             got = getattr(leaf, "dtype", type(leaf).__name__)
             raise TypeError(
                 f"{where}[{key!r}] has dtype {got}; state arrays must have the params' dtype "

@@ -1189,7 +1189,9 @@ def _kept_between_calls(a: Any, b: Any, *inputs: Any) -> bool:
         return False
     if not np.may_share_memory(a, b):
         return False
-    lent = [v for item in inputs for v in (_flat(item).values() if isinstance(item, dict) else [item])]
+    lent = [
+        v for item in inputs for v in (_flat(item).values() if isinstance(item, dict) else [item])
+    ]
     return not any(isinstance(v, np.ndarray) and np.may_share_memory(a, v) for v in lent)
 
 

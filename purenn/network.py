@@ -176,7 +176,11 @@ class Network:
         if not isinstance(data, dict):
             raise ValueError(f"a network spec must be a dict; got {type(data).__name__}")
         try:
-            layers = [layer_from_dict(entry) for entry in data["layers"]]
+            layers = []
+            for entry in data["layers"]:
+                if not isinstance(entry, dict) or "type" not in entry:
+                    raise KeyError("type")
+                layers.append(layer_from_dict(entry))
             loss = loss_from_dict(data.get("loss", "cross_entropy"))
             return cls(tuple(data["input_shape"]), layers, loss)
         except (KeyError, TypeError) as err:

@@ -75,9 +75,7 @@ class BatchNorm(Layer):
     feature (``m > 1``).
     """
 
-    momentum: float = attrs.field(
-        default=0.1, converter=_finite_float_named("BatchNorm.momentum")
-    )
+    momentum: float = attrs.field(default=0.1, converter=_finite_float_named("BatchNorm.momentum"))
     eps: float = attrs.field(default=1e-5, converter=_finite_float_named("BatchNorm.eps"))
     activation: str = attrs.field(default="linear", validator=_registered_activation)
 

@@ -182,7 +182,10 @@ def _states_agree(a: Tree, b: Tree, same: Callable[[Any, Any], bool]) -> bool:
     if (STATE_KEY in a) != (STATE_KEY in b) or [p for p, _ in sa] != [p for p, _ in sb]:
         return False
     return all(
-        isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.shape == y.shape and same(x, y)
+        isinstance(x, np.ndarray)
+        and isinstance(y, np.ndarray)
+        and x.shape == y.shape
+        and same(x, y)
         for (_, x), (_, y) in zip(sa, sb, strict=True)
     )
 
