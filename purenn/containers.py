@@ -25,6 +25,7 @@ returns is checked as the network checks its own layers.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, NamedTuple
 
 import attrs
@@ -405,7 +406,7 @@ class Parallel(_Branches):
         if self.join == "sum":
             return super()._split(dz, out_shapes)
         bounds = np.cumsum([0, *(s[0] for s in out_shapes)])
-        return [dz[:, lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [dz[:, lo:hi] for lo, hi in itertools.pairwise(bounds)]
 
 
 def _as_branches(value: Any) -> tuple:

@@ -312,7 +312,7 @@ def _run_forward(
     for i, (name, layer, shape) in enumerate(
         zip(layout.names, layout.run_layers, layout.shapes[1:], strict=True)
     ):
-        if layer.uses_workspace or state is not None and name in state:
+        if layer.uses_workspace or (state is not None and name in state):
             scratch = (FRESH if ws is None else ws.scoped(name)) if layer.uses_workspace else None
             own = state.get(name) if state is not None else None
             ctx = Context(train, rng, i > 0, scratch, own)

@@ -11,13 +11,13 @@ params here are plain dicts of arrays, and applying the step inside the
 optimizer saves one pass over the tree per step and one way to get it wrong.
 
 Nothing is mutated: ``params``, ``grads`` and ``state`` may be read-only and are
-left exactly as they were. A network's own state (BatchNorm's running
-statistics, under ``params["state"]``) is no leaf: no optimizer moment, weight
-decay or clipping touches it, and ``update`` returns params carrying the
-state the gradients carry (the state after their training pass). A state is a frozen record holding ``count`` (how
+left exactly as they were. A state is a frozen record holding ``count`` (how
 many updates have been applied, a Python int) and, where the method needs them,
 moment trees with exactly the structure, shapes and dtype of ``params`` (spec
-entry included). float32 stays float32: every hyperparameter is a Python float,
+entry included; the network's own state left out). A network's own state
+(BatchNorm's running statistics, under ``params["state"]``) is no leaf: no
+optimizer moment, weight decay or clipping touches it, and ``update`` returns
+params carrying the state the gradients carry (the state after their pass). float32 stays float32: every hyperparameter is a Python float,
 which NumPy treats as a "weak" scalar that takes the array's dtype.
 
 Every optimizer takes:
