@@ -18,7 +18,8 @@ entry included; the network's own state left out). A network's own state
 (BatchNorm's running statistics, under ``params["state"]``) is no leaf: no
 optimizer moment, weight decay or clipping touches it, and ``update`` returns
 params carrying the state the gradients carry (the state after their pass).
-float32 stays float32: every hyperparameter is a Python float, which NumPy treats as a "weak" scalar that takes the array's dtype.
+float32 stays float32: every hyperparameter is a Python float, which NumPy
+treats as a "weak" scalar that takes the array's dtype.
 
 Every optimizer takes:
 
