@@ -86,17 +86,17 @@ def test_shapes_are_checked_when_the_network_is_built():
         pn.Network(4, [pn.Parallel([pn.Dense(3), []]), pn.Dense(2, "softmax")])
     with pytest.raises(ValueError, match=r"concatenated along the first axis"):
         pn.Network((1, 4, 4), [pn.Parallel([[], pn.MaxPool2D(2)], join="concat")])
-    with pytest.raises(ValueError, match="Residual.layers is empty"):
+    with pytest.raises(ValueError, match=r"Residual.layers is empty"):
         pn.Residual([])
     with pytest.raises(TypeError, match=r"Residual.layers\[1\] must be a layer spec"):
         pn.Residual([pn.Dense(3), "relu"])
-    with pytest.raises(TypeError, match="Residual.shortcut must be a layer or a sequence"):
+    with pytest.raises(TypeError, match=r"Residual.shortcut must be a layer or a sequence"):
         pn.Residual([pn.Dense(3)], shortcut=3)
     with pytest.raises(ValueError, match="Parallel needs at least two branches"):
         pn.Parallel([[pn.Dense(3)]])
-    with pytest.raises(ValueError, match="Parallel.join must be one of 'sum', 'concat'"):
+    with pytest.raises(ValueError, match=r"Parallel.join must be one of 'sum', 'concat'"):
         pn.Parallel([[], []], join="max")
-    with pytest.raises(ValueError, match="Residual.activation"):
+    with pytest.raises(ValueError, match=r"Residual.activation"):
         pn.Residual([pn.Dense(3)], activation="nope")
 
 

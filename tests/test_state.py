@@ -258,7 +258,8 @@ def test_a_trained_batchnorm_network_predicts_the_same_in_a_fresh_process(tmp_pa
         f"""
         import numpy as np, purenn as pn
         ck = pn.load({str(tmp_path / "bn.npz")!r})
-        np.save({str(tmp_path / "out.npy")!r}, pn.forward(ck.params, np.load({str(tmp_path / "x.npy")!r})))
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.save({str(tmp_path / "out.npy")!r}, pn.forward(ck.params, x))
         """
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
