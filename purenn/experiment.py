@@ -86,6 +86,7 @@ __all__ = [
     "make_optimizer",
     "parse_args",
     "prepare_images",
+    "rng_streams",
     "run",
     "split_train_val",
 ]
@@ -381,6 +382,13 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.ra
         np.random.default_rng(weights),
         np.random.default_rng(training),
     )
+
+
+def rng_streams(seed: int) -> tuple[np.random.Generator, ...]:
+    """The three independent Generators a run of ``--seed seed`` draws from:
+    ``(split, initial weights, training)`` (``scripts/baselines.py`` gives its
+    PyTorch twin of a run the same split, initial weights and batches)."""
+    return _streams(seed)
 
 
 def load_data(

@@ -85,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     args = experiment.parse_args(parser, RECIPES, argv)
     (x, y), test = experiment.load_data(parser, load_fashion_mnist, args)
+    return experiment.run(args, prepare(x, y, test, args))
+
+
+def prepare(x: Any, y: Any, test: tuple, args: Any) -> experiment.Data:
+    """The validation split and the inputs (and augmentation) of ``args.model``, from
+    the official training images ``(x, y)`` and ``test`` (uint8, as loaded)."""
     train, val = experiment.split_train_val(x, y, args)
     # The CNN's --augment only mirrors half of each batch left to right (clothes are
     # symmetric; with the shifts, rotations and zooms too it lost 3 points of validation
@@ -92,10 +98,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # and takes random 28x28 crops of the image padded with 2 zero pixels.
     conv = args.model in ("cnn", "resnet")
     crop = 2 if args.model == "resnet" else 0
-    data = experiment.prepare_images(
+    return experiment.prepare_images(
         train, val, test, args, CLASS_NAMES, flip=conv, distort=not conv, crop=crop
     )
-    return experiment.run(args, data)
 
 
 if __name__ == "__main__":

@@ -74,9 +74,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     args = experiment.parse_args(parser, RECIPES, argv)
     (x, y), test = experiment.load_data(parser, load_mnist, args)
+    return experiment.run(args, prepare(x, y, test, args))
+
+
+def prepare(x: Any, y: Any, test: tuple, args: Any) -> experiment.Data:
+    """The validation split and the inputs (and augmentation) of ``args.model``, from
+    the official training images ``(x, y)`` and ``test`` (uint8, as loaded)."""
     train, val = experiment.split_train_val(x, y, args)
     names = [str(k) for k in range(10)]
-    return experiment.run(args, experiment.prepare_images(train, val, test, args, names))
+    return experiment.prepare_images(train, val, test, args, names)
 
 
 if __name__ == "__main__":
