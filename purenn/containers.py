@@ -34,7 +34,7 @@ import numpy as np
 from purenn.activations import get_activation
 from purenn.base import Context, Layer, Shape, is_registered_layer, layer_names, register_layer
 from purenn.layers import _one_of, _registered_activation
-from purenn.workspace import FRESH
+from purenn.workspace import FRESH, empty_like
 
 __all__ = ["Parallel", "Residual"]
 
@@ -260,26 +260,34 @@ class _Branches(Layer):
             )
             outs.append(y)
             caches.append(cache)
-        z = self._join(outs)
+        scratch = FRESH if ctx.workspace is None else ctx.workspace
+        z = self._join(outs, scratch)
         act = get_activation(self.activation)
-        # z is this call's own array (a sum or concatenation): a can take its place
+        # z is this pass's own array (a sum or concatenation): a can take its place
         a = act.forward(z, out=z) if act.in_place else act.forward(z)
         return a, (caches, [y.shape[1:] for y in outs], z, a)
 
     def backward(self, params: Any, cache: Any, dy: np.ndarray, ctx: Context) -> tuple:
         caches, out_shapes, z, a = cache
         keys = self._keys()
-        dz = get_activation(self.activation).backward(z, a, dy)  # dL/dz = dL/da * da/dz
-        dx, parts = None, []
+        scratch = FRESH if ctx.workspace is None else ctx.workspace
+        act = get_activation(self.activation)
+        if act.in_place:  # dL/dz = dL/da * da/dz, into a work array
+            dz = act.backward(z, a, dy, out=empty_like(scratch, "dz", a))
+        else:
+            dz = act.backward(z, a, dy)
+        parts, dxs = [], []
         for (key, chain), c, dzb in zip(
             self._branches(), caches, self._split(dz, out_shapes), strict=True
         ):
             dxb, g = chain.backward(self._part(params, key, keys), c, dzb)
             parts.append((key, g))
-            if ctx.need_dx:  # x feeds every branch: dL/dx is the sum of theirs
-                dx = dxb if dx is None else dx + dxb
-        if ctx.need_dx and dx is dy:  # identity branches only: never hand dy back as dx
-            dx = dy.copy()
+            dxs.append(dxb)
+        dx = None
+        if ctx.need_dx:  # x feeds every branch: dL/dx is the sum of theirs, in our own array
+            dx = np.add(dxs[0], dxs[1], out=empty_like(scratch, "dx", dxs[0]))
+            for d in dxs[2:]:
+                dx += d
         return dx, (self._merge(parts) if self.has_params else None)
 
     def next_state(self, state: Any, cache: Any, ctx: Context) -> dict:
@@ -290,8 +298,8 @@ class _Branches(Layer):
         ]
         return self._merge(parts)
 
-    def _join(self, outs: list[np.ndarray]) -> np.ndarray:
-        z = outs[0] + outs[1] if len(outs) > 1 else outs[0].copy()
+    def _join(self, outs: list[np.ndarray], scratch: Any) -> np.ndarray:
+        z = np.add(outs[0], outs[1], out=empty_like(scratch, "z", outs[0]))
         for y in outs[2:]:
             z += y
         return z
@@ -397,9 +405,9 @@ class Parallel(_Branches):
             )
         return (sum(s[0] for s in shapes), *rests[0])
 
-    def _join(self, outs: list[np.ndarray]) -> np.ndarray:
+    def _join(self, outs: list[np.ndarray], scratch: Any) -> np.ndarray:
         if self.join == "sum":
-            return super()._join(outs)
+            return super()._join(outs, scratch)
         return np.concatenate(outs, axis=1)
 
     def _split(self, dz: np.ndarray, out_shapes: list) -> list[np.ndarray]:

@@ -57,7 +57,7 @@ from purenn.layers import (
     _positive_int,
     _registered_activation,
 )
-from purenn.workspace import FRESH, Allocator
+from purenn.workspace import FRESH, Allocator, empty_like
 
 MAX_WORK_BYTES = 64 * 2**20
 """Upper bound, in bytes, on one im2col matrix ``cols`` (forward and backward).
@@ -208,10 +208,7 @@ def _empty_like(
 ) -> np.ndarray:
     """An uninitialised array of ``shape`` (default: ``ref``'s) with its axes in
     ``ref``'s memory order (elementwise work on mixed layouts is several times slower)."""
-    order = np.argsort(ref.strides, kind="stable")[::-1]  # ref's axes, outermost first
-    shape = ref.shape if shape is None else shape
-    buf = scratch.empty(key, tuple(shape[i] for i in order), dtype or ref.dtype)
-    return buf.transpose(np.argsort(order))
+    return empty_like(scratch, key, ref, dtype, shape)
 
 
 def _same_layout(a: np.ndarray, ref: np.ndarray) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 from purenn.activations import get_activation
 from purenn.base import Context, Layer, Shape, register_layer
 from purenn.layers import _finite_float_named, _registered_activation
+from purenn.workspace import FRESH, empty_like
 
 __all__ = ["BatchNorm", "LayerNorm"]
 
@@ -73,7 +74,12 @@ class BatchNorm(Layer):
     pass with ``count == 0`` (statistics never updated) raises a ValueError
     that says how to train them. A training pass needs more than one value per
     feature (``m > 1``).
+
+    Its large arrays (``xhat``, the output, the backward's temporaries) come from
+    the pass's workspace (``uses_workspace``), as the convolution's do.
     """
+
+    uses_workspace = True
 
     momentum: float = attrs.field(default=0.1, converter=_finite_float_named("BatchNorm.momentum"))
     eps: float = attrs.field(default=1e-5, converter=_finite_float_named("BatchNorm.eps"))
@@ -120,7 +126,9 @@ class BatchNorm(Layer):
     def forward(self, params: dict, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
         """``x`` (n, c) or (n, c, h, w) -> ``y`` of the same shape and dtype."""
         nd, axes = x.ndim, _channel_axes(x.ndim)
+        scratch = FRESH if ctx.workspace is None else ctx.workspace
         m = x.size // x.shape[1]  # values per feature
+        xhat = empty_like(scratch, "xhat", x)  # in x's memory order (batch-last after a conv)
         if ctx.train:
             if m < 2:
                 raise ValueError(
@@ -129,8 +137,9 @@ class BatchNorm(Layer):
                     "(fit(..., drop_last=True) drops a last batch of 1)"
                 )
             mu = x.mean(axis=axes, keepdims=True)
-            xc = x - mu
-            var = np.mean(xc * xc, axis=axes, keepdims=True)  # biased, as the batch's own
+            np.subtract(x, mu, out=xhat)  # x - mu
+            sq = np.multiply(xhat, xhat, out=empty_like(scratch, "sq", x))
+            var = sq.mean(axis=axes, keepdims=True)  # biased, as the batch's own
             inv = 1.0 / np.sqrt(var + self.eps)
             stats = (mu.ravel(), var.ravel(), m)
         else:
@@ -145,14 +154,14 @@ class BatchNorm(Layer):
                     "optimizer of your own: end its update with "
                     "purenn.tree_with_state(new_params, grads))"
                 )
-            xc = x - _per_channel(state["mean"], nd)
+            np.subtract(x, _per_channel(state["mean"], nd), out=xhat)
             inv = 1.0 / np.sqrt(_per_channel(state["var"], nd) + self.eps)
             stats = None
-        xc *= inv  # xc is this call's own array: xhat takes its place
-        xhat = xc
-        z = xhat * _per_channel(params["gamma"], nd)
+        xhat *= inv  # (x - mu) / sqrt(var + eps)
+        z = np.multiply(xhat, _per_channel(params["gamma"], nd), out=empty_like(scratch, "z", x))
         z += _per_channel(params["beta"], nd)
         act = get_activation(self.activation)
+        # z is this pass's own array and backward needs only a: a can take its place
         a = act.forward(z, out=z) if act.in_place else act.forward(z)
         return a, (xhat, inv, z, a, ctx.train, stats)
 
@@ -162,21 +171,28 @@ class BatchNorm(Layer):
         """``dy`` = dL/da -> (dL/dx, {gamma, beta})."""
         xhat, inv, z, a, train, _ = cache
         nd, axes = dy.ndim, _channel_axes(dy.ndim)
-        dz = get_activation(self.activation).backward(z, a, dy)  # dL/dz = dL/da * da/dz
+        scratch = FRESH if ctx.workspace is None else ctx.workspace
+        act = get_activation(self.activation)
+        if act.in_place:  # dL/dz = dL/da * da/dz, into a work array
+            dz = act.backward(z, a, dy, out=empty_like(scratch, "dz", a))
+        else:
+            dz = act.backward(z, a, dy)
         dbeta = dz.sum(axis=axes)  # dL/dbeta = sum over the batch (and pixels) of dz
-        dgamma = (dz * xhat).sum(axis=axes)  # dL/dgamma = sum of dz * xhat
+        tmp = np.multiply(dz, xhat, out=empty_like(scratch, "tmp", xhat))
+        dgamma = tmp.sum(axis=axes)  # dL/dgamma = sum of dz * xhat
         dx = None
         if ctx.need_dx:
             g = _per_channel(params["gamma"], nd) * inv
+            dx = empty_like(scratch, "dx", xhat)
             if train:
                 # mu and var depend on x too: dL/dx = gamma/sigma * (dz - mean(dz)
                 # - xhat * mean(dz * xhat)), the means over the m values per feature
                 m = dz.size // dz.shape[1]
-                dx = dz - _per_channel(dbeta / m, nd)
-                dx -= xhat * _per_channel(dgamma / m, nd)
+                np.subtract(dz, _per_channel(dbeta / m, nd), out=dx)
+                dx -= np.multiply(xhat, _per_channel(dgamma / m, nd), out=tmp)
                 dx *= g
             else:
-                dx = dz * g  # running statistics are constants: dL/dx = gamma/sigma * dz
+                np.multiply(dz, g, out=dx)  # running statistics are constants: gamma/sigma * dz
         return dx, {"gamma": dgamma, "beta": dbeta}
 
     def next_state(self, state: dict, cache: Any, ctx: Context) -> dict:
