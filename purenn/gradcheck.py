@@ -1299,6 +1299,14 @@ def check_layer(
     7. for a layer that ``uses_workspace``: a pass lent a :class:`purenn.Workspace`
        gives the results of one without, also when its buffers are reused.
 
+    A container's (nested) params are checked leaf by leaf, with paths such as
+    ``"train/conv2d_1/w"``. A layer with state (``init_state``) gets it as
+    ``ctx.state``, read-only: ``init_state``'s in training passes, and in
+    evaluation passes the state ``next_state`` gives after one training pass on
+    ``x``; ``init_state`` is checked to return arrays of the asked dtype (float32
+    too, int64 counters allowed) and ``next_state`` to return a state like it,
+    the same when called twice.
+
     A layer that ``draws_randomness`` gets ``ctx.rng`` in training passes, a fresh
     Generator seeded alike for every call, so its training pass is a function;
     other layers get ``ctx.rng = None``. Every pass has ``ctx.workspace = None``
