@@ -171,9 +171,10 @@ def test_resnet_smoke_for_both_image_scripts(tmp_path):
         ]
         state = ck.params[purenn.STATE_KEY]["residual_2"]["shortcut"]["batchnorm_0"]
         assert int(state["count"]) == 1  # 108 training images: one batch of 128
-        again = main([*argv, "--no-figures", "--out", str(tmp_path / f"{name}-again")])
-        same = {k: v for k, v in _timeless(first).items() if k not in ("config", "run_dir")}
-        assert {k: again[k] for k in same} == same
+        if name == "train_fashion_mnist":
+            again = main([*argv, "--no-figures", "--out", str(tmp_path / f"{name}-again")])
+            same = {k: v for k, v in _timeless(first).items() if k not in ("config", "run_dir")}
+            assert {k: again[k] for k in same} == same
 
 
 @pytest.mark.slow
