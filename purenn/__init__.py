@@ -12,7 +12,8 @@ from purenn import callbacks, gradcheck, losses, metrics, optim, schedules
 from purenn.activations import register_activation
 from purenn.base import Context, Layer, register_layer
 from purenn.checkpoint import Checkpoint, load, register_record, save
-from purenn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
+from purenn.containers import Parallel, Residual
+from purenn.conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D, Reshape
 from purenn.core import (
     TrainPass,
     check_inputs,
@@ -29,15 +30,18 @@ from purenn.core import (
 from purenn.layers import Dense, Dropout
 from purenn.losses import Loss, register_loss
 from purenn.network import Network
+from purenn.norm import BatchNorm, LayerNorm
 from purenn.training import NonFiniteLossError, fit
 from purenn.tree import (
     SPEC_KEY,
+    STATE_KEY,
     tree_allclose,
     tree_check_like,
     tree_equal,
     tree_items,
     tree_leaves,
     tree_map,
+    tree_with_state,
     tree_zeros_like,
 )
 from purenn.workspace import Workspace
@@ -46,18 +50,25 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SPEC_KEY",
+    "STATE_KEY",
     "AvgPool2D",
+    "BatchNorm",
     "Checkpoint",
     "Context",
     "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAvgPool2D",
     "Layer",
+    "LayerNorm",
     "Loss",
     "MaxPool2D",
     "Network",
     "NonFiniteLossError",
+    "Parallel",
+    "Reshape",
+    "Residual",
     "TrainPass",
     "Workspace",
     "__version__",
@@ -90,5 +101,6 @@ __all__ = [
     "tree_items",
     "tree_leaves",
     "tree_map",
+    "tree_with_state",
     "tree_zeros_like",
 ]

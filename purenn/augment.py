@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from purenn._checks import as_generator
 
-__all__ = ["augment_images", "augment_strokes", "flip_images", "warp_images"]
+__all__ = ["augment_images", "augment_strokes", "crop_images", "flip_images", "warp_images"]
 
 
 def _as_images(
@@ -216,6 +216,56 @@ def flip_images(
     mirror = gen.random(n) < p  # (n,) one coin per image
     grid = arr.reshape(n, c, h, w)
     out = np.where(mirror[:, None, None, None], grid[..., ::-1], grid)
+    return out.reshape(arr.shape)
+
+
+def crop_images(
+    x: npt.ArrayLike,
+    rng: np.random.Generator | int,
+    pad: int = 2,
+    *,
+    image_shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Random crops of the zero-padded images (for training only): each image is
+    padded with ``pad`` zero pixels on every side and an ``h x w`` window is cut
+    from it at a random offset, so it moves by up to ``pad`` pixels in each
+    direction, zeros coming in at the edges (the CIFAR "pad 4, crop 32" recipe).
+
+    The offsets are drawn from ``rng`` in one call, ``rng.integers(0, 2 * pad + 1,
+    (n, 2))`` (rows, then columns), whole pixels, so pixel values are copied, never
+    interpolated.
+
+    Args:
+        x: Images of shape ``(n, h, w)``, ``(n, c, h, w)``, or flat ``(n, d)``
+            with ``image_shape``; any numeric dtype.
+        rng: A ``numpy.random.Generator`` or an int seed; same state, same output.
+        pad: Zero pixels added on each side, an int >= 0 (0: a copy of ``x``).
+        image_shape: ``(h, w)`` or ``(c, h, w)``; required for flat input.
+
+    Returns:
+        A new array of ``x``'s shape and dtype; ``x`` is not modified.
+
+    Raises:
+        TypeError: On a bad ``rng`` or non-numeric ``x``.
+        ValueError: On bad shapes or a ``pad`` that is not an int >= 0.
+    """
+    arr, (c, h, w) = _as_images(x, image_shape, "crop_images")
+    if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
+        raise ValueError(f"crop_images expects pad as an int >= 0; got {pad!r}.")
+    pad = int(pad)
+    gen = as_generator(rng)
+    n = arr.shape[0]
+    offsets = gen.integers(0, 2 * pad + 1, size=(n, 2))  # (row, col) in the padded image
+    grid = arr.reshape(n, c, h, w)
+    padded = np.zeros((n, c, h + 2 * pad, w + 2 * pad), arr.dtype)
+    padded[:, :, pad : pad + h, pad : pad + w] = grid
+    out = np.empty_like(grid)
+    # one slice per distinct offset, every image with that offset at once
+    codes = offsets[:, 0] * (2 * pad + 1) + offsets[:, 1]
+    for code in np.unique(codes):
+        pick = np.flatnonzero(codes == code)
+        r, q = divmod(int(code), 2 * pad + 1)
+        out[pick] = padded[pick, :, r : r + h, q : q + w]
     return out.reshape(arr.shape)
 
 

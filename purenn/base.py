@@ -27,14 +27,21 @@ forward and backward::
 Every built-in layer is written and registered exactly this way. Shapes are
 per sample (no batch axis): ``output_shape((16,))`` is ``(16,)``; arrays are
 batch-first, ``x`` of shape ``(n, *in_shape)``. A layer never writes into
-``x``, ``dy``, its params or its cache (they may be read-only); it returns new
-arrays (or views of its inputs).
+``x``, ``dy``, its params, its state or its cache (they may be read-only); it
+returns new arrays (or views of its inputs).
+
+A layer may also keep *state*: arrays a training pass computes rather than
+differentiates, such as :class:`purenn.BatchNorm`'s running statistics. It
+defines ``init_state(in_shape, dtype)`` and ``next_state(state, cache, ctx)``;
+the network hands the current state to ``forward`` as ``ctx.state`` and, after
+every training forward, asks ``next_state`` for the state after that pass.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, NamedTuple
 
+import attrs
 import numpy as np
 
 from purenn._registry import ClassRegistry
@@ -48,6 +55,9 @@ __all__ = [
     "is_registered_layer",
     "layer_class",
     "layer_classes",
+    "layer_from_dict",
+    "layer_names",
+    "layer_to_dict",
     "register_layer",
 ]
 
@@ -65,12 +75,16 @@ class Context(NamedTuple):
         workspace: for layers that declare ``uses_workspace``, the allocator of
             their work arrays (``empty(key, shape, dtype)``, ``zeros(...)``; see
             :class:`purenn.Workspace`); None for every other layer.
+        state: for a layer with state (it defines ``init_state``), its current
+            state, read-only: what ``init_state`` made, as the last training
+            pass left it. None for every other layer.
     """
 
     train: bool
     rng: np.random.Generator | None = None
     need_dx: bool = True
     workspace: Any = None
+    state: Any = None
 
 
 class Layer:
@@ -88,6 +102,18 @@ class Layer:
     * ``backward(params, cache, dy, ctx) -> (dx, grads)``: ``dy = dL/dy``;
       ``dx = dL/dx`` (None when ``ctx.need_dx`` is False); ``grads`` a dict with
       exactly the keys, shapes and dtypes of ``params`` (None without params).
+
+    A layer with state also defines:
+
+    * ``init_state(in_shape, dtype) -> dict`` of arrays (float ones of
+      ``dtype``; counters may be int64): the state before any training pass.
+    * ``next_state(state, cache, ctx) -> dict``: the state after the training
+      pass whose ``forward`` returned ``cache`` (``ctx`` is that forward's
+      context), with the keys, shapes and dtypes of ``state``. Never called
+      after an evaluation pass.
+
+    State is not a parameter: no gradient flows into it and no optimizer
+    changes it (see ``docs/design.md``, "State").
 
     and may set these class attributes:
 
@@ -111,6 +137,16 @@ class Layer:
         """No params (the default): the layer gets no entry in the params dict."""
         return None
 
+    def init_state(self, in_shape: Shape, dtype: np.dtype) -> Any:
+        """No state (the default): the layer gets no entry in the params' state."""
+        return None
+
+    def next_state(self, state: Any, cache: Any, ctx: Context) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__name__} defines init_state, so it must define "
+            "next_state(state, cache, ctx)"
+        )
+
     def forward(self, params: Any, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
         raise NotImplementedError(f"{type(self).__name__} must define forward(params, x, ctx)")
 
@@ -125,6 +161,11 @@ class Layer:
     def has_params(self) -> bool:
         """Whether the layer has params: it defines its own ``init_params``."""
         return type(self).init_params is not Layer.init_params
+
+    @property
+    def has_state(self) -> bool:
+        """Whether the layer has state: it defines its own ``init_state``."""
+        return type(self).init_state is not Layer.init_state
 
     @property
     def name_prefix(self) -> str:
@@ -175,3 +216,58 @@ def is_registered_layer(cls: type) -> bool:
 def layer_classes() -> tuple[type, ...]:
     """Every registered layer class, in registration order."""
     return _LAYERS.classes()
+
+
+def layer_names(layers: Any) -> tuple[str, ...]:
+    """The names of a sequence of layers, ``<prefix>_<index>`` counted per prefix:
+    ``(Dense, Dropout, Dense)`` -> ``("dense_0", "dropout_0", "dense_1")``. A
+    network names its layers this way, and so do containers their children."""
+    counts: dict[str, int] = {}
+    names = []
+    for layer in layers:
+        prefix = layer.name_prefix
+        names.append(f"{prefix}_{counts.get(prefix, 0)}")
+        counts[prefix] = counts.get(prefix, 0) + 1
+    return tuple(names)
+
+
+def layer_to_dict(layer: Layer) -> dict:
+    """A layer as plain JSON-able data: ``{"type": class name, field: value, ...}``.
+
+    Fields holding layers (a container's children) are written the same way,
+    nested; tuples become lists. :func:`layer_from_dict` rebuilds the layer.
+    """
+    out: dict[str, Any] = {"type": type(layer).__name__}
+    for field in attrs.fields(type(layer)):
+        if field.init:
+            out[field.name] = _to_json(getattr(layer, field.name))
+    return out
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Layer):
+        return layer_to_dict(value)
+    if isinstance(value, tuple | list):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def layer_from_dict(data: Any) -> Layer:
+    """Rebuild a layer from :func:`layer_to_dict`'s output (validators run again).
+
+    Raises:
+        ValueError: for an unregistered layer type, or data that is not a layer's.
+        TypeError: for fields the layer class does not take.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise ValueError(f"a layer must be a dict with its class name under 'type'; got {data!r}")
+    fields = {k: _from_json(v) for k, v in data.items() if k != "type"}
+    return layer_class(data["type"])(**fields)
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(value.get("type"), str):
+        return layer_from_dict(value)
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value

@@ -49,7 +49,7 @@ import numpy as np
 from purenn._registry import ClassRegistry
 from purenn.fileio import atomic_write
 from purenn.network import Network
-from purenn.tree import SPEC_KEY, tree_leaves
+from purenn.tree import SPEC_KEY, STATE_KEY, tree_leaves
 
 FORMAT = "purenn-checkpoint"
 FORMAT_VERSION = 1
@@ -363,8 +363,13 @@ def _shapes(tree: dict) -> dict:
 
 
 def _check_shapes(tree: dict, ref: dict, where: str, decoder: _Decoder) -> None:
-    """Refuse a tree whose keys or leaf shapes differ from what its spec makes."""
+    """Refuse a tree whose keys or leaf shapes differ from what its spec makes.
+
+    The network's state (BatchNorm statistics) is part of ``params``; trees
+    like optimizer moments carry none, and need not."""
     own = {k: v for k, v in tree.items() if k != SPEC_KEY}
+    if where != "params" and STATE_KEY not in own and STATE_KEY in ref:
+        ref = {k: v for k, v in ref.items() if k != STATE_KEY}
     if own.keys() != ref.keys():
         missing, extra = sorted(ref.keys() - own.keys()), sorted(own.keys() - ref.keys())
         raise decoder.fail(

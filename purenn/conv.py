@@ -1,5 +1,5 @@
 """Convolution and pooling layers for channels-first images: Conv2D, MaxPool2D,
-AvgPool2D and Flatten.
+AvgPool2D, GlobalAvgPool2D, and the shape layers Flatten and Reshape.
 
 Arrays are batch-first and channels-first: ``x`` is ``(n, c, h, w)``. The layers
 follow the protocol of :mod:`purenn.base`: frozen ``attrs`` specs with
@@ -57,7 +57,7 @@ from purenn.layers import (
     _positive_int,
     _registered_activation,
 )
-from purenn.workspace import FRESH, Allocator
+from purenn.workspace import FRESH, Allocator, empty_like
 
 MAX_WORK_BYTES = 64 * 2**20
 """Upper bound, in bytes, on one im2col matrix ``cols`` (forward and backward).
@@ -208,10 +208,7 @@ def _empty_like(
 ) -> np.ndarray:
     """An uninitialised array of ``shape`` (default: ``ref``'s) with its axes in
     ``ref``'s memory order (elementwise work on mixed layouts is several times slower)."""
-    order = np.argsort(ref.strides, kind="stable")[::-1]  # ref's axes, outermost first
-    shape = ref.shape if shape is None else shape
-    buf = scratch.empty(key, tuple(shape[i] for i in order), dtype or ref.dtype)
-    return buf.transpose(np.argsort(order))
+    return empty_like(scratch, key, ref, dtype, shape)
 
 
 def _same_layout(a: np.ndarray, ref: np.ndarray) -> bool:
@@ -773,3 +770,94 @@ class Flatten(Layer):
         self, params: None, cache: Any, dy: np.ndarray, ctx: Context
     ) -> tuple[np.ndarray | None, None]:
         return (dy.reshape(cache) if ctx.need_dx else None), None  # dL/dx = dL/dy, unflattened
+
+
+@register_layer
+@attrs.frozen
+class GlobalAvgPool2D(Layer):
+    """The mean of each channel over the whole image: ``(n, c, h, w)`` -> ``(n, c)``,
+    as ``torch.mean(x, dim=(2, 3))``. A residual CNN's usual last image layer:
+    a ``Dense`` classifier follows, with no ``Flatten``."""
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        return (_image_shape(in_shape)[0],)
+
+    def forward(self, params: None, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
+        """``x`` (n, c, h, w) -> ``y`` (n, c), same dtype."""
+        return x.mean(axis=(2, 3)), x
+
+    def backward(
+        self, params: None, cache: Any, dy: np.ndarray, ctx: Context
+    ) -> tuple[np.ndarray | None, None]:
+        if not ctx.need_dx:
+            return None, None
+        x = cache
+        dx = np.empty_like(x)  # in x's memory order, which the layer before reads fastest
+        # dL/dx[s, c, i, j] = dL/dy[s, c] / (h * w): every pixel counts equally
+        np.multiply(dy[:, :, None, None], 1.0 / (x.shape[2] * x.shape[3]), out=dx)
+        return dx, None
+
+
+def _to_shape(value: Any) -> Any:
+    """``7`` -> ``(7,)``; a list -> a tuple; NumPy ints -> ints (the validator checks)."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return (int(value),)
+    if isinstance(value, list | tuple):
+        return tuple(int(v) if isinstance(v, np.integer) else v for v in value)
+    return value
+
+
+def _check_target(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    ok = (
+        isinstance(value, tuple)
+        and value
+        and all(
+            isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1) for v in value
+        )
+        and sum(v == -1 for v in value) <= 1
+    )
+    if not ok:
+        raise ValueError(
+            "Reshape.shape must be a non-empty tuple of positive ints, at most one of them "
+            f"-1 (worked out from the input), e.g. (1, 28, 28) or (-1,); got {value!r}"
+        )
+
+
+@register_layer
+@attrs.frozen
+class Reshape(Layer):
+    """Give each sample a new shape: ``(n, *in_shape)`` -> ``(n, *shape)``, in C
+    order (``x.reshape(n, *shape)``). One entry of ``shape`` may be ``-1``, worked
+    out from the input size. ``Reshape((1, 28, 28))`` turns flat MNIST vectors
+    into images for a CNN; ``Reshape(-1)`` is ``Flatten()``.
+
+    Args:
+        shape: the per-sample output shape (an int for a flat one).
+    """
+
+    shape: tuple = attrs.field(converter=_to_shape, validator=_check_target)
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        size = math.prod(in_shape)
+        known = math.prod(v for v in self.shape if v != -1)
+        if -1 in self.shape:
+            if size % known:
+                raise ValueError(
+                    f"cannot reshape {in_shape} ({size} values) to {self.shape}: {size} is "
+                    f"not a multiple of {known}"
+                )
+            return tuple(size // known if v == -1 else v for v in self.shape)
+        if known != size:
+            raise ValueError(
+                f"cannot reshape {in_shape} ({size} values) to {self.shape} ({known} values)"
+            )
+        return self.shape
+
+    def forward(self, params: None, x: np.ndarray, ctx: Context) -> tuple[np.ndarray, Any]:
+        """``x`` (n, *in_shape) -> ``(n, *shape)``; a copy only if x is not C-ordered."""
+        return x.reshape(x.shape[0], *self.output_shape(x.shape[1:])), x.shape
+
+    def backward(
+        self, params: None, cache: Any, dy: np.ndarray, ctx: Context
+    ) -> tuple[np.ndarray | None, None]:
+        return (dy.reshape(cache) if ctx.need_dx else None), None  # dL/dx = dL/dy, reshaped

@@ -18,7 +18,7 @@ from purenn.activations import get_activation
 from purenn.base import Context
 from purenn.losses import describe
 from purenn.network import Network
-from purenn.tree import SPEC_KEY, tree_check_like
+from purenn.tree import SPEC_KEY, STATE_KEY, tree_check_like
 from purenn.workspace import FRESH, Workspace
 
 Params = dict[str, Any]
@@ -34,7 +34,10 @@ def init(spec: Network, rng: np.random.Generator | int, dtype: Any = np.float32)
 
     Returns:
         ``{"spec": spec, "dense_0": {"w": (d_in, d_out), "b": (d_out,)}, ...}``:
-        one entry per layer that has parameters, keyed by :meth:`Network.layer_names`.
+        one entry per layer that has parameters, keyed by :meth:`Network.layer_names`
+        (a container's entry nests its children's, ``{"residual_0": {"conv2d_0":
+        {...}}}``), and, for a network with stateful layers (BatchNorm), their
+        initial state under ``"state"`` (:data:`purenn.STATE_KEY`).
 
     Raises:
         TypeError: if ``spec`` is not a Network or ``rng`` is neither a Generator
@@ -46,37 +49,67 @@ def init(spec: Network, rng: np.random.Generator | int, dtype: Any = np.float32)
     rng = as_generator(rng)
     dtype = float_dtype(dtype)
     params: Params = {SPEC_KEY: spec}
+    state: Params = {}
     shapes = spec.shapes()
     for layer, name, in_shape in zip(spec.layers, spec.layer_names(), shapes, strict=False):
         if layer.has_params:
             params[name] = _checked_init(
                 layer, name, layer.init_params(rng, in_shape, dtype), dtype
             )
+        if layer.has_state:
+            state[name] = _checked_tree(
+                layer, name, "init_state", layer.init_state(in_shape, dtype), dtype, True
+            )
+    if state:
+        params[STATE_KEY] = state
     return params
+
+
+_RESERVED = (SPEC_KEY, STATE_KEY)
+
+
+def _tree_ok(p: Any, dtype: np.dtype, counters: bool) -> bool:
+    """A non-empty dict (nested dicts allowed) of arrays of ``dtype`` (and int64
+    counters when ``counters``), keyed by names without '/' that are not reserved."""
+    if type(p) is not dict or not p:
+        return False
+    for k, v in p.items():
+        if not isinstance(k, str) or "/" in k or k in _RESERVED:
+            return False
+        if type(v) is dict:
+            if not _tree_ok(v, dtype, counters):
+                return False
+        elif type(v) is not np.ndarray or not (
+            v.dtype == dtype or (counters and v.dtype == np.int64)
+        ):
+            return False
+    return True
+
+
+def _dtypes_of(p: Any) -> Any:
+    if isinstance(p, dict):
+        return {k: _dtypes_of(v) for k, v in p.items()}
+    return str(getattr(p, "dtype", type(p).__name__))
+
+
+def _checked_tree(
+    layer: Any, name: str, method: str, p: Any, dtype: np.dtype, counters: bool
+) -> dict:
+    if not _tree_ok(p, dtype, counters):
+        got = _dtypes_of(p) if isinstance(p, dict) else type(p).__name__
+        kinds = f"{dtype} (or int64 counter)" if counters else str(dtype)
+        raise ValueError(
+            f"{name} ({type(layer).__name__}).{method} must return a non-empty dict of "
+            f"{kinds} NumPy arrays (or nested dicts of them) keyed by names without '/' "
+            f"other than {list(_RESERVED)}; got {got}. A layer without "
+            f"{'params' if method == 'init_params' else 'state'} does not define {method}"
+        )
+    return p
 
 
 def _checked_init(layer: Any, name: str, p: Any, dtype: np.dtype) -> dict:
     """A layer's fresh params, if they are a dict of arrays of ``dtype``."""
-    ok = (
-        type(p) is dict
-        and p
-        and all(
-            isinstance(k, str) and "/" not in k and type(v) is np.ndarray and v.dtype == dtype
-            for k, v in p.items()
-        )
-    )
-    if not ok:
-        got = (
-            {k: getattr(v, "dtype", type(v).__name__) for k, v in p.items()}
-            if isinstance(p, dict)
-            else type(p).__name__
-        )
-        raise ValueError(
-            f"{name} ({type(layer).__name__}).init_params must return a non-empty dict of "
-            f"{dtype} NumPy arrays keyed by names without '/'; got {got}. A layer without "
-            "params does not define init_params"
-        )
-    return p
+    return _checked_tree(layer, name, "init_params", p, dtype, False)
 
 
 def _spec_of(params: Any) -> Network:
@@ -94,12 +127,17 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 def _params_dtype(params: Params, spec: Network) -> np.dtype:
     """The dtype of the params, checked: an entry for each layer with parameters
-    and no other, each a dict of NumPy arrays of one float dtype."""
-    with_params = spec._layout.with_params
-    if len(params) != len(with_params) + 1 or any(
-        type(params.get(name)) is not dict for name in with_params
+    and no other, each a dict of NumPy arrays of one float dtype (nested dicts
+    for containers), and the state of the stateful layers, if any."""
+    layout = spec._layout
+    with_params, with_state = layout.with_params, layout.with_state
+    state = params.get(STATE_KEY)
+    if (
+        len(params) != len(with_params) + 1 + bool(with_state)
+        or any(type(params.get(name)) is not dict for name in with_params)
+        or (with_state and (type(state) is not dict or state.keys() != set(with_state)))
     ):
-        known = {SPEC_KEY, *with_params}
+        known = {SPEC_KEY, *with_params, *([STATE_KEY] if with_state else [])}
         extra = [key for key in params if key not in known]
         missing = [name for name in with_params if not isinstance(params.get(name), dict)]
         problems = []
@@ -107,31 +145,65 @@ def _params_dtype(params: Params, spec: Network) -> np.dtype:
             problems.append(f"entries {extra} that no layer of the network has")
         if missing:
             problems.append(f"no dict of arrays for {missing}")
+        if with_state and (type(state) is not dict or state.keys() != set(with_state)):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            problems.append(f"under {STATE_KEY!r} {got} instead of the state of {list(with_state)}")
+        also = f" and {STATE_KEY!r} (the state of {list(with_state)})" if with_state else ""
         raise ValueError(
             f"params has {' and '.join(problems)}; expected {SPEC_KEY!r} and "
-            f"{list(with_params)}. Pass the dict made by purenn.init (or by sgd_step or an "
-            "optimizer)"
+            f"{list(with_params)}{also}. Pass the dict made by purenn.init (or by sgd_step or "
+            "an optimizer)"
         )
     dtype = None
     for name in with_params:
-        for key, leaf in params[name].items():
-            if not isinstance(leaf, np.ndarray):
+        dtype = _leaf_dtype(params[name], name, dtype)
+    dtype = dtype if dtype is not None else np.dtype(np.float32)
+    if with_state:
+        _check_state_dtype(state, f"params[{STATE_KEY!r}]", dtype)
+    return dtype
+
+
+def _leaf_dtype(tree: dict, name: str, dtype: np.dtype | None) -> np.dtype | None:
+    """The one float dtype of the leaves of layer ``name``'s params (nested dicts
+    of a container walked, their names joined by '/'), checked against
+    ``dtype``, that of the leaves before it (None: none yet)."""
+    for key, leaf in tree.items():
+        if type(leaf) is dict:
+            dtype = _leaf_dtype(leaf, f"{name}/{key}", dtype)
+            continue
+        if not isinstance(leaf, np.ndarray):
+            raise TypeError(
+                f"params[{name!r}][{key!r}] must be a NumPy array; got {type(leaf).__name__}"
+            )
+        if dtype is None:
+            dtype = leaf.dtype
+            if dtype not in _FLOATS:
                 raise TypeError(
-                    f"params[{name!r}][{key!r}] must be a NumPy array; got {type(leaf).__name__}"
+                    f"params[{name!r}][{key!r}] has dtype {dtype}; params must be float32 "
+                    "or float64 (init(spec, rng, dtype=np.float64) makes float64 ones)"
                 )
-            if dtype is None:
-                dtype = leaf.dtype
-                if dtype not in _FLOATS:
-                    raise TypeError(
-                        f"params[{name!r}][{key!r}] has dtype {dtype}; params must be float32 "
-                        "or float64 (init(spec, rng, dtype=np.float64) makes float64 ones)"
-                    )
-            elif leaf.dtype != dtype:
-                raise ValueError(
-                    f"params mix dtypes: {name!r} holds {leaf.dtype}, earlier leaves {dtype}; "
-                    "make all leaves one dtype"
-                )
-    return dtype if dtype is not None else np.dtype(np.float32)
+        elif leaf.dtype != dtype:
+            raise ValueError(
+                f"params mix dtypes: {name!r} holds {leaf.dtype}, earlier leaves {dtype}; "
+                "make all leaves one dtype"
+            )
+    return dtype
+
+
+def _check_state_dtype(tree: Any, where: str, dtype: np.dtype) -> None:
+    """State arrays: float ones of the params' dtype, integer ones int64 (counters)."""
+    if type(tree) is not dict:
+        raise TypeError(f"{where} must be a dict of arrays; got {type(tree).__name__}")
+    for key, leaf in tree.items():
+        if type(leaf) is dict:
+            _check_state_dtype(leaf, f"{where}[{key!r}]", dtype)
+        elif not isinstance(leaf, np.ndarray) or (leaf.dtype != dtype and leaf.dtype != np.int64):
+            got = getattr(leaf, "dtype", type(leaf).__name__)
+            raise TypeError(
+                f"{where}[{key!r}] has dtype {got}; state arrays must have the params' dtype "
+                f"{dtype} (or be int64 counters). Convert the state with the params, e.g. "
+                "from purenn.init(spec, rng, dtype=...)"
+            )
 
 
 def params_dtype(params: Any) -> np.dtype:
@@ -235,15 +307,21 @@ def _run_forward(
     the layer's promise (shape, dtype) as it comes."""
     layout = spec._layout
     first, rest = Context(train, rng, False), Context(train, rng, True)
+    state = params.get(STATE_KEY) if layout.with_state else None
     caches = []
     for i, (name, layer, shape) in enumerate(
         zip(layout.names, layout.run_layers, layout.shapes[1:], strict=True)
     ):
-        if layer.uses_workspace:
-            ctx = Context(train, rng, i > 0, FRESH if ws is None else ws.scoped(name))
+        if layer.uses_workspace or (state is not None and name in state):
+            scratch = (FRESH if ws is None else ws.scoped(name)) if layer.uses_workspace else None
+            own = state.get(name) if state is not None else None
+            ctx = Context(train, rng, i > 0, scratch, own)
         else:
             ctx = rest if i else first
-        y, cache = layer.forward(params.get(name), x, ctx)
+        try:
+            y, cache = layer.forward(params.get(name), x, ctx)
+        except ValueError as err:  # name the layer: "batchnorm_1 (BatchNorm): ..."
+            raise ValueError(f"{name} ({type(layer).__name__}): {err}") from err
         if (
             type(y) is not np.ndarray
             or y.shape[1:] != shape
@@ -267,6 +345,7 @@ def _run_backward(spec: Network, params: Params, caches: list, dy: np.ndarray) -
     # params' keys first, so the two trees print and iterate alike
     grads: Params = dict.fromkeys(params)
     grads[SPEC_KEY] = spec
+    grads.pop(STATE_KEY, None)  # the pass's new state goes there (see _train_pass)
     for name, layer, (cache, ctx, in_shape) in zip(
         reversed(layout.names), reversed(layout.run_layers), reversed(caches), strict=True
     ):
@@ -335,7 +414,8 @@ class TrainPass(NamedTuple):
     loss: float
     """The mean training-mode loss."""
     grads: Params
-    """Its gradients, a tree with the structure, shapes and dtype of params."""
+    """Its gradients, a tree with the structure, shapes and dtype of params; for a
+    network with state, the state after this pass under ``"state"``."""
     output: np.ndarray
     """The last layer's output before the loss (logits for a fused loss),
     ``(n, k)``: training accuracy at no extra cost."""
@@ -359,17 +439,69 @@ def _train_pass(
         ws.begin_pass()
     try:
         out, caches = _run_forward(spec, params, x, True, rng, ws)
+        state = _next_state(spec, params, caches) if spec._layout.with_state else None
         value, dout = _value_and_grad(spec, out, y)
         grads = _run_backward(spec, params, caches, dout)
+        if state is not None:
+            grads[STATE_KEY] = state
         if ws is not None and ws.nbytes:  # nothing returned may live in the workspace
             out = out.copy() if ws.holds(out) else out
-            for name in spec._layout.with_params:
-                if any(ws.holds(leaf) for leaf in grads[name].values()):
-                    grads[name] = {k: leaf.copy() for k, leaf in grads[name].items()}
+            for name in (*spec._layout.with_params, *([STATE_KEY] if state else [])):
+                if _held(ws, grads[name]):
+                    grads[name] = _copied(grads[name])
     finally:
         if ws is not None:
             ws.end_pass()
     return TrainPass(value, grads, out)
+
+
+def _held(ws: Workspace, tree: dict) -> bool:
+    return any(_held(ws, v) if type(v) is dict else ws.holds(v) for v in tree.values())
+
+
+def _copied(tree: dict) -> dict:
+    return {k: _copied(v) if type(v) is dict else v.copy() for k, v in tree.items()}
+
+
+def _next_state(spec: Network, params: Params, caches: list) -> Params:
+    """Each stateful layer's state after this training pass (``next_state``),
+    checked to have the keys, shapes and dtypes of the state before it."""
+    layout = spec._layout
+    old = params[STATE_KEY]
+    new: Params = {}
+    for name, layer, (cache, ctx, _) in zip(layout.names, layout.run_layers, caches, strict=True):
+        if name in old:
+            state = layer.next_state(old[name], cache, ctx)
+            problem = state_mismatch(state, old[name])
+            if problem:
+                raise ValueError(
+                    f"{name} ({type(layer).__name__}).next_state returned a state that does "
+                    f"not match its init_state: {problem}"
+                )
+            new[name] = state
+    return new
+
+
+def state_mismatch(state: Any, like: Any, path: str = "") -> str | None:
+    """What differs between ``state`` and ``like`` in keys, shapes or dtypes
+    (a message), or None when they agree."""
+    if type(like) is dict:
+        if type(state) is not dict or state.keys() != like.keys():
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            return f"at {path or 'the top'} keys {got} instead of {sorted(like)}"
+        for key, value in like.items():
+            problem = state_mismatch(state[key], value, f"{path}/{key}" if path else key)
+            if problem:
+                return problem
+        return None
+    if type(state) is not np.ndarray or state.shape != like.shape or state.dtype != like.dtype:
+        got = (
+            f"shape {state.shape} and dtype {state.dtype}"
+            if isinstance(state, np.ndarray)
+            else type(state).__name__
+        )
+        return f"{path} is {got} instead of shape {like.shape} and dtype {like.dtype}"
+    return None
 
 
 def train_pass(
@@ -390,7 +522,10 @@ def train_pass(
             results are the same).
 
     Returns:
-        A :class:`TrainPass` ``(loss, grads, output)``.
+        A :class:`TrainPass` ``(loss, grads, output)``. For a network with
+        state, ``grads["state"]`` holds the state after this pass (BatchNorm's
+        running statistics updated with this batch): :func:`sgd_step` and the
+        optimizers put it into the params they return.
 
     Raises:
         ValueError: for shape or label errors, dropout without an rng, or a layer
@@ -458,7 +593,13 @@ def loss_and_grads(
 def grads(
     params: Params, x: np.ndarray, y: np.ndarray, *, rng: Any = None, workspace: Any = None
 ) -> Params:
-    """Gradients of the mean training-mode loss; see :func:`loss_and_grads`."""
+    """Gradients of the mean training-mode loss; see :func:`loss_and_grads`.
+
+    For a network with state (BatchNorm) the tree also carries, under
+    ``"state"``, the state after this pass, which :func:`sgd_step` puts into
+    the new params: ``params = sgd_step(params, grads(params, x, y), lr)``
+    keeps the running statistics up to date.
+    """
     return train_pass(params, x, y, rng=rng, workspace=workspace).grads
 
 
@@ -488,7 +629,10 @@ def sgd_step(params: Params, grads: Params, lr: float) -> Params:
         lr: learning rate, a finite float >= 0.
 
     Returns:
-        New params; ``params`` and ``grads`` are left untouched.
+        New params; ``params`` and ``grads`` are left untouched. The state (a
+        network with BatchNorm) is not a leaf: the new params carry the state
+        ``grads`` carry (the state after their pass), or ``params``' own if
+        ``grads`` carry none.
 
     Raises:
         ValueError: if ``grads`` belong to another network or ``lr`` is invalid.
@@ -511,9 +655,17 @@ def _descend_tree(params: dict, grads: Any, lr: float) -> dict:
     ``tree_map`` with the checks inlined: this runs on every training step.
     """
     if type(grads) is not dict or grads.keys() != params.keys():
-        raise ValueError
+        # grads without a state (made by hand, say) leave params' state as it is
+        if type(grads) is not dict or grads.keys() | {STATE_KEY} != params.keys():
+            raise ValueError
     out = {}
     for key, p in params.items():
+        if key == STATE_KEY:
+            g = grads.get(key, p)
+            if g is not p and state_mismatch(g, p):
+                raise ValueError
+            out[key] = g
+            continue
         g = grads[key]
         if key == SPEC_KEY:
             if g is not p and g != p:

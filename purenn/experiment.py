@@ -58,14 +58,16 @@ import numpy as np
 
 from purenn import optim, parallel, schedules
 from purenn.activations import activation_names, get_activation
-from purenn.augment import augment_images, flip_images
+from purenn.augment import augment_images, crop_images, flip_images
 from purenn.checkpoint import save
-from purenn.conv import Conv2D, Flatten, MaxPool2D
+from purenn.containers import Residual
+from purenn.conv import Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D
 from purenn.core import init, predict
 from purenn.fileio import write_json
 from purenn.layers import Dense, Dropout
 from purenn.metrics import evaluate
 from purenn.network import Network
+from purenn.norm import BatchNorm
 from purenn.preprocessing import Standardizer, scale_images, train_val_split
 from purenn.training import fit
 from purenn.tree import tree_leaves
@@ -78,6 +80,7 @@ __all__ = [
     "Data",
     "build_cnn",
     "build_mlp",
+    "build_resnet",
     "build_parser",
     "in_raw_units",
     "limit_samples",
@@ -85,6 +88,7 @@ __all__ = [
     "make_optimizer",
     "parse_args",
     "prepare_images",
+    "rng_streams",
     "run",
     "script_main",
     "split_train_val",
@@ -113,7 +117,8 @@ _OPTIONS: dict[str, tuple[dict[str, Any], str]] = {
     "hidden": (
         {"type": int, "nargs": "+", "metavar": "UNITS"},
         "units per hidden Dense layer, e.g. --hidden 64 32 (for cnn: the Dense layers "
-        "after the convolutions)",
+        "after the convolutions; for resnet: the channels of each stage of residual blocks, "
+        "every stage after the first halving the image)",
     ),
     "activation": (
         {"type": _activation_name, "metavar": "NAME"},
@@ -432,6 +437,13 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.ra
     )
 
 
+def rng_streams(seed: int) -> tuple[np.random.Generator, ...]:
+    """The three independent Generators a run of ``--seed seed`` draws from:
+    ``(split, initial weights, training)`` (``scripts/baselines.py`` gives its
+    PyTorch twin of a run the same split, initial weights and batches)."""
+    return _streams(seed)
+
+
 def load_data(
     parser: argparse.ArgumentParser, loader: Callable[..., Any], args: argparse.Namespace
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -495,6 +507,7 @@ def prepare_images(
     *,
     flip: bool = False,
     distort: bool = True,
+    crop: int = 0,
 ) -> Data:
     """MNIST-style images ``uint8 (n, 28, 28)`` -> :class:`Data` for ``args.model``.
 
@@ -505,7 +518,9 @@ def prepare_images(
     With ``flip`` (for left-right symmetric classes, such as Fashion-MNIST's
     clothes; never for digits) ``--augment`` first mirrors a random half of the
     batch left to right (``flip_images``); with ``distort=False`` it leaves out
-    the shifts, rotations and zooms.
+    the shifts, rotations and zooms. With ``crop > 0`` it also cuts a random
+    ``h x w`` window out of each image padded with ``crop`` zero pixels on every
+    side (``crop_images``; after the mirroring, before any distortion).
     """
     h, w = test[0].shape[1:]
     shape = (h * w,) if args.model == "mlp" else (1, h, w)
@@ -519,6 +534,8 @@ def prepare_images(
         def augment(xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             if flip:
                 xb = flip_images(xb, rng, image_shape=(h, w))
+            if crop:
+                xb = crop_images(xb, rng, crop, image_shape=(h, w))
             return augment_images(xb, rng, image_shape=(h, w)) if distort else xb
 
     return Data(
@@ -572,6 +589,50 @@ def build_cnn(
     return Network(input_shape, layers)
 
 
+def build_resnet(
+    input_shape: tuple[int, int, int],
+    widths: Sequence[int],
+    dropout: float,
+    classes: int,
+) -> Network:
+    """A small residual CNN with BatchNorm, for 28x28 images::
+
+        stem:     Conv2D(widths[0], 3x3, same) -> BatchNorm -> ReLU
+        stage i:  Residual([Conv2D(widths[i], 3x3, stride s, same) -> BatchNorm -> ReLU
+                            -> Conv2D(widths[i], 3x3, same) -> BatchNorm],
+                           shortcut = identity, or Conv2D(widths[i], 1x1, stride s)
+                                      -> BatchNorm when the shape changes) -> ReLU
+                  with s = 2 for every stage but the first (s = 1)
+        head:     GlobalAvgPool2D -> [Dropout] -> Dense(classes, softmax)
+
+    The convolutions before a BatchNorm are linear (the BatchNorm carries the
+    ReLU, in one pass). ``docs/results.md`` writes the runs' networks out.
+    """
+    layers: list = [
+        Conv2D(widths[0], 3, padding="same", activation="linear"),
+        BatchNorm(activation="relu"),
+    ]
+    channels = widths[0]
+    for i, width in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        shortcut = None
+        if stride != 1 or width != channels:
+            shortcut = [Conv2D(width, 1, stride=stride, activation="linear"), BatchNorm()]
+        main = [
+            Conv2D(width, 3, stride=stride, padding="same", activation="linear"),
+            BatchNorm(activation="relu"),
+            Conv2D(width, 3, padding="same", activation="linear"),
+            BatchNorm(),
+        ]
+        layers.append(Residual(main, shortcut, activation="relu"))
+        channels = width
+    layers.append(GlobalAvgPool2D())
+    if dropout:
+        layers.append(Dropout(dropout))
+    layers.append(Dense(classes, "softmax"))
+    return Network(input_shape, layers)
+
+
 def make_optimizer(args: argparse.Namespace, steps_per_epoch: int) -> Any:
     """The optimizer of ``--optimizer`` with the ``--schedule`` of ``--lr`` over all steps."""
     total = max(1, args.epochs * steps_per_epoch)
@@ -600,6 +661,8 @@ def _spec(args: argparse.Namespace, data: Data) -> Network:
     classes = len(data.class_names)
     if args.model == "cnn":
         return build_cnn(data.input_shape, args.hidden, args.activation, args.dropout, classes)
+    if args.model == "resnet":
+        return build_resnet(data.input_shape, args.hidden, args.dropout, classes)
     (dim,) = data.input_shape
     return build_mlp(dim, args.hidden, args.activation, args.dropout, classes)
 

@@ -9,7 +9,14 @@ import attrs
 import numpy as np
 
 from purenn._checks import as_shape
-from purenn.base import Layer, Shape, is_registered_layer, layer_class
+from purenn.base import (
+    Layer,
+    Shape,
+    is_registered_layer,
+    layer_from_dict,
+    layer_names,
+    layer_to_dict,
+)
 from purenn.losses import Loss, as_loss, describe, loss_from_dict, loss_to_dict
 
 
@@ -53,6 +60,8 @@ class Layout(NamedTuple):
     run_layers: tuple
     """The layers a pass runs: ``layers``, except that with a fused loss the last
     one runs with ``activation="linear"`` (the loss takes its logits)."""
+    with_state: tuple[str, ...] = ()
+    """Names of the layers that have state (BatchNorm, or containers holding one)."""
 
 
 def _shapes(input_shape: Shape, layers: tuple, names: list[str]) -> tuple[Shape, ...]:
@@ -77,12 +86,7 @@ def _shapes(input_shape: Shape, layers: tuple, names: list[str]) -> tuple[Shape,
 
 
 def _layout(input_shape: Shape, layers: tuple, loss: Loss) -> Layout:
-    counts: dict[str, int] = {}
-    names = []
-    for layer in layers:
-        prefix = layer.name_prefix
-        names.append(f"{prefix}_{counts.get(prefix, 0)}")
-        counts[prefix] = counts.get(prefix, 0) + 1
+    names = list(layer_names(layers))
     shapes = _shapes(input_shape, layers, names)
     last, out_shape = layers[-1], shapes[-1]
     if len(out_shape) != 1:
@@ -101,6 +105,7 @@ def _layout(input_shape: Shape, layers: tuple, loss: Loss) -> Layout:
         with_params=tuple(n for n, layer in pairs if layer.has_params),
         random=tuple(n for n, layer in pairs if layer.draws_randomness),
         run_layers=run_layers,
+        with_state=tuple(n for n, layer in pairs if layer.has_state),
     )
 
 
@@ -229,9 +234,7 @@ class Network:
         """Plain JSON-able form; :meth:`from_dict` rebuilds an equal spec."""
         return {
             "input_shape": list(self.input_shape),
-            "layers": [
-                {"type": type(layer).__name__, **attrs.asdict(layer)} for layer in self.layers
-            ],
+            "layers": [layer_to_dict(layer) for layer in self.layers],
             "loss": loss_to_dict(self.loss),
         }
 
@@ -248,9 +251,9 @@ class Network:
         try:
             layers = []
             for entry in data["layers"]:
-                fields = dict(entry)
-                kind = fields.pop("type")
-                layers.append(layer_class(kind)(**fields))
+                if not isinstance(entry, dict) or "type" not in entry:
+                    raise KeyError("type")
+                layers.append(layer_from_dict(entry))
             loss = loss_from_dict(data.get("loss", "cross_entropy"))
             return cls(tuple(data["input_shape"]), layers, loss)
         except (KeyError, TypeError) as err:

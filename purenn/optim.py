@@ -14,8 +14,12 @@ Nothing is mutated: ``params``, ``grads`` and ``state`` may be read-only and are
 left exactly as they were. A state is a frozen record holding ``count`` (how
 many updates have been applied, a Python int) and, where the method needs them,
 moment trees with exactly the structure, shapes and dtype of ``params`` (spec
-entry included). float32 stays float32: every hyperparameter is a Python float,
-which NumPy treats as a "weak" scalar that takes the array's dtype.
+entry included; the network's own state left out). A network's own state
+(BatchNorm's running statistics, under ``params["state"]``) is no leaf: no
+optimizer moment, weight decay or clipping touches it, and ``update`` returns
+params carrying the state the gradients carry (the state after their pass).
+float32 stays float32: every hyperparameter is a Python float, which NumPy
+treats as a "weak" scalar that takes the array's dtype.
 
 Every optimizer takes:
 
@@ -43,7 +47,15 @@ import numpy as np
 import purenn.schedules  # noqa: F401  (registers the schedules as checkpoint records)
 from purenn._checks import as_bool, check_lr
 from purenn.checkpoint import register_record
-from purenn.tree import SPEC_KEY, tree_check_like, tree_leaves, tree_map, tree_zeros_like
+from purenn.tree import (
+    SPEC_KEY,
+    STATE_KEY,
+    tree_check_like,
+    tree_leaves,
+    tree_map,
+    tree_with_state,
+    tree_zeros_like,
+)
 
 Tree = dict[str, Any]
 Schedule = Callable[[int], float]
@@ -126,10 +138,13 @@ def _multimap(fn: Callable[..., tuple], n_out: int, tree: Tree, *rest: Tree) -> 
     """Like ``tree_map`` but ``fn`` returns ``n_out`` leaves: build ``n_out`` trees.
 
     Structures are assumed equal (checked at the public boundary); the spec entry
-    of ``tree`` is copied into every output.
+    of ``tree`` is copied into every output, a state entry into none (the
+    optimizer's ``update`` gives the new params the gradients' state).
     """
     outs: tuple[Tree, ...] = tuple({} for _ in range(n_out))
     for key, value in tree.items():
+        if key == STATE_KEY:
+            continue
         if key == SPEC_KEY:
             for out in outs:
                 out[key] = value
@@ -249,7 +264,8 @@ class _Optimizer:
 
         Returns:
             ``(new_params, new_state)``; ``new_state.count == state.count + 1``.
-            No input is modified.
+            ``new_params`` carry the network state ``grads`` carry, if any
+            (``purenn.tree_with_state``). No input is modified.
 
         Raises:
             TypeError: for a state of another optimizer, or non-float leaves.
@@ -270,7 +286,9 @@ class _Optimizer:
                 f"state.{name}",
                 needed=name in self._needs_now(),
             )
-        return self._update(grads, state, params)
+        new, new_state = self._update(grads, state, params)
+        # the pass's state if the gradients carry one, else the params' own
+        return tree_with_state(tree_with_state(new, params), grads), new_state
 
     def _moment_fields(self) -> tuple[str, ...]:
         return tuple(f.name for f in attrs.fields(self._state_type) if f.name != "count")

@@ -52,7 +52,7 @@ from purenn.core import TrainPass, check_inputs, train_pass
 from purenn.losses import describe
 from purenn.metrics import evaluate, first_nonfinite
 from purenn.preprocessing import batches
-from purenn.tree import SPEC_KEY, tree_check_like
+from purenn.tree import SPEC_KEY, tree_check_like, tree_with_state
 from purenn.workspace import Workspace
 
 __all__ = ["HISTORY_KEYS", "NonFiniteLossError", "ProcessGroup", "fit", "new_history"]
@@ -689,6 +689,8 @@ class _EpochLoop:
                 scored += hits.size
             self.good = (params, state)
             params, state = self.optimizer.update(result.grads, state, params)
+            # the pass's state (BatchNorm statistics), whatever the optimizer does with it
+            params = tree_with_state(params, result.grads)
             if self.on_step is not None and self.on_step(
                 epoch, step, result.loss, self.good[0], result.grads, params
             ):

@@ -11,6 +11,17 @@ unchanged and, when several trees are combined, check that they carry the same
 spec. Every other non-dict value is a *leaf* (an array an optimizer updates).
 Gradient trees and optimizer moments have exactly the same structure, spec
 included, so any of them can be mapped together with its params.
+
+A network with stateful layers (BatchNorm) also carries, under
+:data:`STATE_KEY`, the layers' state: arrays a training pass computes (running
+statistics), not weights. The state is no leaf: :func:`tree_map`,
+:func:`tree_items` and :func:`tree_leaves` (and so every optimizer, norm,
+clipping and weight decay) never see it. ``tree_map`` passes the first tree's
+state through unchanged and does not compare states (a gradient tree carries
+the state *after* its pass, params the one before); trees may differ in
+having one (optimizer moments have none). :func:`tree_with_state` moves a
+state from one tree to another; :func:`tree_equal`, :func:`tree_allclose` and
+:func:`tree_check_like` compare states too.
 """
 
 from __future__ import annotations
@@ -22,6 +33,10 @@ import numpy as np
 
 SPEC_KEY = "spec"
 """The reserved key under which a params tree carries its network spec."""
+STATE_KEY = "state"
+"""The reserved key under which a params tree carries its layers' state
+(``{"batchnorm_0": {"mean": ..., "var": ..., "count": ...}, ...}``), when it has any."""
+_STATIC = (SPEC_KEY, STATE_KEY)
 
 Tree = dict[str, Any]
 
@@ -35,11 +50,14 @@ def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
         *rest: further trees with exactly the same keys (and the same spec).
 
     Returns:
-        A new tree; the spec entry, if any, is passed through. No input is changed.
+        A new tree; the spec entry, if any, is passed through, and so is
+        ``tree``'s state entry (never mapped, never compared; see the module
+        docstring). No input is changed.
 
     Raises:
         TypeError: if a tree is not a dict.
-        ValueError: if the trees differ in keys or in their spec.
+        ValueError: if the trees differ in keys (the state entry aside) or in
+            their spec.
     """
     if not isinstance(tree, dict):
         raise TypeError(f"tree_map expects a dict tree; got {type(tree).__name__}")
@@ -49,12 +67,16 @@ def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
 def _map(fn: Callable[..., Any], tree: Tree, rest: tuple[Tree, ...], path: str) -> Tree:
     keys = tree.keys()
     for other in rest:
-        if type(other) is not dict or other.keys() != keys:
+        if type(other) is not dict or (
+            other.keys() != keys and _without_state(other.keys()) != _without_state(keys)
+        ):
             raise ValueError(_mismatch(tree, other, path))
     out = {}
     # This runs on every optimizer step: no per-leaf string work on the happy path.
     for key, value in tree.items():
-        if key == SPEC_KEY:
+        if key == STATE_KEY:
+            out[key] = value
+        elif key == SPEC_KEY:
             for other in rest:
                 spec = other[key]
                 if spec is not value and spec != value:
@@ -72,6 +94,10 @@ def _map(fn: Callable[..., Any], tree: Tree, rest: tuple[Tree, ...], path: str) 
     return out
 
 
+def _without_state(keys: Any) -> set:
+    return set(keys) - {STATE_KEY}
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}/{key}" if path else key
 
@@ -80,8 +106,8 @@ def _mismatch(tree: Tree, other: Any, path: str) -> str:
     where = repr(path) if path else "the top level"
     if not isinstance(other, dict):
         return f"tree structures differ at {where}: expected a dict, got {type(other).__name__}"
-    missing = sorted(tree.keys() - other.keys())
-    extra = sorted(other.keys() - tree.keys())
+    missing = sorted(_without_state(tree.keys()) - other.keys())
+    extra = sorted(_without_state(other.keys()) - tree.keys())
     return (
         f"tree structures differ at {where}: missing keys {missing}, unexpected keys {extra}; "
         "combine only trees made from the same params"
@@ -91,8 +117,9 @@ def _mismatch(tree: Tree, other: Any, path: str) -> str:
 def tree_items(tree: Tree) -> list[tuple[str, Any]]:
     """Return ``(path, leaf)`` pairs, sorted by path, e.g. ``("dense_0/w", array)``.
 
-    The spec entry is skipped. Sorting makes reductions over leaves (norms, sums)
-    add up in the same order whatever order the dict was built in.
+    The spec and state entries are skipped. Sorting makes reductions over
+    leaves (norms, sums) add up in the same order whatever order the dict was
+    built in. :func:`state_items` lists the state's arrays the same way.
     """
     items: list[tuple[str, Any]] = []
     _collect(tree, "", items)
@@ -101,7 +128,7 @@ def tree_items(tree: Tree) -> list[tuple[str, Any]]:
 
 def _collect(tree: Tree, path: str, items: list[tuple[str, Any]]) -> None:
     for key in sorted(tree):
-        if key == SPEC_KEY:
+        if key in _STATIC:
             continue
         where = f"{path}/{key}" if path else key
         value = tree[key]
@@ -112,31 +139,83 @@ def _collect(tree: Tree, path: str, items: list[tuple[str, Any]]) -> None:
 
 
 def tree_leaves(tree: Tree) -> list[Any]:
-    """Return the array leaves in :func:`tree_items` order (spec excluded)."""
+    """Return the array leaves in :func:`tree_items` order (spec and state excluded)."""
     return [leaf for _, leaf in tree_items(tree)]
 
 
+def state_items(tree: Tree) -> list[tuple[str, Any]]:
+    """``(path, array)`` pairs of the tree's state, sorted by path, e.g.
+    ``("batchnorm_0/mean", array)``; empty for a tree without state."""
+    state = tree.get(STATE_KEY) if isinstance(tree, dict) else None
+    items: list[tuple[str, Any]] = []
+    if isinstance(state, dict):
+        _collect(state, "", items)
+    return items
+
+
+def tree_with_state(tree: Tree, source: Tree) -> Tree:
+    """``tree`` carrying ``source``'s state: a shallow copy with ``source``'s
+    :data:`STATE_KEY` entry, or ``tree`` itself when ``source`` has none.
+
+    ``sgd_step``, every optimizer and ``fit`` end a step with it, so that the
+    new params carry the state of the training pass whose gradients they applied
+    (``tree_with_state(new_params, grads)``). An optimizer of your own may do
+    the same; ``fit`` does it whatever the optimizer returns.
+    """
+    if not isinstance(source, dict) or STATE_KEY not in source:
+        return tree
+    if tree.get(STATE_KEY) is source[STATE_KEY]:
+        return tree
+    return {**tree, STATE_KEY: source[STATE_KEY]}
+
+
 def tree_zeros_like(tree: Tree) -> Tree:
-    """A tree of zero arrays with each leaf's shape and dtype (spec kept)."""
-    return tree_map(np.zeros_like, tree)
+    """A tree of zero arrays with each leaf's shape and dtype (spec kept, no state:
+    optimizer moments are made this way, and state is no leaf)."""
+    out = tree_map(np.zeros_like, tree)
+    out.pop(STATE_KEY, None)
+    return out
+
+
+def _states_agree(a: Tree, b: Tree, same: Callable[[Any, Any], bool]) -> bool:
+    sa, sb = state_items(a), state_items(b)
+    if (STATE_KEY in a) != (STATE_KEY in b) or [p for p, _ in sa] != [p for p, _ in sb]:
+        return False
+    return all(
+        isinstance(x, np.ndarray)
+        and isinstance(y, np.ndarray)
+        and x.shape == y.shape
+        and same(x, y)
+        for (_, x), (_, y) in zip(sa, sb, strict=True)
+    )
 
 
 def tree_allclose(a: Tree, b: Tree, *, rtol: float = 1e-7, atol: float = 0.0) -> bool:
-    """True when the trees have the same structure and all leaves are close."""
+    """True when the trees have the same structure and all leaves (and state
+    arrays) are close."""
+
+    def close(x: np.ndarray, y: np.ndarray) -> bool:
+        return bool(np.allclose(x, y, rtol=rtol, atol=atol))
+
     try:
-        closes = tree_leaves(tree_map(lambda x, y: np.allclose(x, y, rtol=rtol, atol=atol), a, b))
+        closes = tree_leaves(tree_map(close, a, b))
     except ValueError:
         return False
-    return all(closes)
+    return all(closes) and _states_agree(a, b, close)
 
 
 def tree_equal(a: Tree, b: Tree) -> bool:
-    """True when the trees have the same structure, spec and bit-identical leaves."""
+    """True when the trees have the same structure, spec, state and bit-identical
+    leaves."""
+
+    def same(x: np.ndarray, y: np.ndarray) -> bool:
+        return x.dtype == y.dtype and np.array_equal(x, y)
+
     try:
-        same = tree_leaves(tree_map(lambda x, y: x.dtype == y.dtype and np.array_equal(x, y), a, b))
+        equal = tree_leaves(tree_map(same, a, b))
     except ValueError:
         return False
-    return all(same)
+    return all(equal) and _states_agree(a, b, same)
 
 
 def tree_check_like(tree: Tree, reference: Tree, what: str) -> None:
@@ -147,14 +226,28 @@ def tree_check_like(tree: Tree, reference: Tree, what: str) -> None:
         reference: the tree it must match (for example params).
         what: how to call ``tree`` in the message, e.g. ``"grads"``.
 
+    When both trees carry a state, their states are checked alike (keys, shapes,
+    dtypes); a tree without one (optimizer moments) matches either way.
+
     Raises:
         TypeError: if ``tree`` is not a dict.
         ValueError: naming the first leaf whose shape or dtype differs.
     """
     if not isinstance(tree, dict):
         raise TypeError(f"{what} must be a dict tree like params; got {type(tree).__name__}")
-
-    _check_like(reference, tree, what, "")
+    if STATE_KEY in tree and STATE_KEY in reference:
+        _check_like(reference[STATE_KEY], tree[STATE_KEY], what, STATE_KEY)
+    _check_like(
+        {k: v for k, v in reference.items() if k != STATE_KEY},
+        {k: v for k, v in tree.items() if k != STATE_KEY},
+        what,
+        "",
+    )
+    if STATE_KEY in tree and STATE_KEY not in reference:
+        raise ValueError(
+            f"{what} carries a state ({STATE_KEY!r}) but params have none; combine only "
+            "trees of the same network"
+        )
 
 
 def _check_like(ref: Tree, tree: Any, what: str, path: str) -> None:

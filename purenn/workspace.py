@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FRESH", "Fresh", "Workspace"]
+__all__ = ["FRESH", "Fresh", "Workspace", "empty_like"]
 
 
 class Fresh:
@@ -148,3 +148,20 @@ class _Scoped:
 
 Allocator = Fresh | Workspace | _Scoped
 """What ``ctx.workspace`` and the convolution functions take."""
+
+
+def empty_like(
+    scratch: Allocator,
+    key: str,
+    ref: np.ndarray,
+    dtype: np.dtype | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """An uninitialised array from ``scratch`` of ``shape`` (default: ``ref``'s)
+    with its axes in ``ref``'s memory order (the convolution keeps images
+    batch-last in memory; elementwise work on mixed layouts is several times
+    slower)."""
+    order = np.argsort(ref.strides, kind="stable")[::-1]  # ref's axes, outermost first
+    shape = ref.shape if shape is None else shape
+    buf = scratch.empty(key, tuple(shape[i] for i in order), dtype or ref.dtype)
+    return buf.transpose(np.argsort(order))

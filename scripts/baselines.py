@@ -21,13 +21,24 @@ Baselines (test accuracy, seconds to train, exact configuration for each):
 - MNIST: PyTorch 784-512-512-10 with dropout and Adam, 20 epochs; scikit-learn
   MLPClassifier(256, 128), bounded by max_iter and early stopping.
 - Fashion-MNIST: PyTorch MLPs 256-128 and 256-128-64 with Adam.
+- MNIST and Fashion-MNIST, ``torch_resnet``: the residual network of
+  ``scripts/train_*.py --model resnet`` trained again with PyTorch, as a twin of
+  that run: torch modules built from the very purenn spec and started from its
+  very initial weights, trained on the same split, the same batches in the same
+  order with the same augmentation (drawn by the same Generator), the same
+  optimizer, schedule and epochs; the epoch with the best validation loss is
+  kept and the test split scored once. Select it alone with
+  ``--baselines torch_resnet``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as _dt
 import importlib
+import importlib.util
+import math
 import os
 import platform
 import shlex
@@ -129,13 +140,15 @@ def _subset(
 
 
 def load_data(
-    name: str, data_dir: str | None, quick: bool, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    name: str, data_dir: str | None, quick: bool, rng: np.random.Generator, keep_raw: bool = False
+) -> Any:
     """One data set, preprocessed the way its baselines expect.
 
     pendigits: features standardised with statistics of the training split,
     float64 of shape (n, 16). MNIST / Fashion-MNIST: pixels scaled to [0, 1]
     and flattened, float32 of shape (n, 784). Labels int64 of shape (n,).
+    With ``keep_raw``, ``(data, raw)``: ``raw`` the same rows as loaded
+    (``(x_train, y_train, x_test, y_test)``, uint8 images), for the residual twin.
     """
     loader = {"pendigits": load_pendigits, "mnist": load_mnist, "fashion_mnist": load_fashion_mnist}
     (x_train, y_train), (x_test, y_test) = loader[name](data_dir)
@@ -143,6 +156,7 @@ def load_data(
         n_train, n_test = QUICK_ROWS[name]
         x_train, y_train = _subset(x_train, y_train, n_train, rng)
         x_test, y_test = _subset(x_test, y_test, n_test, rng)
+    raw = (x_train, y_train, x_test, y_test)
     if name == "pendigits":
         scaler = standardize_fit(x_train)
         x_train = standardize_apply(scaler, x_train, dtype=np.float64)
@@ -150,7 +164,8 @@ def load_data(
     else:
         x_train = flatten_images(scale_images(x_train))
         x_test = flatten_images(scale_images(x_test))
-    return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
+    data = x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
+    return (data, raw) if keep_raw else data
 
 
 # ------------------------------------------------------------------ scikit-learn
@@ -406,6 +421,239 @@ def torch_mlp(
     }
 
 
+# ------------------------------------------------------------ the residual twin
+
+SCRIPTS = {"mnist": "train_mnist", "fashion_mnist": "train_fashion_mnist"}
+
+
+def _script(dataset: str) -> Any:
+    """``scripts/train_<dataset>.py`` imported as a module (its RECIPES and prepare)."""
+    name = SCRIPTS[dataset]
+    spec = importlib.util.spec_from_file_location(
+        f"_purenn_{name}", Path(__file__).resolve().with_name(f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def torch_module(spec: Any, params: dict) -> Any:
+    """A ``torch.nn.Module`` computing the purenn network ``spec`` (up to its logits),
+    holding float32 copies of ``params``: the layers ``build_resnet`` uses (Conv2D with
+    TensorFlow's "same" padding, BatchNorm, Residual, GlobalAvgPool2D, Dropout, Dense)."""
+    torch = _peer("torch")
+    from purenn import BatchNorm, Conv2D, Dense, Dropout, GlobalAvgPool2D, Residual
+    from purenn.base import layer_names
+
+    nn = torch.nn
+    F = nn.functional
+    acts = {"linear": lambda z: z, "relu": F.relu}
+
+    def tensor(a: np.ndarray) -> Any:
+        return nn.Parameter(torch.tensor(np.asarray(a, dtype=np.float32)))
+
+    class Conv(nn.Module):
+        def __init__(self, layer: Any, p: dict, in_shape: tuple) -> None:
+            super().__init__()
+            self.weight, self.bias = tensor(p["w"]), tensor(p["b"])
+            t, b, l, r = layer.pads(in_shape)
+            self.pads, self.stride, self.act = (l, r, t, b), layer.stride, acts[layer.activation]
+
+        def forward(self, x: Any) -> Any:
+            x = F.pad(x, self.pads) if any(self.pads) else x
+            return self.act(F.conv2d(x, self.weight, self.bias, stride=self.stride))
+
+    class Norm(nn.Module):
+        def __init__(self, layer: Any, p: dict, in_shape: tuple) -> None:
+            super().__init__()
+            kind = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
+            self.bn = kind(in_shape[0], eps=layer.eps, momentum=layer.momentum)
+            with torch.no_grad():
+                self.bn.weight.copy_(tensor(p["gamma"]))
+                self.bn.bias.copy_(tensor(p["beta"]))
+            self.act = acts[layer.activation]
+
+        def forward(self, x: Any) -> Any:
+            return self.act(self.bn(x))
+
+    class Block(nn.Module):
+        def __init__(self, layer: Any, p: dict, in_shape: tuple) -> None:
+            super().__init__()
+            self.main = chain(layer.layers, p, in_shape)
+            short = p.get("shortcut", {})
+            self.shortcut = chain(layer.shortcut, short, in_shape) if layer.shortcut else None
+            self.act = acts[layer.activation]
+
+        def forward(self, x: Any) -> Any:
+            s = x if self.shortcut is None else self.shortcut(x)
+            return self.act(self.main(x) + s)
+
+    class Pool(nn.Module):
+        def forward(self, x: Any) -> Any:
+            return x.mean(dim=(2, 3))
+
+    class Linear(nn.Module):
+        def __init__(self, layer: Any, p: dict, last: bool) -> None:
+            super().__init__()
+            self.weight, self.bias = tensor(p["w"]), tensor(p["b"])  # w is (d_in, d_out)
+            self.act = (lambda z: z) if last else acts[layer.activation]
+
+        def forward(self, x: Any) -> Any:
+            return self.act(x @ self.weight + self.bias)
+
+    def chain(layers: tuple, p: dict, in_shape: tuple, top: bool = False) -> Any:
+        modules, shape = [], in_shape
+        for i, (layer, name) in enumerate(zip(layers, layer_names(layers), strict=True)):
+            if isinstance(layer, Conv2D):
+                modules.append(Conv(layer, p[name], shape))
+            elif isinstance(layer, BatchNorm):
+                modules.append(Norm(layer, p[name], shape))
+            elif isinstance(layer, Residual):
+                modules.append(Block(layer, p[name], shape))
+            elif isinstance(layer, GlobalAvgPool2D):
+                modules.append(Pool())
+            elif isinstance(layer, Dropout):
+                modules.append(nn.Dropout(layer.rate))
+            elif isinstance(layer, Dense):
+                modules.append(Linear(layer, p[name], top and i == len(layers) - 1))
+            else:
+                raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
+            shape = layer.output_shape(shape)
+        return nn.Sequential(*modules)
+
+    return chain(spec.layers, params, spec.input_shape, top=True)
+
+
+def torch_resnet(
+    dataset: str, raw: tuple[np.ndarray, ...], seed: int, quick: bool, threads: int
+) -> dict[str, Any]:
+    """The PyTorch twin of ``scripts/train_<dataset>.py --model resnet --seed seed``.
+
+    Everything but the arithmetic is shared with the purenn run: the recipe
+    (from the script's ``RECIPES``), the split and inputs (the script's
+    ``prepare``), the network and its initial weights (``build_resnet`` and
+    ``purenn.init`` from the run's own weight stream), and the batches: each
+    epoch's permutation and augmentation come from the run's training stream in
+    the order ``purenn.fit`` draws them. The optimizer is ``torch.optim.SGD`` with
+    the recipe's Nesterov momentum and L2 weight decay on every parameter (what
+    purenn's ``momentum`` optimizer does), its learning rate set before each step
+    from purenn's own schedule. After every epoch the validation loss is measured
+    in evaluation mode; the weights (and running statistics) of the best epoch
+    score the test split once.
+    """
+    torch = _peer("torch")
+    from purenn import experiment
+    from purenn.core import init
+    from purenn.preprocessing import batches
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)  # nothing in the twin draws from torch; set for completeness
+    script = _script(dataset)
+    argv = ["--model", "resnet", "--seed", str(seed)]
+    if quick:
+        argv += ["--epochs", str(QUICK_EPOCHS)]
+    args = experiment.parse_args(
+        experiment.build_parser(dataset, "", script.RECIPES), script.RECIPES, argv
+    )
+    x_raw, y_raw, xt_raw, yt_raw = raw
+    data = script.prepare(x_raw, y_raw, (xt_raw, yt_raw), args)
+    _, weights_rng, train_rng = experiment.rng_streams(args.seed)
+    spec = experiment.build_resnet(
+        data.input_shape, args.hidden, args.dropout, len(data.class_names)
+    )
+    model = torch_module(spec, init(spec, weights_rng, dtype=np.float32))
+    x, y = data.train
+    steps = math.ceil(x.shape[0] / args.batch_size)
+    schedule = experiment.make_optimizer(args, steps)  # purenn's, for its learning rates
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=schedule.learning_rate(0),
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=args.weight_decay,
+    )
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def evaluate(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
+        model.eval()
+        total, hits = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, xs.shape[0], 1024):
+                logits = model(torch.from_numpy(np.ascontiguousarray(xs[start : start + 1024])))
+                target = torch.from_numpy(ys[start : start + 1024].astype(np.int64))
+                total += float(loss_fn(logits, target)) * target.shape[0]
+                hits += int((logits.argmax(dim=1) == target).sum())
+        return total / xs.shape[0], hits / xs.shape[0]
+
+    history: dict[str, list] = {"train_loss": [], "val_loss": [], "val_accuracy": [], "seconds": []}
+    best = (math.inf, None, None)
+    count = 0
+    t0 = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        t_epoch = time.perf_counter()
+        model.train()
+        total = 0.0
+        for xb, yb in batches(x, y, args.batch_size, train_rng, False):
+            xb = data.augment(xb, train_rng)
+            for group in opt.param_groups:
+                group["lr"] = schedule.learning_rate(count)
+            loss = loss_fn(model(torch.from_numpy(xb)), torch.from_numpy(yb.astype(np.int64)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            count += 1
+            total += loss.detach().item() * xb.shape[0]
+        val_loss, val_acc = evaluate(*data.val)
+        history["train_loss"].append(total / x.shape[0])
+        history["val_loss"].append(val_loss)
+        history["val_accuracy"].append(val_acc)
+        history["seconds"].append(time.perf_counter() - t_epoch)
+        if val_loss < best[0]:
+            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+        _log(
+            f"  epoch {epoch}/{args.epochs}: train loss {history['train_loss'][-1]:.4f}, val loss "
+            f"{val_loss:.4f} acc {val_acc:.4f}, {history['seconds'][-1]:.1f} s"
+        )
+    seconds = time.perf_counter() - t0
+    model.load_state_dict(best[2])
+    test_loss, test_acc = evaluate(*data.test)
+    return {
+        "test_accuracy": test_acc,
+        "test_loss": test_loss,
+        "test_errors": data.test[0].shape[0] - round(test_acc * data.test[0].shape[0]),
+        "best_epoch": best[1],
+        "val_accuracy": history["val_accuracy"][best[1] - 1],
+        "train_seconds": seconds,
+        "seconds_per_epoch": seconds / args.epochs,
+        "history": history,
+        "config": {
+            "network": spec.to_dict(),
+            "recipe": {k: v for k, v in experiment.config_of(args).items() if k != "out"},
+            "optimizer": "torch.optim.SGD(momentum=0.9, nesterov=True, weight_decay=wd), "
+            "lr set each step from purenn's schedule",
+            "init": "purenn.init of the run (the same initial weights)",
+            "batches": "purenn.preprocessing.batches and the script's augmentation, drawn from "
+            "the run's training Generator",
+            "dtype": "float32",
+            "threads": torch.get_num_threads(),
+            "seed": seed,
+        },
+        "summary": (
+            f"PyTorch twin of train_{dataset}.py --model resnet: {args.epochs} epochs, "
+            f"batch {args.batch_size}, SGD Nesterov lr {args.lr:g} {args.schedule}, wd "
+            f"{args.weight_decay:g}, best val loss epoch {best[1]}"
+        ),
+    }
+
+
+def _resnet_runner(dataset: str) -> Runner:
+    def run(raw: tuple[np.ndarray, ...], seed: int, quick: bool, threads: int) -> dict[str, Any]:
+        return torch_resnet(dataset, raw, seed, quick, threads)
+
+    run.raw_data = True  # type: ignore[attr-defined]  # takes the images as loaded
+    return run
+
+
 # ---------------------------------------------------------------------- the plan
 
 Runner = Callable[[tuple[np.ndarray, ...], int, bool, int], dict[str, Any]]
@@ -460,7 +708,22 @@ PLAN: tuple[tuple[str, str, str, str, Runner], ...] = (
         "torch",
         _torch_runner((256, 128, 64), 0.0, 20),
     ),
+    (
+        "mnist",
+        "torch_resnet",
+        "PyTorch twin of train_mnist.py --model resnet",
+        "torch",
+        _resnet_runner("mnist"),
+    ),
+    (
+        "fashion_mnist",
+        "torch_resnet",
+        "PyTorch twin of train_fashion_mnist.py --model resnet",
+        "torch",
+        _resnet_runner("fashion_mnist"),
+    ),
 )
+BASELINE_KEYS = tuple(dict.fromkeys(key for _, key, _, _, _ in PLAN))
 
 
 def _version(name: str) -> str | None:
@@ -566,6 +829,14 @@ def build_parser() -> argparse.ArgumentParser:
             f"{CV_FOLDS_QUICK}-fold CV, {QUICK_EPOCHS} epochs; numbers mean nothing"
         ),
     )
+    p.add_argument(
+        "--baselines",
+        nargs="+",
+        choices=BASELINE_KEYS,
+        default=None,
+        metavar="KEY",
+        help=f"run only these baselines (default: all), any of: {' '.join(BASELINE_KEYS)}",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for CV splits, weights, batches")
     p.add_argument(
         "--threads",
@@ -627,16 +898,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rng = np.random.default_rng(args.seed)
     t_start = time.perf_counter()
+    wanted = set(args.baselines or BASELINE_KEYS)
+    report["baselines"] = sorted(wanted)
     for name in datasets:
+        if not any(d == name and key in wanted for d, key, _, _, _ in PLAN):
+            continue
         _log(f"loading {name}" + (" (quick slice)" if args.quick else ""))
         try:
-            data = load_data(name, args.data_dir, args.quick, rng)
+            data, raw = load_data(name, args.data_dir, args.quick, rng, keep_raw=True)
         except (DataNotFoundError, CorruptFileError) as err:
             print(f"baselines.py: error: cannot load {name}: {err}", file=sys.stderr)
             return 2
         _log(f"{name}: train {data[0].shape}, test {data[2].shape}")
         for dataset, key, title, peer, runner in PLAN:
-            if dataset != name:
+            if dataset != name or key not in wanted:
                 continue
             entry: dict[str, Any] = {
                 "dataset": dataset,
@@ -647,7 +922,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             _log(f"{dataset}: {title} ...")
             try:
-                entry.update(runner(data, args.seed, args.quick, args.threads))
+                given = raw if getattr(runner, "raw_data", False) else data
+                entry.update(runner(given, args.seed, args.quick, args.threads))
                 entry["status"] = "ok"
                 _log(
                     f"{dataset}: {title}: test accuracy {entry['test_accuracy']:.2%}, "

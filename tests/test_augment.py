@@ -167,3 +167,28 @@ def test_flip_bad_arguments(images):
         flip_images(images, None)
     with pytest.raises(TypeError, match="numeric"):
         flip_images(images.astype(bool), 0)
+
+
+def test_crop_images_moves_whole_pixels_with_zeros_coming_in():
+    from purenn.augment import crop_images
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 255, size=(200, 1, 6, 5)).astype(np.uint8)
+    x.flags.writeable = False
+    out = crop_images(x, np.random.default_rng(3), 2)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    offsets = np.random.default_rng(3).integers(0, 5, size=(200, 2))
+    for i in range(200):
+        padded = np.zeros((1, 10, 9), np.uint8)
+        padded[:, 2:8, 2:7] = x[i]
+        r, q = offsets[i]
+        np.testing.assert_array_equal(out[i], padded[:, r : r + 6, q : q + 5])
+    assert len({tuple(o) for o in offsets}) == 25  # every offset drawn
+    flat = crop_images(x.reshape(200, -1).astype(np.float32), np.random.default_rng(3), 2,
+                       image_shape=(6, 5))  # fmt: skip
+    np.testing.assert_array_equal(flat.reshape(out.shape), out)
+    np.testing.assert_array_equal(crop_images(x, 0, 0), x)
+    with pytest.raises(ValueError, match="pad as an int >= 0"):
+        crop_images(x, 0, -1)
+    with pytest.raises(ValueError, match="pad as an int >= 0"):
+        crop_images(x, 0, 1.5)

@@ -138,3 +138,52 @@ def test_unknown_dataset_is_a_usage_error(baselines, tmp_path):
     with pytest.raises(SystemExit) as exc:
         baselines.main(["--datasets", "cifar10", "--out", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_torch_module_is_a_twin_of_the_resnet(baselines):
+    """The residual network rebuilt in torch from a purenn spec and params computes the
+    same outputs (training and evaluation mode) and running statistics, in float32."""
+    torch = pytest.importorskip("torch")
+    import purenn as pn
+    from purenn.experiment import build_resnet
+
+    spec = build_resnet((1, 12, 12), [4, 6, 8], 0.0, 5)
+    params = pn.init(spec, 0)
+    model = baselines.torch_module(spec, params)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 1, 12, 12)).astype(np.float32)
+    y = np.arange(6) % 5
+    ours = pn.forward(params, x, train=True)
+    model.train()
+    theirs = torch.softmax(model(torch.from_numpy(x)), dim=1).detach().numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    params = pn.sgd_step(params, pn.grads(params, x, y), 0.0)  # the statistics of this batch
+    model.eval()
+    with torch.no_grad():
+        theirs = torch.softmax(model(torch.from_numpy(x)), dim=1).numpy()
+    np.testing.assert_allclose(pn.forward(params, x), theirs, rtol=1e-4, atol=1e-5)
+    stem = params[pn.STATE_KEY]["batchnorm_0"]
+    np.testing.assert_allclose(stem["mean"], model[1].bn.running_mean.numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(TypeError, match="no PyTorch twin for MaxPool2D"):
+        baselines.torch_module(pn.Network((1, 4, 4), [pn.MaxPool2D(2), pn.Flatten(),
+                               pn.Dense(2, "softmax")]), {})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_quick_resnet_twin_runs(baselines, tmp_path):
+    pytest.importorskip("torch")
+    from purenn.datasets import load_fashion_mnist
+
+    try:
+        load_fashion_mnist(download=False)
+    except DataNotFoundError as err:
+        pytest.skip(f"Fashion-MNIST not found offline: {err}")
+    out = tmp_path / "twin"
+    argv = ["--quick", "--datasets", "fashion_mnist", "--baselines", "torch_resnet"]
+    assert baselines.main([*argv, "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads((out / "baselines.json").read_text())
+    (entry,) = report["results"]
+    assert entry["key"] == "torch_resnet" and entry["status"] == "ok", entry
+    assert entry["config"]["recipe"]["model"] == "resnet"
+    assert len(entry["history"]["val_loss"]) == baselines.QUICK_EPOCHS
+    assert 1 <= entry["best_epoch"] <= baselines.QUICK_EPOCHS

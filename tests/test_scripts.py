@@ -147,6 +147,37 @@ def test_mnist_smoke_mlp_and_cnn(tmp_path):
 
 
 @pytest.mark.slow
+def test_resnet_smoke_for_both_image_scripts(tmp_path):
+    """--model resnet: a run folder like the others (figures drawn from it), the
+    BatchNorm state in the checkpoint, and the same command giving the same metrics."""
+    for name, loader in (("train_fashion_mnist", load_fashion_mnist), ("train_mnist", load_mnist)):
+        _need(loader)
+        main = _script(name).main
+        argv = ["--model", "resnet", "--limit", "120", "--epochs", "1", "--quiet"]
+        first = main([*argv, "--out", str(tmp_path / name)])
+        metrics = _check_run(tmp_path / name, "image")
+        assert metrics["model"] == "resnet" and metrics["config"]["hidden"] == [16, 32, 64]
+        assert metrics["config"]["optimizer"] == "momentum" and metrics["config"]["augment"]
+        ck = purenn.load(tmp_path / name / "model.npz")
+        spec = ck.params[purenn.SPEC_KEY]
+        assert [type(layer).__name__ for layer in spec.layers] == [
+            "Conv2D",
+            "BatchNorm",
+            "Residual",
+            "Residual",
+            "Residual",
+            "GlobalAvgPool2D",
+            "Dense",
+        ]
+        state = ck.params[purenn.STATE_KEY]["residual_2"]["shortcut"]["batchnorm_0"]
+        assert int(state["count"]) == 1  # 108 training images: one batch of 128
+        if name == "train_fashion_mnist":
+            again = main([*argv, "--no-figures", "--out", str(tmp_path / f"{name}-again")])
+            same = {k: v for k, v in _timeless(first).items() if k not in ("config", "run_dir")}
+            assert {k: again[k] for k in same} == same
+
+
+@pytest.mark.slow
 def test_fashion_smoke_repeat(tmp_path):
     _need(load_fashion_mnist)
     main = _script("train_fashion_mnist").main

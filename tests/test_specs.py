@@ -239,7 +239,14 @@ def test_layout_is_derived_once_and_invisible_to_equality():
     import pickle
 
     layout = SPEC.layout
-    assert layout._fields == ("names", "shapes", "with_params", "random", "run_layers")
+    assert layout._fields == (
+        "names",
+        "shapes",
+        "with_params",
+        "random",
+        "run_layers",
+        "with_state",
+    )
     assert layout.names == SPEC.layer_names()
     assert layout.shapes == SPEC.shapes()
     assert layout.with_params == ("dense_0", "dense_1", "dense_2")
