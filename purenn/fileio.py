@@ -7,23 +7,43 @@ atomic on POSIX and Windows). If writing fails or is interrupted, the temporary
 file is removed and the previous file, if any, is left untouched. Downloads
 follow the same rule in ``purenn.datasets._download``, with a checksum test
 between the write and the rename; both end in :func:`publish`.
+
+A process killed mid-write (``kill -9``, a power cut) cannot remove its
+temporary file. So every writer holds an exclusive lock (``flock``) on its
+temporary file while it exists, and the next write to the same destination
+removes the temporary files of that destination that nobody holds a lock on
+(:func:`remove_orphans`): whatever a killed run left is cleaned by the next
+run that writes there, while a write in progress in another process is never
+touched. Where ``flock`` does not exist (Windows), only temporary files older
+than :data:`ORPHAN_AGE_SECONDS` are removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+#: Without ``flock``, a temporary file this old (seconds) counts as left by a dead run.
+ORPHAN_AGE_SECONDS = 24 * 3600.0
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """Create ``path`` by calling ``write(tmp)`` on a temporary path beside it.
 
     Args:
-        path: the destination; its folder is created if needed.
+        path: the destination; its folder is created if needed. A symbolic
+            link is followed: its target is replaced and the link kept.
         write: writes the whole content to the path it is given. The temporary
             name keeps ``path``'s suffix, so writers that pick a format from the
             extension (``np.savez``, ``savefig``, Pillow) see the right one.
@@ -32,17 +52,86 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
         ``path`` as a ``Path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.stem}-"
+    remove_orphans(target.parent, f"{prefix}{'?' * 8}{target.suffix}")
+    with temp_file(target.parent, prefix, target.suffix) as tmp:
+        write(tmp)
+        publish(tmp, target)
+    return path
+
+
+@contextlib.contextmanager
+def temp_file(folder: Path, prefix: str, suffix: str) -> Iterator[Path]:
+    """A new empty file ``folder/<prefix>XXXXXXXX<suffix>``, locked while the block runs.
+
+    The file is removed at exit unless the block moved it away (:func:`publish`).
+    The lock tells :func:`remove_orphans` in other processes that it is in use.
+    """
+    while True:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+        _lock(fd)
+        # another process's remove_orphans may have unlinked the file between
+        # mkstemp and the lock: then it is not ours any more, make another
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(name))
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)
     tmp = Path(name)
     try:
-        write(tmp)
-        publish(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.close(fd)
+
+
+def remove_orphans(folder: Path, pattern: str) -> list[Path]:
+    """Remove the temporary files matching ``pattern`` in ``folder`` that no
+    live writer holds (see the module docstring); returns those removed.
+
+    Best effort: a file that cannot be opened or removed is left alone.
+    """
+    removed = []
+    try:
+        candidates = list(Path(folder).glob(pattern))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        if _orphaned(candidate):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+def _orphaned(path: Path) -> bool:
+    if fcntl is None:
+        try:
+            return time.time() - path.stat().st_mtime > ORPHAN_AGE_SECONDS
+        except OSError:
+            return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # a live writer holds it
+    finally:
+        os.close(fd)  # also releases our own lock
+    return True
+
+
+def _lock(fd: int) -> None:
+    if fcntl is not None:
+        with contextlib.suppress(OSError):  # e.g. a file system without locks
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:

@@ -421,3 +421,93 @@ def test_csv_bad_rows_named_by_line(tmp_path, text, match):
     with pytest.raises(ValueError, match=match) as info:
         load_csv(path)
     assert str(path) in str(info.value)
+
+
+# --- bounded readers (issue 14) ------------------------------------------------------
+
+
+def test_idx_header_larger_than_the_file_can_hold_is_refused_before_allocating(tmp_path):
+    # 1 MB of gzip cannot hold 2 GB; a raw file must hold exactly what its header says
+    head = b"\x00\x00\x08\x03" + np.array([2000, 1000, 1000], ">u4").tobytes()
+    (tmp_path / "bomb.gz").write_bytes(gzip.compress(head + b"\0" * 1_000_000))
+    with pytest.raises(CorruptFileError, match="more than the 268435456"):
+        read_idx(tmp_path / "bomb.gz")
+    with pytest.raises(CorruptFileError, match="more than a gzip file of"):
+        read_idx(tmp_path / "bomb.gz", max_bytes=1 << 40)
+    (tmp_path / "raw").write_bytes(head + b"\0" * 100)
+    with pytest.raises(CorruptFileError, match="truncated"):
+        read_idx(tmp_path / "raw", max_bytes=1 << 40)
+
+
+def test_idx_element_count_never_wraps_around(tmp_path):
+    # 2**32-1 cubed times 2**16 wraps int64 to a small number in np.prod
+    dims = [2**32 - 1, 2**32 - 1, 2**32 - 1, 2**16]
+    blob = b"\x00\x00\x08\x04" + np.array(dims, ">u4").tobytes() + b"\0" * 16
+    (tmp_path / "wrap").write_bytes(blob)
+    with pytest.raises(CorruptFileError, match="header promises") as info:
+        read_idx(tmp_path / "wrap")
+    assert f"promises {(2**32 - 1) ** 3 * 2**16} bytes" in str(info.value)
+
+
+def test_idx_max_bytes_is_checked(tmp_path):
+    (tmp_path / "a").write_bytes(_idx(np.zeros(10, np.uint8)))
+    assert read_idx(tmp_path / "a", max_bytes=10).shape == (10,)
+    with pytest.raises(CorruptFileError, match="max_bytes"):
+        read_idx(tmp_path / "a", max_bytes=9)
+    for bad in (0, True, 1.5):
+        with pytest.raises((TypeError, ValueError), match="max_bytes"):
+            read_idx(tmp_path / "a", max_bytes=bad)
+
+
+def test_csv_gzip_bomb_stops_at_the_cap(tmp_path):
+    path = tmp_path / "bomb.csv.gz"
+    path.write_bytes(gzip.compress(b"0,1\n" * 5_000_000))  # 20 MB of text in ~20 KB
+    with pytest.raises(ValueError, match="larger than max_bytes=1000000"):
+        load_csv(path, max_bytes=1_000_000)
+    raw = _write(tmp_path / "raw.csv", "0,1\n" * 1000)
+    with pytest.raises(ValueError, match="max_bytes"):
+        load_csv(raw, max_bytes=100)
+    assert load_csv(raw, max_bytes=4000)[0].shape == (1000, 1)
+    two = tmp_path / "two.csv.gz"  # concatenated gzip members are one file
+    two.write_bytes(gzip.compress(b"0,1\n") + gzip.compress(b"1,2\n"))
+    assert load_csv(two, header=False)[1].tolist() == [0, 1]
+    with pytest.raises(CorruptFileError, match="gzip"):
+        path.write_bytes(gzip.compress(b"0,1\n" * 100)[:-12])
+        load_csv(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("0,9007199254740993\n1,2\n", [9007199254740993, 2]),  # int64, not float64's ...992
+        ("0,-9223372036854775808\n1,2\n", [-9223372036854775808, 2]),
+        ("0,9223372036854775808\n1,2\n", [2.0**63, 2.0]),  # not int64; float64 holds it
+        ("0,1e20\n1,2\n", [1e20, 2.0]),  # exact in float64, beyond int64: stays float
+    ],
+)
+def test_csv_numbers_are_kept_exactly(tmp_path, text, expect):
+    x, _ = load_csv(_write(tmp_path / "a.csv", text), header=False)
+    assert x.ravel().tolist() == expect
+    assert all(type(v) is type(e) for v, e in zip(x.ravel().tolist(), expect, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("0,9007199254740993.0\n1,2.5\n", "line 1 column 2: 9007199254740993.0 cannot be held"),
+        ("1e20,1\n0,2\n", "line 1: label 1e\\+20 in column 1 is beyond int64"),
+        ("9223372036854775808,1\n0,2\n", "beyond int64"),
+    ],
+)
+def test_csv_numbers_that_would_change_are_refused(tmp_path, text, match):
+    with pytest.raises(CorruptFileError, match=match):
+        load_csv(_write(tmp_path / "a.csv", text), header=False)
+
+
+def test_csv_float_dtypes_refuse_overflow(tmp_path):
+    path = _write(tmp_path / "a.csv", "0,70000\n1,1e39\n")
+    with pytest.raises(ValueError, match="float16's 65504"):
+        load_csv(path, header=False, dtype=np.float16)
+    with pytest.raises(ValueError, match="float32"):
+        load_csv(path, header=False, dtype=np.float32)
+    assert load_csv(path, header=False, dtype=np.float64)[0].max() == 1e39

@@ -61,6 +61,36 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+        elif kind == "nolength":  # a body without Content-Length, ended by closing
+            (body,) = rest
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+        elif kind == "announce":  # a Content-Length far above the body
+            (length,) = rest
+            self.send_response(200)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.close_connection = True
+        elif kind == "drip":  # one byte at a time, each well within the read timeout
+            count, pause = rest
+            self.send_response(200)
+            self.end_headers()
+            try:
+                for _ in range(count):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(pause)
+            except OSError:  # the client gave up, as it should
+                pass
+            self.close_connection = True
+        elif kind == "redirect":
+            (location,) = rest
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif kind == "stall":
             (seconds,) = rest
             time.sleep(seconds)
@@ -284,6 +314,100 @@ def test_only_http_and_https_are_fetched(tmp_path):
     with pytest.raises(MirrorsFailedError, match="scheme"):
         download_first([secret.as_uri()], tmp_path / "dl" / "copy")
     assert not (tmp_path / "dl" / "copy").exists()
+
+
+# --- bounded downloads: size caps, deadline, redirects, full disk, leftovers ---------
+
+
+def test_body_without_length_is_cut_at_the_cap(server, tmp_path):
+    server.routes["/big"] = ("nolength", b"x" * 200_000)
+    with pytest.raises(MirrorsFailedError, match="exceeds 5000 bytes"):
+        download_first([server.url + "big"], tmp_path / "dl" / "big", max_bytes=5000)
+    assert _leftovers(tmp_path / "dl") == []
+
+
+def test_announced_length_above_the_cap_is_refused_at_once(server, tmp_path):
+    server.routes["/huge"] = ("announce", 1 << 40)
+    with pytest.raises(MirrorsFailedError, match="announces 1099511627776 bytes"):
+        download_first([server.url + "huge"], tmp_path / "dl" / "huge", max_bytes=5000)
+    assert _leftovers(tmp_path / "dl") == []
+
+
+def test_builtin_caps_follow_the_expected_sizes():
+    for ds in (_images.MNIST, _images.FASHION_MNIST):
+        for f in ds.files:
+            raw = 4 + 4 * len(f.shape) + int(np.prod(f.shape))
+            assert raw < _images.gz_cap(f) < raw * 1.01 + 4096
+    tra = _pendigits.PENDIGITS.files[0]
+    assert 600_000 < _pendigits.text_cap(tra) < 1_100_000  # the real file is 636,990 bytes
+
+
+def test_a_dripping_server_meets_the_overall_deadline(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(_download, "TIMEOUT_SECONDS", 5.0)
+    server.routes["/drip"] = ("drip", 1000, 0.02)  # 20 s in all, never a 5 s pause
+    start = time.monotonic()
+    with pytest.raises(MirrorsFailedError, match=r"overall deadline of 0\.3 s"):
+        download_first([server.url + "drip"], tmp_path / "dl" / "drip", deadline=0.3)
+    assert time.monotonic() - start < 3
+    assert _leftovers(tmp_path / "dl") == []
+
+
+def test_redirects_only_to_http_or_https(server, tmp_path):
+    server.routes["/good"] = ("ok", b"payload")
+    server.routes["/to-http"] = ("redirect", server.url + "good")
+    server.routes["/to-ftp"] = ("redirect", "ftp://127.0.0.1/secret")
+    server.routes["/to-file"] = ("redirect", (tmp_path / "x").as_uri())
+    download_first([server.url + "to-http"], tmp_path / "dl" / "a")
+    assert (tmp_path / "dl" / "a").read_bytes() == b"payload"
+    for route in ("to-ftp", "to-file"):
+        with pytest.raises(MirrorsFailedError, match=r"redirect|not allowed"):
+            download_first([server.url + route], tmp_path / "dl" / route)
+        assert not (tmp_path / "dl" / route).exists()
+
+
+def test_a_full_disk_names_the_folder_and_tries_the_next_mirror(server, tmp_path):
+    resource = pytest.importorskip("resource")
+    import signal
+
+    server.routes["/m1/f"] = ("ok", b"y" * 100_000)
+    server.routes["/m2/f"] = ("ok", b"y" * 100_000)
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, old_limit[1]))  # writes fail: EFBIG
+    try:
+        with pytest.raises(MirrorsFailedError) as info:
+            download_first([server.url + "m1/f", server.url + "m2/f"], tmp_path / "dl" / "f")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert len(info.value.errors) == 2  # the second mirror was tried
+    for line in info.value.errors:
+        assert f"cannot write to {tmp_path / 'dl'}" in line and "free some space" in line
+    assert _leftovers(tmp_path / "dl") == []
+
+
+def test_a_killed_download_leaves_a_part_file_the_next_run_removes(server, tmp_path):
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    orphan = folder / ".f.abcd1234.part"  # as a kill -9 mid-download leaves it
+    orphan.write_bytes(b"half")
+    other = folder / ".g.abcd1234.part"  # another file's: left to its own next run
+    other.write_bytes(b"half")
+    server.routes["/f"] = ("ok", b"whole")
+    download_first([server.url + "f"], folder / "f")
+    assert _leftovers(folder) == [".g.abcd1234.part", "f"]
+
+
+def test_a_part_file_in_use_by_another_download_is_left_alone(server, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    live = folder / ".f.live1234.part"
+    with open(live, "wb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as a download in progress holds it
+        server.routes["/f"] = ("ok", b"whole")
+        download_first([server.url + "f"], folder / "f")
+        assert live.exists()
 
 
 # --- pendigits: plain files, then UCI's zip -----------------------------------------

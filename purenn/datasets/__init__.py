@@ -15,7 +15,7 @@ The batching and splitting helpers of :mod:`purenn.preprocessing` are
 re-exported here (``purenn.datasets.batches``), as the training loop uses them.
 """
 
-from purenn.datasets._csv import load_csv
+from purenn.datasets._csv import MAX_CSV_BYTES, load_csv
 from purenn.datasets._errors import CorruptFileError, DataNotFoundError
 from purenn.datasets._idx import read_idx
 from purenn.datasets._images import load_fashion_mnist, load_mnist
@@ -25,6 +25,7 @@ from purenn.datasets._toy import make_circles, make_moons, make_sine, make_spira
 from purenn.preprocessing import batches, train_val_split
 
 __all__ = [
+    "MAX_CSV_BYTES",
     "CorruptFileError",
     "batches",
     "DataNotFoundError",

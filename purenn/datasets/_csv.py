@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
+import decimal
 import io
 import os
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,14 @@ import numpy.typing as npt
 
 from purenn.datasets._errors import CorruptFileError
 
-__all__ = ["load_csv"]
+__all__ = ["MAX_CSV_BYTES", "load_csv"]
+
+#: Default cap on a CSV file's (decompressed) size in bytes: 1 GiB, about nine
+#: times Kaggle's ``mnist_train.csv``. Pass ``max_bytes`` to read larger files.
+MAX_CSV_BYTES = 1 << 30
+#: float64 holds every integer up to this magnitude exactly, and not all above it.
+_EXACT_FLOAT_INT = 2**53
+_INTEGER_CELL = re.compile(r"[+-]?[0-9]+(\.0*)?")
 
 
 def load_csv(
@@ -21,6 +30,7 @@ def load_csv(
     header: bool | str | None = "infer",
     *,
     dtype: npt.DTypeLike | None = None,
+    max_bytes: int = MAX_CSV_BYTES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a comma-separated file such as Kaggle's ``mnist_train.csv``.
 
@@ -36,8 +46,18 @@ def load_csv(
         header: ``"infer"`` treats the first line as a header when any of its
             cells is not a number; ``True`` always, ``False``/``None`` never.
         dtype: dtype of the features. Default: ``int64`` when every value is
-            an integer, else ``float64``. An integer dtype such as ``np.uint8``
-            is checked to hold every value exactly.
+            an integer that int64 holds, else ``float64``. An integer dtype such
+            as ``np.uint8`` is checked to hold every value exactly; a float dtype
+            (``np.float32``) to hold every value without overflow.
+        max_bytes: Refuse a file whose text (after decompression) is larger
+            than this many bytes; default :data:`MAX_CSV_BYTES` (1 GiB). The
+            text is held in memory while it is parsed, a few times over.
+
+    Numbers are never changed silently: a value that float64 cannot hold
+    exactly (a cell written as an integer beyond 2**53, such as
+    ``9007199254740993.0``, in a file that int64 cannot hold) and a label beyond
+    int64 are refused with the line and column. Cells written as floats
+    (``1e39``) are rounded to float64 as usual.
 
     Returns:
         ``(x, y)``: features of shape ``(n, columns - 1)`` and labels ``int64``
@@ -48,7 +68,8 @@ def load_csv(
             non-finite cells, or non-integer labels; the message gives the line
             number (1-based, counting the header).
         ValueError: On an unknown label column, a bad ``header`` value, an
-            empty file, or values that do not fit ``dtype``.
+            empty file, a file larger than ``max_bytes``, or values that do not
+            fit ``dtype``.
         TypeError: If ``label_column`` is neither int nor str.
     """
     path = Path(path)
@@ -62,7 +83,11 @@ def load_csv(
             f"label_column must be a column index (int) or a header name (str); "
             f"got {type(label_column).__name__}."
         )
-    text = _read_text(path)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int | np.integer):
+        raise TypeError(f"max_bytes must be an int; got {max_bytes!r}")
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1; got {max_bytes}")
+    text = _read_text(path, int(max_bytes))
     lines = text.splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
@@ -96,6 +121,7 @@ def load_csv(
         )
     body_start = first + 1 if has_header else first
     data = _parse_body(path, lines, body_start, n_cols)
+    data = _exact(path, lines, body_start, data)
     bad = np.argwhere(~np.isfinite(data))
     if bad.size:
         row, col = (int(v) for v in bad[0])
@@ -104,27 +130,34 @@ def load_csv(
             f"finite number; got {data[row, col]}. Fix or remove that row."
         )
     labels = data[:, label_index]
-    nonint = np.flatnonzero(labels != np.round(labels))
-    if nonint.size or (labels.size and labels.min() < 0):
-        row = int(nonint[0]) if nonint.size else int(np.argmin(labels))
+    nonint = np.flatnonzero(labels != np.round(labels)) if labels.dtype.kind == "f" else []
+    if len(nonint) or (labels.size and labels.min() < 0):
+        row = int(nonint[0]) if len(nonint) else int(np.argmin(labels))
         raise CorruptFileError(
             f"{path} line {_line_of(lines, body_start, row)}: expected a non-negative integer "
             f"label in column {label_index + 1}; got {labels[row]}. Is label_column right?"
+        )
+    if labels.dtype.kind == "f" and labels.size and labels.max() >= 2.0**63:
+        row = int(np.argmax(labels))
+        raise CorruptFileError(
+            f"{path} line {_line_of(lines, body_start, row)}: label {labels[row]:g} in column "
+            f"{label_index + 1} is beyond int64 (the labels' dtype). Is label_column right?"
         )
     x = np.delete(data, label_index, axis=1)
     return _cast(path, x, dtype), labels.astype(np.int64)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, max_bytes: int) -> str:
+    too_big = (
+        f"{path}: the CSV text is larger than max_bytes={max_bytes} bytes; pass a larger "
+        "max_bytes if the file is meant to be that big"
+    )
     with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size > max_bytes:
+            raise ValueError(too_big)
         raw = f.read()
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise CorruptFileError(
-                f"{path}: not valid gzip data ({e}). Delete it and fetch it again."
-            ) from None
+        raw = _gunzip(path, raw, max_bytes, too_big)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -132,6 +165,32 @@ def _read_text(path: Path) -> str:
             f"{path}: expected UTF-8 text; got a non-text byte at offset {e.start}. "
             "Is this really a CSV file?"
         ) from None
+
+
+def _gunzip(path: Path, raw: bytes, max_bytes: int, too_big: str) -> bytes:
+    """Decompress every gzip member of ``raw``, stopping as soon as the output
+    would pass ``max_bytes`` (a decompression bomb costs at most that)."""
+    out = bytearray()
+    rest = raw
+    try:
+        while rest:
+            unzip = zlib.decompressobj(wbits=31)
+            chunk = unzip.decompress(rest, max_bytes + 1 - len(out))
+            while True:
+                out += chunk
+                if len(out) > max_bytes:
+                    raise ValueError(too_big)
+                if unzip.eof or not unzip.unconsumed_tail:
+                    break
+                chunk = unzip.decompress(unzip.unconsumed_tail, max_bytes + 1 - len(out))
+            if not unzip.eof:
+                raise EOFError("the gzip stream is truncated")
+            rest = unzip.unused_data.lstrip(b"\0")  # members may be padded with zeros
+    except (zlib.error, EOFError) as e:
+        raise CorruptFileError(
+            f"{path}: not valid gzip data ({e}). Delete it and fetch it again."
+        ) from None
+    return bytes(out)
 
 
 def _is_number(cell: str) -> bool:
@@ -185,14 +244,46 @@ def _parse_body(path: Path, lines: list[str], start: int, n_cols: int) -> np.nda
     raise CorruptFileError(f"{path}: could not parse the CSV data; expected {n_cols} columns.")
 
 
+def _exact(path: Path, lines: list[str], start: int, data: np.ndarray) -> np.ndarray:
+    """``data`` (parsed as float64), or the same values as exact int64 when some
+    integer is too large for float64 to hold; refuse a value float64 changed."""
+    big = np.abs(data) >= _EXACT_FLOAT_INT
+    if not big.any():
+        return data
+    body = "\n".join(lines[start:])
+    try:
+        return np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.int64, ndmin=2, comments=None)
+    except (ValueError, OverflowError):
+        pass  # not all plain int64 literals: keep float64 if it holds every value
+    rows = [line for line in lines[start:] if line.strip()]
+    for row, col in np.argwhere(big):
+        cell = rows[row].split(",")[col].strip()
+        # a cell written as a float (1e39) is rounded as floats are; one written
+        # as an integer must come back as that integer
+        if _INTEGER_CELL.fullmatch(cell) and decimal.Decimal(cell) != decimal.Decimal(
+            float(data[row, col])
+        ):
+            raise CorruptFileError(
+                f"{path} line {_line_of(lines, start, int(row))} column {col + 1}: {cell} "
+                f"cannot be held exactly: float64 keeps integers exactly only up to 2**53 "
+                f"(it would read {float(data[row, col])!r}), and int64 is used only when every "
+                "cell is an integer within int64. Fix that cell, or store it as text elsewhere."
+            )
+    return data
+
+
 def _cast(path: Path, x: np.ndarray, dtype: npt.DTypeLike | None) -> np.ndarray:
-    integral = bool(np.all(x == np.round(x)))
+    if x.dtype.kind == "i":
+        integral, fits_int64 = True, True
+    else:
+        integral = bool(np.all(x == np.round(x)))
+        fits_int64 = not x.size or (-(2.0**63) <= x.min() and x.max() < 2.0**63)
     if dtype is None:
-        return x.astype(np.int64) if integral else x
+        return x.astype(np.int64) if integral and fits_int64 else x
     dt = np.dtype(dtype)
     if dt.kind in "iu":
         info = np.iinfo(dt)
-        lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        lo, hi = (x.min().item(), x.max().item()) if x.size else (0, 0)
         if not integral or lo < info.min or hi > info.max:
             raise ValueError(
                 f"{path}: dtype {dt} cannot hold the features exactly: they span "
@@ -201,4 +292,11 @@ def _cast(path: Path, x: np.ndarray, dtype: npt.DTypeLike | None) -> np.ndarray:
             )
     elif dt.kind != "f":
         raise TypeError(f"dtype must be an integer or float dtype; got {dt}.")
+    else:
+        peak = np.abs(x).max().item() if x.size else 0
+        if peak > float(np.finfo(dt).max):
+            raise ValueError(
+                f"{path}: dtype {dt} cannot hold the features: the largest magnitude is "
+                f"{peak:g}, beyond {dt}'s {np.finfo(dt).max:g}. Pass a wider float dtype."
+            )
     return x.astype(dt)

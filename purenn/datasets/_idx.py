@@ -10,19 +10,25 @@ Layout (all integers big-endian)::
     the rest    prod(dims) elements, C order
 
 The reader checks the magic number, the dimensions and the exact byte count;
-it never returns a half-read array.
+it never returns a half-read array. Before it allocates the array it checks
+that the file can hold what the header promises: exactly that many bytes for
+a raw file; for a gzip file, no more than deflate's largest ratio (1032:1)
+allows, and in any case no more than ``max_bytes`` (a decompression bomb or a
+corrupt header costs nothing).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from purenn._checks import positive_int
 from purenn.datasets._errors import CorruptFileError
 
 __all__ = ["read_idx"]
@@ -36,16 +42,20 @@ _TYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-#: Refuse headers promising more than this many bytes (a corrupt header must
-#: not make us allocate terabytes).
-_MAX_BYTES = 1 << 33
+#: Default cap of :func:`read_idx` on the decompressed data (bytes): four times
+#: MNIST's training images. Pass ``max_bytes`` for larger files (EMNIST).
+MAX_IDX_BYTES = 1 << 28
+#: Deflate cannot compress better than this (a 258-byte match in 2 bits, about 1032:1).
+_DEFLATE_MAX_RATIO = 1032
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file, raw or gzip-compressed (detected from its first bytes).
 
     Args:
         path: The file, e.g. ``train-images-idx3-ubyte.gz``.
+        max_bytes: Refuse a header that promises more data than this (bytes);
+            default :data:`MAX_IDX_BYTES` (256 MiB).
 
     Returns:
         A writable array in native byte order with the file's shape, e.g.
@@ -53,14 +63,16 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Raises:
         CorruptFileError: (a ``ValueError``) on a wrong magic number, bad gzip
-            data, or a byte count that does not match the header.
+            data, a byte count that does not match the header, or a header
+            promising more than ``max_bytes`` or than the file can hold.
         FileNotFoundError: If the file does not exist.
     """
-    return read_idx_hashed(Path(path))[0]
+    max_bytes = positive_int(max_bytes, "max_bytes")
+    return read_idx_hashed(Path(path), max_bytes=max_bytes)[0]
 
 
 def read_idx_hashed(
-    path: Path, expected_shape: tuple[int, ...] | None = None
+    path: Path, expected_shape: tuple[int, ...] | None = None, *, max_bytes: int = MAX_IDX_BYTES
 ) -> tuple[np.ndarray, str]:
     """Read an IDX file and hash its decompressed bytes on the way.
 
@@ -68,6 +80,7 @@ def read_idx_hashed(
         path: The file (raw or gzip).
         expected_shape: If given, the header's dimensions must equal it; checked
             before any large allocation.
+        max_bytes: The cap on the data bytes the header may promise.
 
     Returns:
         ``(array, sha256)``: the array as in :func:`read_idx`, and the SHA-256
@@ -78,6 +91,7 @@ def read_idx_hashed(
     """
     with open(path, "rb") as raw:
         is_gzip = raw.read(2) == _GZIP_MAGIC
+        file_size = os.fstat(raw.fileno()).st_size
     kind = "gzip-compressed IDX" if is_gzip else "IDX"
     fix = "Delete it and download or copy it again."
     opener = gzip.open if is_gzip else open
@@ -106,12 +120,25 @@ def read_idx_hashed(
                     f"says {shape}. Is it the right file (e.g. labels vs images, another "
                     f"data set)? {fix}"
                 )
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            count = math.prod(shape)  # Python ints: no wraparound
             nbytes = count * dtype.itemsize
-            if nbytes > _MAX_BYTES:
+            header = 4 + 4 * ndim
+            if nbytes > max_bytes:
                 raise CorruptFileError(
                     f"{path}: header promises {nbytes} bytes of data (shape {shape}), more "
-                    f"than the {_MAX_BYTES} this reader accepts; the header is corrupt. {fix}"
+                    f"than the {max_bytes} this reader accepts (max_bytes); the header is "
+                    f"corrupt, or pass a larger max_bytes. {fix}"
+                )
+            if not is_gzip and nbytes != file_size - header:
+                what = "truncated" if nbytes > file_size - header else "longer than its header says"
+                raise CorruptFileError(
+                    f"{path}: {kind} file is {what}: header shape {shape} needs {nbytes} "
+                    f"data bytes; the file holds {file_size - header}. {fix}"
+                )
+            if is_gzip and nbytes + header > _DEFLATE_MAX_RATIO * file_size + 1024:
+                raise CorruptFileError(
+                    f"{path}: IDX header shape {shape} needs {nbytes} data bytes, more than "
+                    f"a gzip file of {file_size} bytes can hold; the header is corrupt. {fix}"
                 )
             out = np.empty(count, dtype=dtype)
             view = memoryview(out).cast("B")

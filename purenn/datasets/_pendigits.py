@@ -231,6 +231,16 @@ def load_pendigits(
     return train, test
 
 
+#: Room in UCI's zip for what is not a data file (the description, the raw files).
+_ZIP_EXTRA_BYTES = 8 << 20
+
+
+def text_cap(f: PendigitsFile) -> int:
+    """The most bytes ``f`` can take as text: its rows of 17 fields, each at most
+    8 characters with its comma and padding. Larger downloads are refused."""
+    return f.rows * (N_FEATURES + 1) * 8 + 4096
+
+
 def _download(src: PendigitsSource) -> list[str]:
     """Fetch missing files into the cache; returns the failures (empty on success)."""
     dest = cache_dir() / src.subdirs[0]
@@ -248,6 +258,7 @@ def _download(src: PendigitsSource) -> list[str]:
                 [m + f.name for m in src.mirrors],
                 dest / f.name,
                 verify=lambda tmp, name=f.name: verify(name, tmp),
+                max_bytes=text_cap(f),
             )
         except MirrorsFailedError as e:
             errors.extend(e.errors)
@@ -256,7 +267,13 @@ def _download(src: PendigitsSource) -> list[str]:
         return []
     for url in src.zip_urls:
         try:
-            download_zip_members(url, {f.name: dest / f.name for f in still}, verify=verify)
+            download_zip_members(
+                url,
+                {f.name: dest / f.name for f in still},
+                verify=verify,
+                max_member_bytes=max(text_cap(f) for f in still),
+                max_bytes=sum(text_cap(f) for f in src.files) + _ZIP_EXTRA_BYTES,
+            )
             return []
         except MirrorsFailedError as e:
             errors.extend(e.errors)
