@@ -253,7 +253,8 @@ class MPIGroup(ProcessGroup):
         if len(set(digests)) > 1:
             differ = [r for r, d in enumerate(digests) if d != digests[0]]
             raise RuntimeError(
-                f"the params (or state) of rank(s) {differ} differ from rank 0's: the ranks no longer "
+                f"the params (or state) of rank(s) {differ} differ from rank 0's: the ranks "
+                "no longer "
                 "train one model. Every rank must start from the same params and optimizer "
                 "state, and the MPI library's allreduce must give every rank the same sum"
             )

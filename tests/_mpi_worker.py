@@ -161,7 +161,8 @@ def batchnorm(out: Path, group: parallel.MPIGroup) -> dict:
     from purenn.callbacks import EarlyStopping, ReduceLROnPlateau, Snapshots
 
     train, val = data()
-    spec = nn.Network(D, [nn.Dense(16), nn.BatchNorm(activation="relu"), nn.Dense(K, "softmax")])
+    layers = [nn.Dense(16), nn.BatchNorm(activation="relu"), nn.Dense(K, "softmax")]
+    spec = nn.Network(D, layers)
     p0 = nn.init(spec, 1)
     snaps = out / f"snaps_{group.rank}"
 
