@@ -167,8 +167,8 @@ def batchnorm(out: Path, group: parallel.MPIGroup) -> dict:
     snaps = out / f"snaps_{group.rank}"
 
     def callbacks():
-        return [ReduceLROnPlateau("train_loss", factor=0.5, patience=1, min_delta=1.0),
-                EarlyStopping("train_loss", patience=3, min_delta=1.0), Snapshots(snaps)]  # fmt: skip
+        plateau = ReduceLROnPlateau("train_loss", factor=0.5, patience=1, min_delta=1.0)
+        return [plateau, EarlyStopping("train_loss", patience=3, min_delta=1.0), Snapshots(snaps)]
 
     kw = dict(optimizer=nn.optim.adam(1e-2), batch_size=32, val=val, verbose=0, drop_last=True)
     a, ha = parallel.fit(p0, train, epochs=6, rng=4, callbacks=callbacks(), **kw)
