@@ -245,13 +245,19 @@ class Hooks:
         callbacks: the callbacks (callables; see the module docstring).
         optimizer: the run's optimizer, as given to ``fit``.
         history: the history the run starts from (its ``lr_scale`` is resumed).
+        root: whether this is the root process of a data-parallel run (or alone);
+            elsewhere, callbacks with a true ``root_only`` class attribute
+            (:class:`Snapshots`: it writes files) are not called. They must
+            return None: their results would exist on the root only.
 
     Raises:
         TypeError: for a callback that is not callable, or one that changes the
             learning rate (``scales_lr = True``) with an optimizer that has no ``lr``.
     """
 
-    def __init__(self, callbacks: Sequence[Any], optimizer: Any, history: Mapping) -> None:
+    def __init__(
+        self, callbacks: Sequence[Any], optimizer: Any, history: Mapping, root: bool = True
+    ) -> None:
         if callable(callbacks) or not isinstance(callbacks, Sequence | tuple | list):
             raise TypeError(
                 f"callbacks must be a list of callables; got {type(callbacks).__name__} "
@@ -269,6 +275,7 @@ class Hooks:
                     "purenn.optim's optimizers"
                 )
         self.callbacks = tuple(callbacks)
+        self.root = root
         self.stepping = tuple(cb for cb in self.callbacks if callable(getattr(cb, "on_step", None)))
         self.base = optimizer
         scales = [s for s in history.get(LR_SCALE_KEY, []) if s is not None]
@@ -337,6 +344,8 @@ class Hooks:
         view = read_only(params)
         factor = 1.0
         for cb in self.callbacks:
+            if getattr(cb, "root_only", False) and not self.root:
+                continue  # it writes files or prints: the root process alone runs it
             who = _name(cb)
             seen = {k: (list(v) if isinstance(v, list) else v) for k, v in history.items()}
             fb = _feedback(cb(epoch, view, seen), who)
@@ -558,6 +567,8 @@ class Snapshots:
         every: epochs between snapshots (the last epoch of a run is always saved
             when it is a multiple of ``every``).
     """
+
+    root_only: ClassVar[bool] = True  # under purenn.parallel, rank 0 alone writes
 
     folder: Path = attrs.field(converter=_folder)
     every: int = attrs.field(default=1, converter=_every)

@@ -58,7 +58,14 @@ from purenn.core import TrainPass, train_pass
 from purenn.metrics import evaluate
 from purenn.training import NonFiniteLossError, ProcessGroup
 from purenn.training import fit as _single_fit
-from purenn.tree import SPEC_KEY, tree_leaves, tree_map, tree_zeros_like
+from purenn.tree import (
+    SPEC_KEY,
+    STATE_KEY,
+    state_items,
+    tree_leaves,
+    tree_map,
+    tree_zeros_like,
+)
 from purenn.workspace import Workspace
 
 __all__ = [
@@ -132,6 +139,7 @@ class MPIGroup(ProcessGroup):
         self._mpi = mpi
         # this rank's share b_r / b of the batch that part() cut last: train_pass scales by it
         self._share: float | None = None
+        self._some_share_empty = False
 
     def __repr__(self) -> str:
         return f"MPIGroup(rank={self.rank}, size={self.size})"
@@ -158,6 +166,7 @@ class MPIGroup(ProcessGroup):
         n = len(xb)
         lo, hi = self.bounds(n)
         self._share = (hi - lo) / n
+        self._some_share_empty = n < self.size
         return xb[lo:hi], yb[lo:hi]
 
     def train_pass(
@@ -168,20 +177,32 @@ class MPIGroup(ProcessGroup):
 
         The returned loss and output are this rank's (the loss is NaN on every
         rank when it was not finite on any); the gradients are fresh arrays.
+        For a network with state, the gradients' ``"state"`` is the same on
+        every rank: each float array (BatchNorm's running mean and variance) is
+        the share-weighted mean ``sum_r (b_r / b) * s_r`` of the ranks' new
+        states, in the same allreduce; integer arrays (BatchNorm's count) are
+        not averaged (every rank advanced them alike; see ``docs/parallel.md``).
         """
         if self._share is None:
             raise ValueError("MPIGroup.train_pass scales by the share part() cut: call part first")
+        old_state = params.get(STATE_KEY)
         if len(xb):
             result = train_pass(params, xb, yb, rng=rng, workspace=workspace)
             loss, grads, output = result
         else:  # a batch smaller than the group: this rank adds nothing
             spec = params[SPEC_KEY]
             grads = tree_zeros_like(params)
+            if old_state is not None:  # weight 0 in the state's average, too
+                grads[STATE_KEY] = tree_map(_zero_if_float, old_state)
             loss = 0.0
             output = np.empty((0, *spec.output_shape), dtype=tree_leaves(params)[0].dtype)
         leaves = tree_leaves(grads)
-        # one buffer: every leaf scaled by this rank's share, then the non-finite flag
-        buf = np.empty(sum(leaf.size for leaf in leaves) + 1, dtype=leaves[0].dtype)
+        new_state = dict(state_items(grads))
+        averaged = [path for path, a in new_state.items() if _averaged(a)]
+        # one buffer: every leaf and averaged state array scaled by this rank's
+        # share, then the non-finite flag
+        size = sum(leaf.size for leaf in leaves) + sum(new_state[p].size for p in averaged)
+        buf = np.empty(size + 1, dtype=leaves[0].dtype)
         offset = 0
 
         def place(g: np.ndarray) -> np.ndarray:
@@ -192,10 +213,23 @@ class MPIGroup(ProcessGroup):
             return view
 
         summed = tree_map(place, grads)  # views into buf: after the allreduce, the sums
+        for path in averaged:  # sum_r (b_r / b) * s_r: the share-weighted mean state
+            new_state[path] = place(new_state[path])
         buf[-1] = 0.0 if math.isfinite(loss) else 1.0
         self.comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.SUM)
         if buf[-1] != 0.0:
             loss = math.nan if math.isfinite(loss) else loss
+        if old_state is not None:
+            exact = [path for path in new_state if path not in averaged]
+            if exact and self._some_share_empty:
+                # integer state (BatchNorm's count) is never averaged: an empty
+                # share did not advance it, so it takes the last rank's (never empty)
+                theirs = self.comm.bcast(
+                    [new_state[path] for path in exact] if self.rank == self.size - 1 else None,
+                    root=self.size - 1,
+                )
+                new_state.update(zip(exact, theirs, strict=True))
+            summed[STATE_KEY] = _nested(grads[STATE_KEY], new_state)
         return TrainPass(loss, summed, output)
 
     def end_epoch(self, params: dict, sums: tuple[float, ...]) -> tuple[float, ...]:
@@ -210,15 +244,17 @@ class MPIGroup(ProcessGroup):
         return loss_sum, int(seen), int(correct), int(scored)
 
     def check_replicas(self, params: dict) -> None:
-        """Raise RuntimeError (on every rank) unless all ranks' params are bit-identical."""
+        """Raise RuntimeError (on every rank) unless all ranks' params, state
+        (BatchNorm's running statistics) included, are bit-identical."""
         digest = hashlib.blake2b(digest_size=16)
-        for leaf in tree_leaves(params):
+        for leaf in [*tree_leaves(params), *(a for _, a in state_items(params))]:
             digest.update(np.ascontiguousarray(leaf).data)
         digests = self.comm.allgather(digest.hexdigest())
         if len(set(digests)) > 1:
             differ = [r for r, d in enumerate(digests) if d != digests[0]]
             raise RuntimeError(
-                f"the params of rank(s) {differ} differ from rank 0's: the ranks no longer "
+                f"the params (or state) of rank(s) {differ} differ from rank 0's: the ranks "
+                "no longer "
                 "train one model. Every rank must start from the same params and optimizer "
                 "state, and the MPI library's allreduce must give every rank the same sum"
             )
@@ -246,6 +282,25 @@ class MPIGroup(ProcessGroup):
         loss = sums[0] / len(x)
         accuracy = float(sums[1] / sums[2]) if loss_fn.has_accuracy else None
         return {"loss": float(loss), "accuracy": accuracy}
+
+
+def _averaged(a: np.ndarray) -> bool:
+    """Whether a state array is averaged across ranks (floats: running
+    statistics) or must stay equal on every rank (integers: counters)."""
+    return np.issubdtype(a.dtype, np.floating)
+
+
+def _zero_if_float(a: np.ndarray) -> np.ndarray:
+    return np.zeros_like(a) if _averaged(a) else a
+
+
+def _nested(like: dict, flat: dict[str, np.ndarray], path: str = "") -> dict:
+    """``like``'s nested structure (key order included) holding ``flat``'s arrays by path."""
+    out = {}
+    for key, value in like.items():
+        where = f"{path}/{key}" if path else key
+        out[key] = _nested(value, flat, where) if isinstance(value, dict) else flat[where]
+    return out
 
 
 def _state_key(state: Any) -> int:

@@ -490,7 +490,9 @@ def fit(
     best_params = _resume_best(
         tracker, history, params, best_params, val is not None, restore_best, initial_epoch
     )
-    hooks = Hooks(callbacks, optimizer, history) if callbacks is not None else None
+    hooks = (
+        Hooks(callbacks, optimizer, history, root=group.is_root) if callbacks is not None else None
+    )
     state = optimizer.init(params) if opt_state is None else opt_state
     if checkpoint_dir is not None:
         _check_storable(state)

@@ -154,6 +154,39 @@ def exit_on_one(out: Path, group: parallel.MPIGroup) -> dict:
     return {"finished": True}
 
 
+def batchnorm(out: Path, group: parallel.MPIGroup) -> dict:
+    """A BatchNorm net with ReduceLROnPlateau, EarlyStopping and Snapshots: the
+    ranks' params and state stay bit-identical, rank 0 alone writes snapshots,
+    and a run resumed from its checkpoint continues exactly."""
+    from purenn.callbacks import EarlyStopping, ReduceLROnPlateau, Snapshots
+
+    train, val = data()
+    layers = [nn.Dense(16), nn.BatchNorm(activation="relu"), nn.Dense(K, "softmax")]
+    spec = nn.Network(D, layers)
+    p0 = nn.init(spec, 1)
+    snaps = out / f"snaps_{group.rank}"
+
+    def callbacks():
+        plateau = ReduceLROnPlateau("train_loss", factor=0.5, patience=1, min_delta=1.0)
+        return [plateau, EarlyStopping("train_loss", patience=3, min_delta=1.0), Snapshots(snaps)]
+
+    kw = dict(optimizer=nn.optim.adam(1e-2), batch_size=32, val=val, verbose=0, drop_last=True)
+    a, ha = parallel.fit(p0, train, epochs=6, rng=4, callbacks=callbacks(), **kw)
+    ckpt = out / "ckpt"
+    parallel.fit(p0, train, epochs=2, rng=4, callbacks=callbacks(), checkpoint_dir=ckpt, **kw)
+    group.comm.Barrier()
+    resumed = nn.load(ckpt / "last.npz")
+    c, hc = parallel.fit(resumed.params, train, epochs=6, callbacks=callbacks(),
+                         **resumed.resume_kwargs(), **kw)  # fmt: skip
+    for tag, p in (("_a", a), ("_c", c)):
+        save_params(out, group.rank, p, tag)
+        state = {k.replace("/", "."): v for k, v in nn.tree.state_items(p)}
+        np.savez(out / f"state{tag}_{group.rank}.npz", **state)
+    pred = nn.predict(a, val[0])
+    np.save(out / f"pred_{group.rank}.npy", pred)
+    return {"history_a": ha, "history_c": hc}
+
+
 SCENARIOS = {
     "steps": steps_against_single,
     "fit": fit_against_single,
@@ -162,6 +195,7 @@ SCENARIOS = {
     "fail_in_step": fail_in_step,
     "bad_data": bad_data,
     "exit_on_one": exit_on_one,
+    "batchnorm": batchnorm,
 }
 
 

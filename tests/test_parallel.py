@@ -397,3 +397,40 @@ def test_bench_ring_model_recovers_its_parameters():
     assert fit["latency_us"] == pytest.approx(5.0, rel=0.05)  # 1 KiB: 0.26 us of it is data
     assert fit["gbyte_per_s"] == pytest.approx(4.0, rel=0.01)
     assert bench.ring_seconds(1, 1e6, latency, bandwidth) == 0.0  # one machine: nothing to send
+
+
+# --------------------------------------------------------------------------- state and callbacks
+
+
+def test_one_rank_with_batchnorm_is_bit_identical_to_fit(mpi_group):
+    """The state goes through the allreduce scaled by 1.0: every bit as fit."""
+    _, train, val = _small()
+    spec = nn.Network(10, [nn.Dense(12), nn.BatchNorm(activation="relu"), nn.Dense(3, "softmax")])
+    params = nn.init(spec, 0)
+    kw = dict(optimizer=nn.optim.adam(1e-2), batch_size=16, val=val, epochs=3, rng=2,
+              verbose=0, drop_last=True)  # fmt: skip
+    mine, _ = parallel.fit(params, train, **kw)
+    ref, _ = nn.fit(params, train, **kw)
+    assert nn.tree_equal(mine, ref)  # compares the state too
+    assert int(mine["state"]["batchnorm_0"]["count"]) > 0
+
+
+def test_two_ranks_batchnorm_state_callbacks_and_resume(tmp_path):
+    """BatchNorm's running statistics are averaged by share every step, so the
+    ranks' params and state stay bit-identical and so do their predictions;
+    ReduceLROnPlateau and EarlyStopping decide alike on every rank; Snapshots
+    writes on rank 0 alone; a resumed run continues exactly."""
+    result = ok_worker("batchnorm", tmp_path)
+    for tag in ("_a", "_c"):
+        assert_bit_identical(params_of(tmp_path, tag, 0), params_of(tmp_path, tag, 1))
+        states = [dict(np.load(tmp_path / f"state{tag}_{r}.npz")) for r in (0, 1)]
+        assert_bit_identical(*states)
+        assert int(states[0]["batchnorm_0.count"]) > 0
+    assert_bit_identical(params_of(tmp_path, "_a", 0), params_of(tmp_path, "_c", 0))
+    assert np.array_equal(np.load(tmp_path / "pred_0.npy"), np.load(tmp_path / "pred_1.npy"))
+    ha, hc = result["history_a"], result["history_c"]
+    assert ha["stopped_early"] and ha["lr_scale"][-1] < 1.0  # both callbacks acted
+    assert ha["train_loss"] == hc["train_loss"] and ha["lr_scale"] == hc["lr_scale"]
+    assert not (tmp_path / "snaps_1").exists()  # rank 1 wrote nothing
+    snaps = sorted(p.name for p in (tmp_path / "snaps_0").iterdir())
+    assert snaps == [f"snapshot_{e:04d}.npz" for e in ha["epoch"]]
