@@ -79,3 +79,23 @@ def check_lr(lr: object) -> float:
     if not math.isfinite(lr) or lr < 0:
         raise ValueError(f"lr must be finite and >= 0; got {lr}")
     return lr
+
+
+def positive_float(value: object, name: str) -> float:
+    """``value`` as a Python float, refusing bools, non-numbers, NaN, inf and values <= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive float; got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite float; got {value}")
+    return value
+
+
+def nonnegative_float(value: object, name: str) -> float:
+    """``value`` as a Python float, refusing bools, non-numbers, NaN, inf and values < 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float >= 0; got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite float >= 0; got {value}")
+    return value

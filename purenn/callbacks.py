@@ -51,7 +51,7 @@ from typing import Any, ClassVar, NamedTuple
 import attrs
 import numpy as np
 
-from purenn._checks import positive_int
+from purenn._checks import positive_float, positive_int
 from purenn.base import Context
 from purenn.checkpoint import load, save
 from purenn.tree import SPEC_KEY, tree_items, tree_map
@@ -91,17 +91,8 @@ RESERVED_KEYS = (
 _SNAPSHOT = re.compile(r"^snapshot_(\d+)\.npz$")
 
 
-def _finite_positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive float; got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite float; got {value}")
-    return value
-
-
 def _lr_factor(value: Any) -> float | None:
-    return None if value is None else _finite_positive(value, "Feedback.lr_factor")
+    return None if value is None else positive_float(value, "Feedback.lr_factor")
 
 
 def _stop(value: Any) -> str | None:
@@ -421,7 +412,7 @@ def _positive(value: Any) -> int:
 
 
 def _factor(value: Any) -> float:
-    value = _finite_positive(value, "factor")
+    value = positive_float(value, "factor")
     if value >= 1:
         raise ValueError(f"factor must lie in (0, 1) (it lowers the learning rate); got {value}")
     return value

@@ -15,34 +15,19 @@ random order (drawn from ``rng``), so plain in-order batches are mixed too.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
-from purenn._checks import as_generator, float_dtype, positive_int
+from purenn._checks import (
+    as_generator,
+    float_dtype,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["make_circles", "make_moons", "make_sine", "make_spiral", "make_xor"]
 
 Pair = tuple[np.ndarray, np.ndarray]
-
-
-def _noise(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"noise must be a float >= 0; got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"noise must be a finite float >= 0; got {value}")
-    return value
-
-
-def _positive_float(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive float; got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite float; got {value}")
-    return value
 
 
 def _per_class(n: int, classes: int, what: str) -> np.ndarray:
@@ -92,11 +77,11 @@ def make_spiral(
             ``dtype`` or ``rng``.
     """
     n = positive_int(n, "n")
-    noise = _noise(noise)
+    noise = nonnegative_float(noise, "noise")
     classes = positive_int(classes, "classes")
     if classes < 2:
         raise ValueError(f"classes must be >= 2; got {classes}")
-    turns = _positive_float(turns, "turns")
+    turns = positive_float(turns, "turns")
     dtype = float_dtype(dtype)
     rng = as_generator(rng)
     xs, ys = [], []
@@ -127,7 +112,7 @@ def make_moons(
         ``(x, y)``: ``x`` ``(n, 2)`` in about [-1, 2] x [-0.5, 1], ``y`` int64 ``(n,)`` in {0, 1}.
     """
     n = positive_int(n, "n")
-    noise = _noise(noise)
+    noise = nonnegative_float(noise, "noise")
     dtype = float_dtype(dtype)
     rng = as_generator(rng)
     n0, n1 = _per_class(n, 2, "make_moons")
@@ -161,8 +146,8 @@ def make_circles(
         ``(x, y)``: ``x`` ``(n, 2)``, ``y`` int64 ``(n,)`` in {0, 1} (1 = inner circle).
     """
     n = positive_int(n, "n")
-    noise = _noise(noise)
-    factor = _positive_float(factor, "factor")
+    noise = nonnegative_float(noise, "noise")
+    factor = positive_float(factor, "factor")
     if factor >= 1:
         raise ValueError(f"factor is the inner radius over the outer one, in (0, 1); got {factor}")
     dtype = float_dtype(dtype)
@@ -197,7 +182,7 @@ def make_xor(
         ``(x, y)``: ``x`` ``(n, 2)``, ``y`` int64 ``(n,)`` in {0, 1}.
     """
     n = positive_int(n, "n")
-    noise = _noise(noise)
+    noise = nonnegative_float(noise, "noise")
     dtype = float_dtype(dtype)
     rng = as_generator(rng)
     corners = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
@@ -230,8 +215,8 @@ def make_sine(
         takes), both in ``dtype``.
     """
     n = positive_int(n, "n")
-    noise = _noise(noise)
-    periods = _positive_float(periods, "periods")
+    noise = nonnegative_float(noise, "noise")
+    periods = positive_float(periods, "periods")
     dtype = float_dtype(dtype)
     rng = as_generator(rng)
     half = np.pi * periods
