@@ -52,7 +52,6 @@ import attrs
 import numpy as np
 
 from purenn._checks import positive_float, positive_int
-from purenn.base import Context
 from purenn.checkpoint import load, save
 from purenn.tree import SPEC_KEY, tree_items, tree_map
 
@@ -664,19 +663,15 @@ def dead_fractions(params: dict, x: np.ndarray) -> list[tuple[str, float]]:
     Returns:
         ``[(layer name, fraction in [0, 1]), ...]`` in layer order.
     """
-    from purenn.core import check_inputs
+    from purenn.core import layer_outputs
 
-    x, _ = check_inputs(params, x)
-    if x.shape[0] == 0:
+    if isinstance(x, np.ndarray) and x.ndim and x.shape[0] == 0:
         raise ValueError("the probe needs at least one sample")
-    spec = params[SPEC_KEY]
-    layout = spec.layout
-    ctx = Context(train=False)
+    outputs = layer_outputs(params, x)
+    with_params = params[SPEC_KEY].layout.with_params
     out = []
-    last = len(layout.names) - 1
-    for i, (name, layer) in enumerate(zip(layout.names, layout.run_layers, strict=True)):
-        x, _ = layer.forward(params.get(name), x, ctx)
-        if i < last and name in layout.with_params:
-            alive = np.any(x != 0, axis=0)
+    for name, y in outputs[:-1]:
+        if name in with_params:
+            alive = np.any(y != 0, axis=0)
             out.append((name, float(1.0 - np.count_nonzero(alive) / alive.size)))
     return out

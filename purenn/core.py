@@ -300,11 +300,18 @@ def _bad_output(name: str, layer: Any, y: Any, x: np.ndarray, shape: tuple) -> V
 
 
 def _run_forward(
-    spec: Network, params: Params, x: np.ndarray, train: bool, rng: Any, ws: Workspace | None
+    spec: Network,
+    params: Params,
+    x: np.ndarray,
+    train: bool,
+    rng: Any,
+    ws: Workspace | None,
+    outputs: list | None = None,
 ) -> tuple[np.ndarray, list]:
     """Every layer forward; the last layer's output (logits for a fused loss) and
     each layer's ``(cache, ctx, input shape)``. Each output is checked against
-    the layer's promise (shape, dtype) as it comes."""
+    the layer's promise (shape, dtype) as it comes; with ``outputs``, each
+    layer's ``(name, output)`` is appended to it."""
     layout = spec._layout
     first, rest = Context(train, rng, False), Context(train, rng, True)
     state = params.get(STATE_KEY) if layout.with_state else None
@@ -330,6 +337,8 @@ def _run_forward(
         ):
             raise _bad_output(name, layer, y, x, shape)
         caches.append((cache, ctx, x.shape))
+        if outputs is not None:
+            outputs.append((name, y))
         x = y
     return x, caches
 
@@ -398,6 +407,29 @@ def forward(params: Params, x: np.ndarray, *, train: bool = False, rng: Any = No
     rng = _check_rng(spec, rng, train)
     out, _ = _run_forward(spec, params, x, train, rng, None)
     return _output(spec, out)
+
+
+def layer_outputs(params: Params, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Every layer's output on a batch, in evaluation mode (as :func:`forward`
+    runs them, BatchNorm with its running statistics).
+
+    Args:
+        params: a tree from :func:`init`.
+        x: inputs of shape ``(n, *input_shape)`` in the params' dtype.
+
+    Returns:
+        ``[(layer name, output), ...]`` in layer order, one entry per layer of
+        the network's ``layers`` (a container's output is its sum or join, not
+        its inner layers'); the last is the last layer's output before the
+        loss's fused activation, as :func:`logits` gives it.
+
+    Raises:
+        TypeError, ValueError: for malformed params or x.
+    """
+    spec, _, x = _prepare(params, x)
+    outputs: list[tuple[str, np.ndarray]] = []
+    _run_forward(spec, params, x, False, None, None, outputs)
+    return outputs
 
 
 def logits(params: Params, x: np.ndarray) -> np.ndarray:

@@ -274,6 +274,49 @@ def test_layer_diagnostics_record_norms_ratios_and_dead_units():
     assert name == "dense_0" and frac >= 4 / 16
 
 
+def test_dead_fractions_and_diagnostics_on_batchnorm_and_residual_networks():
+    """Evaluation mode as forward runs it: BatchNorm with its running statistics,
+    a container as one layer (its output after the join)."""
+    spec = purenn.Network(
+        8,
+        [
+            purenn.Dense(16, "linear"),
+            purenn.BatchNorm(activation="relu"),
+            purenn.Residual([purenn.Dense(16, "relu"), purenn.Dense(16, "linear")]),
+            purenn.Dense(3, "softmax"),
+        ],
+    )
+    params = purenn.init(spec, 0)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    params = purenn.sgd_step(params, purenn.grads(params, x, y), 0.1)  # BatchNorm statistics
+    outputs = purenn.layer_outputs(params, x)
+    assert [name for name, _ in outputs] == ["dense_0", "batchnorm_0", "residual_0", "dense_1"]
+    assert [o.shape for _, o in outputs] == [(40, 16)] * 3 + [(40, 3)]
+    np.testing.assert_array_equal(outputs[-1][1], purenn.logits(params, x))
+    fractions = dict(C.dead_fractions(params, x))
+    assert list(fractions) == ["dense_0", "batchnorm_0", "residual_0"]
+    assert fractions["dense_0"] == 0.0 and all(0 <= f <= 1 for f in fractions.values())
+    _, history = purenn.fit(
+        params,
+        (x, y),
+        optimizer=optim.sgd(0.1),
+        epochs=2,
+        batch_size=20,
+        rng=0,
+        verbose=0,
+        callbacks=[C.LayerDiagnostics(probe=x[:16])],
+    )
+    assert len(history["batchnorm_0.dead_fraction"]) == 2
+    assert len(history["residual_0.grad_norm"]) == 2
+
+
+def test_dead_fractions_refuses_an_empty_probe():
+    with pytest.raises(ValueError, match="at least one sample"):
+        C.dead_fractions(model(), np.zeros((0, 5), np.float32))
+
+
 def test_diagnostics_off_costs_nothing_and_changes_nothing():
     x, _ = blobs()
     p_diag, h_diag = train([C.LayerDiagnostics(probe=x[:64])], epochs=2)
