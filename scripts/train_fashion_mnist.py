@@ -63,7 +63,7 @@ RECIPES = {
     },
     # purenn.experiment.build_resnet; its network is written out in docs/results.md
     "resnet": {
-        "hidden": [16, 32, 64],  # channels of the three stages
+        "hidden": [24, 48, 96],  # channels of the three stages
         "dropout": 0.0,
         "optimizer": "momentum",
         "lr": 0.05,

@@ -60,7 +60,7 @@ RECIPES = {
         "lr": 0.05,
         "schedule": "warmup-cosine",
         "weight_decay": 5e-4,
-        "epochs": 10,
+        "epochs": 15,
         "batch_size": 128,
         "augment": True,  # shifts, small rotations and zooms (no mirroring: digits)
     },

@@ -150,13 +150,14 @@ def test_mnist_smoke_mlp_and_cnn(tmp_path):
 def test_resnet_smoke_for_both_image_scripts(tmp_path):
     """--model resnet: a run folder like the others (figures drawn from it), the
     BatchNorm state in the checkpoint, and the same command giving the same metrics."""
+    widths = {"train_fashion_mnist": [24, 48, 96], "train_mnist": [16, 32, 64]}
     for name, loader in (("train_fashion_mnist", load_fashion_mnist), ("train_mnist", load_mnist)):
         _need(loader)
         main = _script(name).main
         argv = ["--model", "resnet", "--limit", "120", "--epochs", "1", "--quiet"]
         first = main([*argv, "--out", str(tmp_path / name)])
         metrics = _check_run(tmp_path / name, "image")
-        assert metrics["model"] == "resnet" and metrics["config"]["hidden"] == [16, 32, 64]
+        assert metrics["model"] == "resnet" and metrics["config"]["hidden"] == widths[name]
         assert metrics["config"]["optimizer"] == "momentum" and metrics["config"]["augment"]
         ck = purenn.load(tmp_path / name / "model.npz")
         spec = ck.params[purenn.SPEC_KEY]
