@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
+from purenn._checks import float_field
 from purenn._registry import ClassRegistry
 from purenn.base import Shape
 
@@ -339,17 +340,6 @@ class MAE(Loss):
         return loss, np.sign(diff) * (1.0 / out.size)  # dL/da = sign(a - y) / (n k)
 
 
-def _positive_finite(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be > 0; got {value}")
-
-
-def _to_float(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(f"expected a float; got {value!r} ({type(value).__name__})")
-    return float(value)
-
-
 @_builtin("huber")
 @attrs.frozen
 class Huber(Loss):
@@ -362,7 +352,7 @@ class Huber(Loss):
         delta: where the quadratic turns linear, > 0.
     """
 
-    delta: float = attrs.field(default=1.0, converter=_to_float, validator=_positive_finite)
+    delta: float = float_field(default=1.0, low=0.0, low_open=True)
 
     def value_and_grad(self, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         diff = out - y
