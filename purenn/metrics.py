@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from purenn._checks import positive_int
+from purenn._checks import check_flag, positive_int
 from purenn.core import check_inputs, logits
 from purenn.tree import SPEC_KEY
 
@@ -207,6 +207,8 @@ def evaluate(
     Raises:
         TypeError, ValueError: for malformed params or data, or NaN/inf inputs.
     """
+    confusion = check_flag(confusion, "confusion")
+    check_finite = check_flag(check_finite, "check_finite")
     x, y = check_inputs(params, x, y)
     loss_fn = params[SPEC_KEY].loss
     batch_size = positive_int(batch_size, "batch_size")

@@ -66,7 +66,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from purenn._checks import positive_int
+from purenn._checks import check_flag, check_optional_flag, positive_int
 from purenn.fileio import atomic_write
 
 __all__ = [
@@ -313,7 +313,7 @@ otherwise flatten every later epoch onto the floor of the plot)."""
 def _wants_log(values: np.ndarray, log_scale: bool | None) -> bool:
     """``log_scale`` if given; else whether the finite positive values span more
     than :data:`LOG_SCALE_SPAN`."""
-    if log_scale is not None:
+    if check_optional_flag(log_scale, "log_scale") is not None:
         return bool(log_scale)
     drawn = values[np.isfinite(values) & (values > 0)]
     return drawn.size > 0 and float(drawn.max()) > LOG_SCALE_SPAN * float(drawn.min())
@@ -513,6 +513,8 @@ def confusion_matrix(
         ValueError: if ``cm`` is not square, is empty, has negative counts, or
             ``class_names`` has the wrong length.
     """
+    normalize = check_flag(normalize, "normalize")
+    annotate = check_optional_flag(annotate, "annotate")
     counts = _check_confusion(cm)
     k = counts.shape[0]
     names = _class_names(class_names, k)

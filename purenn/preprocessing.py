@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from purenn._checks import as_generator, positive_int
+from purenn._checks import as_generator, check_flag, positive_int
 
 __all__ = [
     "MinMaxScaler",
@@ -365,6 +365,7 @@ def train_val_split(
         ValueError: On mismatched lengths, or a fraction leaving either part empty.
     """
     xa, ya = _labels_and_length(x, y, "train_val_split")
+    stratify = check_flag(stratify, "stratify")
     if rng is None:
         raise ValueError(
             "train_val_split needs randomness: pass rng=np.random.default_rng(seed) or an "

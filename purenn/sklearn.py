@@ -157,6 +157,16 @@ if not HAVE_SKLEARN:
         return X, y
 
 
+def _finite_real(value: Any) -> bool:
+    """A real number (not a bool) whose float is finite (an int past float range is not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _seed(random_state: Any) -> np.random.Generator:
     """A Generator from ``random_state`` (None: fresh entropy, as scikit-learn does)."""
     if random_state is None or isinstance(random_state, numbers.Integral | np.random.Generator):
@@ -221,20 +231,27 @@ class _MLP(BaseEstimator):
         problems = []
         for name in ("max_iter", "n_iter_no_change"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 problems.append(f"{name} must be a positive int; got {value!r}")
         for name in ("alpha", "tol"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+            if not _finite_real(value) or value < 0:
                 problems.append(f"{name} must be a float >= 0; got {value!r}")
         lr = self.learning_rate_init
-        if not isinstance(lr, numbers.Real) or not np.isfinite(lr) or lr <= 0:
+        if not _finite_real(lr) or lr <= 0:
             problems.append(f"learning_rate_init must be a positive float; got {lr!r}")
         if not (isinstance(self.validation_fraction, numbers.Real)
                 and 0 < self.validation_fraction < 1):  # fmt: skip
             problems.append(
                 f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}"
             )
+        for name in ("shuffle", "early_stopping"):
+            value = getattr(self, name)
+            if not isinstance(value, bool | np.bool_):
+                problems.append(f"{name} must be True or False; got {value!r}")
+        verbose = self.verbose
+        if not isinstance(verbose, numbers.Integral) or verbose < 0:
+            problems.append(f"verbose must be an int >= 0 (or a bool); got {verbose!r}")
         bs = self.batch_size
         if bs != "auto" and not (isinstance(bs, numbers.Integral) and bs >= 1):
             problems.append(f"batch_size must be 'auto' or a positive int; got {bs!r}")
