@@ -273,3 +273,27 @@ def bool_field(**kwargs: Any) -> Any:
     """``attrs.field`` for a flag: a NumPy bool stored as a Python bool; a truthy
     string or number refused."""
     return attrs.field(converter=plain_number, validator=bool_validator, **kwargs)
+
+
+MAX_CLASSES = 10_000
+"""The most classes :func:`purenn.preprocessing.one_hot` and
+:func:`purenn.metrics.confusion_matrix` accept. A ``(k, k)`` int64 confusion
+matrix of 10,000 classes is 800 MB; more is almost always a label that is not a
+class index (a raw id, a float cast to int), refused before any allocation."""
+
+
+def num_classes(value: object, name: str) -> int:
+    """A number of classes: an int in ``[1, MAX_CLASSES]``.
+
+    Raises:
+        TypeError: for a non-int or a bool.
+        ValueError: below 1 or above :data:`MAX_CLASSES`.
+    """
+    k = positive_int(value, name)
+    if k > MAX_CLASSES:
+        raise ValueError(
+            f"{name} must be at most {MAX_CLASSES:,} classes; got {k:,}. Labels must be "
+            "class indices 0..k-1: map raw ids to indices first (np.unique(y, "
+            "return_inverse=True) does)"
+        )
+    return k

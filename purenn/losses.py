@@ -26,6 +26,7 @@ the others are means over all output elements.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import attrs
@@ -150,6 +151,20 @@ def _dense_targets(loss: Loss, y: Any, n: int, out_shape: Shape, dtype: np.dtype
     return y
 
 
+def _targets_within(loss: Loss, y: np.ndarray, low: float, high: float | None) -> np.ndarray:
+    """``y`` itself if every target lies in ``[low, high]`` (NaN never does)."""
+    if y.size:
+        lo, hi = float(y.min()), float(y.max())
+        # written so that NaN fails: every comparison with NaN is False
+        if not (lo >= low and (hi <= high if high is not None else math.isfinite(hi))):
+            want = f"[{low:g}, {high:g}]" if high is not None else f"finite and >= {low:g}"
+            raise ValueError(
+                f"loss {describe(loss)} expects targets {want}; got values from {lo} to "
+                f"{hi}" + (" (NaN present)" if math.isnan(lo) or math.isnan(hi) else "")
+            )
+    return y
+
+
 # --------------------------------------------------------------------------- registry
 
 _LOSSES = ClassRegistry("loss", "@purenn.register_loss")
@@ -235,7 +250,7 @@ class CrossEntropy(Loss):
                     f"loss {describe(self)} expects int labels of shape ({n},) or one-hot "
                     f"targets of shape ({n}, {k}); got y of shape {y.shape}"
                 )
-            return _dense_targets(self, y, n, out_shape, dtype)
+            return _targets_within(self, _dense_targets(self, y, n, out_shape, dtype), 0.0, None)
         if y.dtype.kind not in "iu":
             raise TypeError(
                 f"cross-entropy labels of shape (n,) must be int class indices; got dtype "
@@ -297,6 +312,9 @@ class BinaryCrossEntropy(Loss):
 
     fused_activation: ClassVar[str | None] = "sigmoid"
     has_accuracy: ClassVar[bool] = True
+
+    def check_targets(self, y: Any, n: int, out_shape: Shape, dtype: np.dtype) -> np.ndarray:
+        return _targets_within(self, _dense_targets(self, y, n, out_shape, dtype), 0.0, 1.0)
 
     def value_and_grad(self, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         z = out
