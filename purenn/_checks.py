@@ -10,6 +10,16 @@ import attrs
 import numpy as np
 
 
+def show(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (an int of 10,000
+    digits has no repr at all: Python refuses to convert it)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<an int of {value.bit_length()} bits>" if isinstance(value, int) else "<?>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def as_generator(rng: object, name: str = "rng") -> np.random.Generator:
     """Turn ``rng`` (a ``numpy.random.Generator`` or an int seed) into a Generator.
 
@@ -24,6 +34,14 @@ def as_generator(rng: object, name: str = "rng") -> np.random.Generator:
         f"{name} must be a numpy.random.Generator or an int seed; got {type(rng).__name__}. "
         f"Pass e.g. {name}=np.random.default_rng(0)"
     )
+
+
+MAX_SAMPLE_SIZE = 2**31 - 1
+"""The most values one sample may have anywhere in a network (its input, any
+layer's output), and so the largest size field of a layer spec (units, filters,
+kernel, stride, padding, reshape target): 8 GiB of float32 per sample. Larger
+sizes are refused when the spec is made, with a message, instead of failing
+inside NumPy later."""
 
 
 def positive_int(value: object, name: str) -> int:
@@ -48,10 +66,21 @@ def as_shape(value: object, name: str) -> tuple[int, ...]:
         or not dims
         or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims)
     ):
-        raise TypeError(f"{name} must be an int or a tuple of ints; got {value!r}")
+        raise TypeError(f"{name} must be an int or a tuple of ints; got {show(value)}")
     if min(dims) < 1:
-        raise ValueError(f"{name} must hold positive sizes; got {value!r}")
-    return tuple(int(d) for d in dims)
+        raise ValueError(f"{name} must hold positive sizes; got {show(value)}")
+    dims = tuple(int(d) for d in dims)
+    check_sample_size(dims, name)
+    return dims
+
+
+def check_sample_size(shape: tuple[int, ...], name: str) -> None:
+    """Raise ValueError if a per-sample ``shape`` holds more than :data:`MAX_SAMPLE_SIZE` values."""
+    if math.prod(shape) > MAX_SAMPLE_SIZE:
+        raise ValueError(
+            f"{name} {show(shape)} has {math.prod(shape):,} values per sample, more than "
+            f"the {MAX_SAMPLE_SIZE:,} (purenn MAX_SAMPLE_SIZE) a sample may have"
+        )
 
 
 def as_bool(value: object) -> bool:
@@ -132,16 +161,6 @@ def check_optional_flag(value: object, name: str) -> bool | None:
 # the value), which is why the checks live in the validators.
 
 
-def show(value: object, limit: int = 80) -> str:
-    """``repr(value)`` for a message, cut to ``limit`` characters (an int of 10,000
-    digits has no repr at all: Python refuses to convert it)."""
-    try:
-        text = repr(value)
-    except ValueError:
-        return f"<an int of {value.bit_length()} bits>" if isinstance(value, int) else "<?>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def field_name(instance: object, attribute: attrs.Attribute) -> str:
     """How messages name a spec field: ``Conv2D.filters``."""
     return f"{type(instance).__name__}.{attribute.name}"
@@ -174,15 +193,15 @@ def plain_float(value: object) -> object:
 def int_validator(minimum: int = 1, maximum: int | None = None):
     """attrs validator: a Python int (not a bool) in ``[minimum, maximum]``."""
     want = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-    if maximum is not None:
-        want = f"an int in [{minimum}, {maximum}]"
 
     def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
         name = field_name(instance, attribute)
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be {want}; got {show(value)} ({type(value).__name__})")
-        if value < minimum or (maximum is not None and value > maximum):
+        if value < minimum:
             raise ValueError(f"{name} must be {want}; got {show(value)}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"{name} must be at most {maximum:,}; got {show(value)}")
 
     return check
 
@@ -222,7 +241,8 @@ def float_validator(
 
 
 def int_field(*, minimum: int = 1, maximum: int | None = None, **kwargs: Any) -> Any:
-    """``attrs.field`` for an int: NumPy ints stored as Python ints, bools refused."""
+    """``attrs.field`` for an int: NumPy ints stored as Python ints, bools refused.
+    A layer's size field passes ``maximum=MAX_SAMPLE_SIZE``."""
     return attrs.field(converter=plain_number, validator=int_validator(minimum, maximum), **kwargs)
 
 

@@ -47,7 +47,7 @@ import attrs
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from purenn._checks import float_field, int_field, one_of, plain_number
+from purenn._checks import MAX_SAMPLE_SIZE, float_field, int_field, one_of, plain_number
 from purenn.activations import activation_validator, get_activation
 from purenn.base import Context, Layer, Shape, register_layer
 from purenn.initializers import INITIALIZERS
@@ -95,9 +95,10 @@ def _pair_of(minimum: int):
                 f"{type(instance).__name__}.{attribute.name} must be an int or a pair of "
                 f"{what}, e.g. 3 or (3, 3); got {value!r}"
             )
-        if min(value) < minimum:
+        if min(value) < minimum or max(value) > MAX_SAMPLE_SIZE:
             raise ValueError(
-                f"{type(instance).__name__}.{attribute.name} must hold {what}; got {value!r}"
+                f"{type(instance).__name__}.{attribute.name} must hold {what} up to "
+                f"{MAX_SAMPLE_SIZE:,}; got {value!r}"
             )
 
     return check
@@ -578,7 +579,7 @@ class Conv2D(Layer):
 
     uses_workspace = True
 
-    filters: int = int_field()
+    filters: int = int_field(maximum=MAX_SAMPLE_SIZE)
     kernel_size: tuple[int, int] = attrs.field(converter=_to_pair, validator=_pair_of(1))
     stride: tuple[int, int] = attrs.field(default=1, converter=_to_pair, validator=_pair_of(1))
     padding: str | tuple[int, int] = attrs.field(
@@ -808,14 +809,16 @@ def _check_target(instance: Any, attribute: attrs.Attribute, value: Any) -> None
         isinstance(value, tuple)
         and value
         and all(
-            isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1) for v in value
+            isinstance(v, int) and not isinstance(v, bool) and (0 < v <= MAX_SAMPLE_SIZE or v == -1)
+            for v in value
         )
         and sum(v == -1 for v in value) <= 1
     )
     if not ok:
         raise ValueError(
-            "Reshape.shape must be a non-empty tuple of positive ints, at most one of them "
-            f"-1 (worked out from the input), e.g. (1, 28, 28) or (-1,); got {value!r}"
+            "Reshape.shape must be a non-empty tuple of positive ints (up to "
+            f"{MAX_SAMPLE_SIZE:,}), at most one of them -1 (worked out from the input), "
+            f"e.g. (1, 28, 28) or (-1,); got {value!r}"
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from purenn._checks import float_field, int_field, one_of
+from purenn._checks import MAX_SAMPLE_SIZE, float_field, int_field, one_of
 from purenn.activations import activation_validator, get_activation
 from purenn.base import Context, Layer, Shape, register_layer
 from purenn.initializers import INITIALIZERS
@@ -40,7 +40,7 @@ class Dense(Layer):
     Params: ``w`` of shape ``(d_in, d_out)`` and ``b`` of shape ``(d_out,)``.
     """
 
-    units: int = int_field()
+    units: int = int_field(maximum=MAX_SAMPLE_SIZE)
     activation: str = attrs.field(default="relu", validator=activation_validator)
     weight_init: str | None = attrs.field(
         default=None, validator=one_of(INITIALIZERS, allow_none=True)

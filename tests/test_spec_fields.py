@@ -16,6 +16,7 @@ import purenn as pn
 from purenn import callbacks as C
 from purenn import optim
 from purenn import schedules as S
+from purenn._checks import MAX_SAMPLE_SIZE
 from purenn.base import layer_classes, layer_from_dict, layer_to_dict
 from purenn.losses import Huber
 
@@ -203,3 +204,38 @@ def test_numpy_fields_survive_to_json_save_and_load(tmp_path):
     params = pn.init(spec, 0)
     pn.save(tmp_path / "c.npz", params)
     assert pn.tree_equal(pn.load(tmp_path / "c.npz").params, params)
+
+
+@pytest.mark.parametrize(
+    "make_spec",
+    [
+        lambda big: pn.Dense(big),
+        lambda big: pn.Conv2D(big, 3),
+        lambda big: pn.Conv2D(2, big),
+        lambda big: pn.Conv2D(2, 3, stride=(1, big)),
+        lambda big: pn.Conv2D(2, 3, padding=big),
+        lambda big: pn.MaxPool2D(big),
+        lambda big: pn.AvgPool2D(2, stride=big),
+        lambda big: pn.Reshape((big, -1)),
+        lambda big: pn.Network(big, [pn.Dense(2, "softmax")]),
+        lambda big: pn.Network((1, big, 2), [pn.Flatten(), pn.Dense(2, "softmax")]),
+    ],
+)
+def test_sizes_beyond_max_sample_size_are_refused_when_the_spec_is_made(make_spec):
+    """Before, Dense(2**80) was made, and summary() or init failed inside NumPy
+    ("Maximum allowed dimension exceeded")."""
+    make_spec(7)
+    for big in (MAX_SAMPLE_SIZE + 1, 2**63, 2**80):
+        with pytest.raises(ValueError, match=r"2,147,483,647"):
+            make_spec(big)
+
+
+def test_a_layer_output_beyond_max_sample_size_is_refused():
+    conv = pn.Conv2D(2, 3, padding=2**20)  # each side padded by a million pixels
+    head = [pn.Flatten(), pn.Dense(2, "softmax")]
+    with pytest.raises(ValueError, match=r"conv2d_0 \(Conv2D\): the output shape .* per sample"):
+        pn.Network((1, 8, 8), [conv, *head])
+    wide = pn.Conv2D(4, 3, padding="same")  # 4 channels of 2**30 pixels
+    with pytest.raises(ValueError, match=r"conv2d_0 \(Conv2D\): the output shape \(4, 32768"):
+        pn.Network((1, 2**15, 2**15), [wide, *head])
+    assert pn.Network((1, 8, 8), [pn.Conv2D(2, 3, padding=2), *head])
