@@ -20,6 +20,22 @@ def show(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def to_float(value: numbers.Real) -> float:
+    """A real number as a Python float; an int beyond float range becomes +-inf
+    (``float(10**400)`` raises OverflowError), for the caller's finiteness check."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def is_finite_real(value: object) -> bool:
+    """Whether ``value`` is a real number (not a bool) with a finite float value."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return False
+    return math.isfinite(to_float(value))
+
+
 def as_generator(rng: object, name: str = "rng") -> np.random.Generator:
     """Turn ``rng`` (a ``numpy.random.Generator`` or an int seed) into a Generator.
 
@@ -106,7 +122,7 @@ def check_lr(lr: object) -> float:
     refusing bools, non-numbers, NaN, inf and negative values."""
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(f"lr must be a float; got {lr!r} ({type(lr).__name__})")
-    lr = float(lr)
+    lr = to_float(lr)
     if not math.isfinite(lr) or lr < 0:
         raise ValueError(f"lr must be finite and >= 0; got {lr}")
     return lr
@@ -116,7 +132,7 @@ def positive_float(value: object, name: str) -> float:
     """``value`` as a Python float, refusing bools, non-numbers, NaN, inf and values <= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a positive float; got {value!r} ({type(value).__name__})")
-    value = float(value)
+    value = to_float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite float; got {value}")
     return value
@@ -126,7 +142,7 @@ def nonnegative_float(value: object, name: str) -> float:
     """``value`` as a Python float, refusing bools, non-numbers, NaN, inf and values < 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float >= 0; got {value!r} ({type(value).__name__})")
-    value = float(value)
+    value = to_float(value)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite float >= 0; got {value}")
     return value
@@ -183,10 +199,7 @@ def plain_float(value: object) -> object:
     else unchanged, for the field's validator to judge."""
     value = plain_number(value)
     if isinstance(value, numbers.Real) and not isinstance(value, bool | float):
-        try:
-            return float(value)
-        except OverflowError:  # an int beyond float range: the validator says so
-            return value
+        return to_float(value)  # an int beyond float range: inf, which the validator refuses
     return value
 
 

@@ -66,7 +66,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from purenn._checks import check_flag, check_optional_flag, positive_int
+from purenn._checks import check_flag, check_optional_flag, positive_int, to_float
 from purenn.fileio import atomic_write
 
 __all__ = [
@@ -336,10 +336,7 @@ def _fps(value: object) -> int:
 def _hold_seconds(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"hold_seconds must be a number; got {type(value).__name__}")
-    try:
-        seconds = float(value)
-    except OverflowError:  # an int past float range
-        seconds = math.inf
+    seconds = to_float(value)  # an int past float range: inf, refused below
     if not (math.isfinite(seconds) and 0 <= seconds <= MAX_HOLD_SECONDS):
         raise ValueError(
             f"hold_seconds must be a number in [0, {MAX_HOLD_SECONDS:g}] (MAX_HOLD_SECONDS); "

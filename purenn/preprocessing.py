@@ -26,6 +26,7 @@ from purenn._checks import (
     num_classes,
     positive_float,
     positive_int,
+    to_float,
 )
 
 __all__ = [
@@ -203,10 +204,7 @@ def minmax_fit(x: npt.ArrayLike, feature_range: tuple[float, float] = (0.0, 1.0)
         raise TypeError(
             f"minmax_fit expects feature_range as (low, high) numbers; got {feature_range!r}."
         )
-    try:
-        lo, hi = (float(v) for v in pair)
-    except OverflowError:  # an int past float range
-        lo, hi = math.inf, math.inf
+    lo, hi = (to_float(v) for v in pair)  # an int past float range: inf, refused below
     # hi - lo must be finite too: it scales every value
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi and math.isfinite(hi - lo)):
         raise ValueError(

@@ -50,6 +50,7 @@ try:  # scikit-learn is optional: its base classes and validators when installed
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     HAVE_SKLEARN = False
 
+from purenn._checks import is_finite_real
 from purenn.callbacks import EarlyStopping
 from purenn.core import forward, init, predict, train_pass
 from purenn.layers import Dense
@@ -157,16 +158,6 @@ if not HAVE_SKLEARN:
         return X, y
 
 
-def _finite_real(value: Any) -> bool:
-    """A real number (not a bool) whose float is finite (an int past float range is not)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
-
-
 def _seed(random_state: Any) -> np.random.Generator:
     """A Generator from ``random_state`` (None: fresh entropy, as scikit-learn does)."""
     if random_state is None or isinstance(random_state, numbers.Integral | np.random.Generator):
@@ -235,10 +226,10 @@ class _MLP(BaseEstimator):
                 problems.append(f"{name} must be a positive int; got {value!r}")
         for name in ("alpha", "tol"):
             value = getattr(self, name)
-            if not _finite_real(value) or value < 0:
+            if not is_finite_real(value) or value < 0:
                 problems.append(f"{name} must be a float >= 0; got {value!r}")
         lr = self.learning_rate_init
-        if not _finite_real(lr) or lr <= 0:
+        if not is_finite_real(lr) or lr <= 0:
             problems.append(f"learning_rate_init must be a positive float; got {lr!r}")
         if not (isinstance(self.validation_fraction, numbers.Real)
                 and 0 < self.validation_fraction < 1):  # fmt: skip

@@ -286,3 +286,42 @@ def test_figures_refuse_huge_dpi_and_resolution(tmp_path):
     for bad in (plots.MAX_RESOLUTION + 1, 10**6, 1):
         with pytest.raises(ValueError, match=r"resolution must be 2 to 1000"):
             plots.decision_boundary(two_d, x2, y2, resolution=bad)
+
+
+# ---------------------------------------------------------------- augment limits
+
+
+def test_augment_limits_refuse_huge_and_non_finite_numbers():
+    from purenn import augment as A
+
+    x = np.zeros((2, 8, 8), np.float32)
+    cases = [
+        (lambda: A.augment_images(x, 0, max_shift=10**400), "max_shift in \\[0, 8000\\]"),
+        (lambda: A.augment_images(x, 0, max_shift=1e300), "max_shift in \\[0, 8000\\]"),
+        (lambda: A.augment_images(x, 0, fill=10**400), "finite number as fill"),
+        (lambda: A.augment_images(x, 0, fill=True), "finite number as fill"),
+        (lambda: A.crop_images(x, 0, pad=10**6), r"pad as an int in \[0, 8\]"),
+        (lambda: A.crop_images(x, 0, pad=2**40), r"pad as an int in \[0, 8\]"),
+        (lambda: A.warp_images(x, shift=(1e300, 0)), "shifts of at most 8000 pixels"),
+        (lambda: A.warp_images(x, scale=1e-300), r"scale in \[0.001, 1000\]"),
+        (lambda: A.warp_images(x, scale=1e300), r"scale in \[0.001, 1000\]"),
+        (lambda: A.augment_strokes(np.zeros((2, 16), np.float32), 0, noise=10**400), "noise"),
+    ]
+    for call, message in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # refused before any overflowing arithmetic
+            with pytest.raises(ValueError, match=message):
+                call()
+    for bad in ("abc", ["1", "x"], {"a": 1}):
+        with pytest.raises(TypeError, match="warp_images expects rotation as a number"):
+            A.warp_images(x, rotation=bad)
+    for shape in ((8.5, 8), (True, 8), "88"):
+        with pytest.raises(TypeError, match="image_shape must be an int or a tuple of ints"):
+            A.warp_images(x.reshape(2, 64), image_shape=shape)
+    assert A.crop_images(x, 0, pad=8).shape == x.shape  # the cap itself is allowed
+
+
+def test_learning_rates_past_float_range_are_refused_clearly():
+    for call in (lambda: pn.sgd_step(PARAMS, PARAMS, lr=10**400), lambda: optim.sgd(10**400)):
+        with pytest.raises(ValueError, match=r"lr must be .*finite"):
+            call()

@@ -180,8 +180,10 @@ def test_every_numeric_field_of_a_builtin_is_covered():
 
 
 def test_huge_ints_are_named_not_printed():
-    with pytest.raises(ValueError, match=r"Dense.bias_init must be a finite float; got <an int"):
-        pn.Dense(3, bias_init=10**5000)
+    with pytest.raises(ValueError, match=r"Dense.units must be at most 2,147,483,647; got <an int"):
+        pn.Dense(10**5000)
+    with pytest.raises(ValueError, match=r"Dense.bias_init must be a finite float; got inf"):
+        pn.Dense(3, bias_init=10**5000)  # past float range
 
 
 def test_numpy_fields_survive_to_json_save_and_load(tmp_path):
