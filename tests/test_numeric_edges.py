@@ -325,3 +325,19 @@ def test_learning_rates_past_float_range_are_refused_clearly():
     for call in (lambda: pn.sgd_step(PARAMS, PARAMS, lr=10**400), lambda: optim.sgd(10**400)):
         with pytest.raises(ValueError, match=r"lr must be .*finite"):
             call()
+
+
+def test_gradient_checks_refuse_bad_steps_and_tolerances():
+    """A zero step divided by zero, and a NaN tolerance passed every check."""
+    from purenn import gradcheck
+
+    spec = pn.Network(2, [pn.Dense(2, "softmax")])
+    params = pn.init(spec, 0, dtype=np.float64)
+    x, y = np.ones((3, 2)), np.array([0, 1, 0])
+    for name in ("eps", "rtol", "floor"):
+        for bad in (0.0, -1e-4, np.nan, np.inf, True, "1e-4", 10**400):
+            with pytest.raises((TypeError, ValueError), match=rf"{name} must be a positive"):
+                gradcheck.check_grads(params, x, y, **{name: bad})
+    with pytest.raises(ValueError, match="eps must be a positive"):
+        gradcheck.numeric_grads(lambda p: 0.0, {"w": np.ones(2)}, eps=0.0)
+    gradcheck.check_grads(params, x, y, eps=np.float32(1e-4), rtol=np.float64(1e-6))
