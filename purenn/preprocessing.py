@@ -26,6 +26,7 @@ from purenn._checks import (
     num_classes,
     positive_float,
     positive_int,
+    show,
     to_float,
 )
 
@@ -389,13 +390,9 @@ def train_val_split(
             "int seed, e.g. rng=0. (It never uses the global NumPy random state.)"
         )
     gen = as_generator(rng)
-    if (
-        isinstance(val_fraction, bool)
-        or not isinstance(val_fraction, numbers.Real)
-        or not 0.0 < float(val_fraction) < 1.0
-    ):
+    if not (_real(val_fraction) and 0.0 < to_float(val_fraction) < 1.0):
         raise ValueError(
-            f"train_val_split expects val_fraction in (0, 1), e.g. 0.1; got {val_fraction!r}."
+            f"train_val_split expects val_fraction in (0, 1), e.g. 0.1; got {show(val_fraction)}."
         )
     n = xa.shape[0]
     n_val = round(float(val_fraction) * n)

@@ -341,3 +341,11 @@ def test_gradient_checks_refuse_bad_steps_and_tolerances():
     with pytest.raises(ValueError, match="eps must be a positive"):
         gradcheck.numeric_grads(lambda p: 0.0, {"w": np.ones(2)}, eps=0.0)
     gradcheck.check_grads(params, x, y, eps=np.float32(1e-4), rtol=np.float64(1e-6))
+
+
+def test_train_val_split_refuses_fractions_past_float_range():
+    for bad in (10**400, -(10**400), np.nan, True, "0.5", 1, 0):
+        with pytest.raises(ValueError, match=r"expects val_fraction in \(0, 1\)"):
+            preprocessing.train_val_split(X, LABELS, bad, rng=0)
+    (x_train, _), _ = preprocessing.train_val_split(X, LABELS, np.float32(0.25), rng=0)
+    assert x_train.shape == (9, 4)
