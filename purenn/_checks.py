@@ -4,8 +4,36 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
+import attrs
 import numpy as np
+
+
+def show(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (an int of 10,000
+    digits has no repr at all: Python refuses to convert it)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<an int of {value.bit_length()} bits>" if isinstance(value, int) else "<?>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def to_float(value: numbers.Real) -> float:
+    """A real number as a Python float; an int beyond float range becomes +-inf
+    (``float(10**400)`` raises OverflowError), for the caller's finiteness check."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def is_finite_real(value: object) -> bool:
+    """Whether ``value`` is a real number (not a bool) with a finite float value."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return False
+    return math.isfinite(to_float(value))
 
 
 def as_generator(rng: object, name: str = "rng") -> np.random.Generator:
@@ -22,6 +50,14 @@ def as_generator(rng: object, name: str = "rng") -> np.random.Generator:
         f"{name} must be a numpy.random.Generator or an int seed; got {type(rng).__name__}. "
         f"Pass e.g. {name}=np.random.default_rng(0)"
     )
+
+
+MAX_SAMPLE_SIZE = 2**31 - 1
+"""The most values one sample may have anywhere in a network (its input, any
+layer's output), and so the largest size field of a layer spec (units, filters,
+kernel, stride, padding, reshape target): 8 GiB of float32 per sample. Larger
+sizes are refused when the spec is made, with a message, instead of failing
+inside NumPy later."""
 
 
 def positive_int(value: object, name: str) -> int:
@@ -46,10 +82,21 @@ def as_shape(value: object, name: str) -> tuple[int, ...]:
         or not dims
         or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims)
     ):
-        raise TypeError(f"{name} must be an int or a tuple of ints; got {value!r}")
+        raise TypeError(f"{name} must be an int or a tuple of ints; got {show(value)}")
     if min(dims) < 1:
-        raise ValueError(f"{name} must hold positive sizes; got {value!r}")
-    return tuple(int(d) for d in dims)
+        raise ValueError(f"{name} must hold positive sizes; got {show(value)}")
+    dims = tuple(int(d) for d in dims)
+    check_sample_size(dims, name)
+    return dims
+
+
+def check_sample_size(shape: tuple[int, ...], name: str) -> None:
+    """Raise ValueError if a per-sample ``shape`` holds more than :data:`MAX_SAMPLE_SIZE` values."""
+    if math.prod(shape) > MAX_SAMPLE_SIZE:
+        raise ValueError(
+            f"{name} {show(shape)} has {math.prod(shape):,} values per sample, more than "
+            f"the {MAX_SAMPLE_SIZE:,} (purenn MAX_SAMPLE_SIZE) a sample may have"
+        )
 
 
 def as_bool(value: object) -> bool:
@@ -75,7 +122,7 @@ def check_lr(lr: object) -> float:
     refusing bools, non-numbers, NaN, inf and negative values."""
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(f"lr must be a float; got {lr!r} ({type(lr).__name__})")
-    lr = float(lr)
+    lr = to_float(lr)
     if not math.isfinite(lr) or lr < 0:
         raise ValueError(f"lr must be finite and >= 0; got {lr}")
     return lr
@@ -85,7 +132,7 @@ def positive_float(value: object, name: str) -> float:
     """``value`` as a Python float, refusing bools, non-numbers, NaN, inf and values <= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a positive float; got {value!r} ({type(value).__name__})")
-    value = float(value)
+    value = to_float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite float; got {value}")
     return value
@@ -95,7 +142,191 @@ def nonnegative_float(value: object, name: str) -> float:
     """``value`` as a Python float, refusing bools, non-numbers, NaN, inf and values < 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float >= 0; got {value!r} ({type(value).__name__})")
-    value = float(value)
+    value = to_float(value)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite float >= 0; got {value}")
     return value
+
+
+def check_flag(value: object, name: str) -> bool:
+    """A boolean flag argument as a Python bool: ``True``/``False`` or a NumPy bool.
+
+    A truthy string or number is refused rather than read as True:
+    ``forward(train="no")`` must not run dropout.
+
+    Raises:
+        TypeError: for anything but a bool.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def check_optional_flag(value: object, name: str) -> bool | None:
+    """:func:`check_flag`, letting None (meaning "decide for me") through."""
+    return None if value is None else check_flag(value, name)
+
+
+# --------------------------------------------------------------------------- spec fields
+#
+# Every number a spec (a layer, a loss, an optimizer, a schedule, a callback)
+# stores goes through the same two steps: a converter that turns NumPy scalars
+# into Python ones (so the spec stays hashable alike, JSON-able and savable),
+# then a validator that checks kind, finiteness and range and names the field
+# as ``Class.field``. Converters cannot name the field (attrs gives them only
+# the value), which is why the checks live in the validators.
+
+
+def field_name(instance: object, attribute: attrs.Attribute) -> str:
+    """How messages name a spec field: ``Conv2D.filters``."""
+    return f"{type(instance).__name__}.{attribute.name}"
+
+
+def plain_number(value: object) -> object:
+    """attrs converter: a NumPy scalar as the Python number it holds; anything
+    else unchanged, for the field's validator to judge."""
+    if isinstance(value, np.bool_):
+        return bool(value)  # stays a bool, which the number validators refuse
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def plain_float(value: object) -> object:
+    """attrs converter: any real number but a bool as a Python float; anything
+    else unchanged, for the field's validator to judge."""
+    value = plain_number(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | float):
+        return to_float(value)  # an int beyond float range: inf, which the validator refuses
+    return value
+
+
+def int_validator(minimum: int = 1, maximum: int | None = None):
+    """attrs validator: a Python int (not a bool) in ``[minimum, maximum]``."""
+    want = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        name = field_name(instance, attribute)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be {want}; got {show(value)} ({type(value).__name__})")
+        if value < minimum:
+            raise ValueError(f"{name} must be {want}; got {show(value)}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"{name} must be at most {maximum:,}; got {show(value)}")
+
+    return check
+
+
+def float_validator(
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+):
+    """attrs validator: a finite Python float in the given interval (after
+    :func:`plain_float`), or None when ``allow_none``."""
+    if low == -math.inf and high == math.inf:
+        want = "a finite float"
+    elif high == math.inf:
+        want = f"a finite float {'>' if low_open else '>='} {low:g}"
+    else:
+        want = f"a float in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if allow_none:
+        want += " or None"
+
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        if value is None and allow_none:
+            return
+        name = field_name(instance, attribute)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be {want}; got {show(value)} ({type(value).__name__})")
+        inside = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high
+        )
+        if not isinstance(value, float) or not math.isfinite(value) or not inside:
+            raise ValueError(f"{name} must be {want}; got {show(value)}")
+
+    return check
+
+
+def int_field(*, minimum: int = 1, maximum: int | None = None, **kwargs: Any) -> Any:
+    """``attrs.field`` for an int: NumPy ints stored as Python ints, bools refused.
+    A layer's size field passes ``maximum=MAX_SAMPLE_SIZE``."""
+    return attrs.field(converter=plain_number, validator=int_validator(minimum, maximum), **kwargs)
+
+
+def float_field(
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """``attrs.field`` for a float: any real but a bool stored as a Python float,
+    NaN, inf and values outside the interval refused, naming the field."""
+    check = float_validator(
+        low, high, low_open=low_open, high_open=high_open, allow_none=allow_none
+    )
+    return attrs.field(converter=plain_float, validator=check, **kwargs)
+
+
+def one_of(options: Any, allow_none: bool = False):
+    """attrs validator: the value is one of ``options`` (the keys of a dict, or the
+    items of a tuple); the message lists them and names the field."""
+
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        if value is None and allow_none:
+            return
+        if not isinstance(value, str) or value not in options:
+            valid = ", ".join(repr(k) for k in options)
+            extra = " or None" if allow_none else ""
+            raise ValueError(
+                f"{field_name(instance, attribute)} must be one of {valid}{extra}; got {value!r}"
+            )
+
+    return check
+
+
+def bool_validator(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    """attrs validator: a Python bool (after :func:`plain_number`), naming the field."""
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{field_name(instance, attribute)} must be True or False; got {show(value)} "
+            f"({type(value).__name__})"
+        )
+
+
+def bool_field(**kwargs: Any) -> Any:
+    """``attrs.field`` for a flag: a NumPy bool stored as a Python bool; a truthy
+    string or number refused."""
+    return attrs.field(converter=plain_number, validator=bool_validator, **kwargs)
+
+
+MAX_CLASSES = 10_000
+"""The most classes :func:`purenn.preprocessing.one_hot` and
+:func:`purenn.metrics.confusion_matrix` accept. A ``(k, k)`` int64 confusion
+matrix of 10,000 classes is 800 MB; more is almost always a label that is not a
+class index (a raw id, a float cast to int), refused before any allocation."""
+
+
+def num_classes(value: object, name: str) -> int:
+    """A number of classes: an int in ``[1, MAX_CLASSES]``.
+
+    Raises:
+        TypeError: for a non-int or a bool.
+        ValueError: below 1 or above :data:`MAX_CLASSES`.
+    """
+    k = positive_int(value, name)
+    if k > MAX_CLASSES:
+        raise ValueError(
+            f"{name} must be at most {MAX_CLASSES:,} classes; got {k:,}. Labels must be "
+            "class indices 0..k-1: map raw ids to indices first (np.unique(y, "
+            "return_inverse=True) does)"
+        )
+    return k

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,6 +38,7 @@ __all__ = [
     "LEAKY_SLOPE",
     "Activation",
     "activation_names",
+    "activation_validator",
     "get_activation",
     "register_activation",
 ]
@@ -140,6 +141,19 @@ def get_activation(name: str) -> Activation:
             "(import the module that registers it)"
         )
     return entry
+
+
+def activation_validator(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator for a layer's activation field: ``value`` names a registered
+    activation (the message names the field, e.g. ``Dense.activation``).
+
+    Raises:
+        ValueError: for a name nobody registered.
+    """
+    try:
+        get_activation(value)
+    except ValueError as err:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name}: {err}") from None
 
 
 def activation_names() -> tuple[str, ...]:

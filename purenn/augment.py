@@ -26,9 +26,21 @@ import numbers
 import numpy as np
 import numpy.typing as npt
 
-from purenn._checks import as_generator
+from purenn._checks import as_generator, as_shape, is_finite_real, show
 
-__all__ = ["augment_images", "augment_strokes", "crop_images", "flip_images", "warp_images"]
+__all__ = [
+    "MAX_WARP",
+    "augment_images",
+    "augment_strokes",
+    "crop_images",
+    "flip_images",
+    "warp_images",
+]
+
+MAX_WARP = 1000.0
+"""Bounds of a warp: ``scale`` in ``[1 / MAX_WARP, MAX_WARP]`` and shifts of at
+most ``MAX_WARP`` image sizes. Beyond them the image is a single pixel or gone,
+and the sampling coordinates would overflow float32."""
 
 
 def _as_images(
@@ -42,8 +54,8 @@ def _as_images(
             "Convert with x.astype(np.float32)."
         )
     if image_shape is not None:
-        shape = tuple(int(s) for s in image_shape)
-        if len(shape) not in (2, 3) or min(shape) < 1:
+        shape = as_shape(image_shape, f"{fn}: image_shape")
+        if len(shape) not in (2, 3):
             raise ValueError(
                 f"{fn}: image_shape must be (h, w) or (c, h, w) of positive ints; "
                 f"got {image_shape!r}."
@@ -67,7 +79,12 @@ def _as_images(
 
 def _per_sample(value: npt.ArrayLike, n: int, width: int, name: str) -> np.ndarray:
     """Broadcast a scalar or per-sample parameter to shape ``(n,)`` or ``(n, width)``."""
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"warp_images expects {name} as a number or an array of numbers; got {show(value)}."
+        ) from None
     target = (n,) if width == 1 else (n, width)
     try:
         out = np.broadcast_to(arr, target)
@@ -95,8 +112,10 @@ def warp_images(
         x: Images of shape ``(n, h, w)``, ``(n, c, h, w)``, or flat ``(n, d)``
             with ``image_shape``; uint8/int or float.
         rotation: Degrees counter-clockwise as displayed, scalar or ``(n,)``.
-        scale: Zoom factor (> 0; above 1 enlarges), scalar or ``(n,)``.
-        shift: ``(rows down, cols right)`` in pixels, shape ``(2,)`` or ``(n, 2)``.
+        scale: Zoom factor (above 1 enlarges), scalar or ``(n,)``, in
+            ``[1 / MAX_WARP, MAX_WARP]``.
+        shift: ``(rows down, cols right)`` in pixels, shape ``(2,)`` or ``(n, 2)``,
+            at most ``MAX_WARP * max(h, w)`` either way.
         image_shape: ``(h, w)`` or ``(c, h, w)``; required for flat input.
         fill: Value for pixels that map from outside the image.
 
@@ -114,9 +133,20 @@ def warp_images(
     zoom = _per_sample(scale, n, 1, "scale")
     if (zoom <= 0).any():
         raise ValueError(f"warp_images expects scale > 0; got min {zoom.min()}.")
+    if n and not (1 / MAX_WARP <= zoom.min() and zoom.max() <= MAX_WARP):
+        raise ValueError(
+            f"warp_images expects scale in [{1 / MAX_WARP:g}, {MAX_WARP:g}] (MAX_WARP); got "
+            f"{zoom.min():g} to {zoom.max():g}."
+        )
     move = _per_sample(shift, n, 2, "shift")
-    if not (isinstance(fill, numbers.Real) and np.isfinite(fill)):
-        raise ValueError(f"warp_images expects a finite number as fill; got {fill!r}.")
+    limit = MAX_WARP * max(h, w)
+    if n and np.abs(move).max() > limit:
+        raise ValueError(
+            f"warp_images expects shifts of at most {limit:g} pixels (MAX_WARP image sizes); "
+            f"got {np.abs(move).max():g}."
+        )
+    if not is_finite_real(fill):
+        raise ValueError(f"warp_images expects a finite number as fill; got {show(fill)}.")
     return _warp(arr, (c, h, w), angle, zoom, move, float(fill))
 
 
@@ -142,7 +172,7 @@ def augment_images(
         x: Images of shape ``(n, h, w)``, ``(n, c, h, w)``, or flat ``(n, d)``
             with ``image_shape``; uint8/int or float (e.g. scaled to [0, 1]).
         rng: A ``numpy.random.Generator`` or an int seed.
-        max_shift: Largest shift in pixels, >= 0.
+        max_shift: Largest shift in pixels, in ``[0, MAX_WARP * max(h, w)]``.
         max_rotation: Largest rotation in degrees, in ``[0, 180]``.
         max_scale: Largest relative zoom, in ``[0, 1)``.
         image_shape: ``(h, w)`` or ``(c, h, w)``; required for flat input.
@@ -158,19 +188,18 @@ def augment_images(
     arr, chw = _as_images(x, image_shape, "augment_images")
     gen = as_generator(rng)
     for name, value, lo, hi, closed in (
-        ("max_shift", max_shift, 0.0, np.inf, True),
+        ("max_shift", max_shift, 0.0, MAX_WARP * max(chw[1:]), True),
         ("max_rotation", max_rotation, 0.0, 180.0, True),
         ("max_scale", max_scale, 0.0, 1.0, False),
     ):
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        ok = ok and np.isfinite(value) and lo <= value and (value <= hi if closed else value < hi)
+        ok = is_finite_real(value) and lo <= value and (value <= hi if closed else value < hi)
         if not ok:
             bracket = "]" if closed else ")"
             raise ValueError(
-                f"augment_images expects {name} in [{lo:g}, {hi:g}{bracket}; got {value!r}."
+                f"augment_images expects {name} in [{lo:g}, {hi:g}{bracket}; got {show(value)}."
             )
-    if not (isinstance(fill, numbers.Real) and np.isfinite(fill)):
-        raise ValueError(f"augment_images expects a finite number as fill; got {fill!r}.")
+    if not is_finite_real(fill):
+        raise ValueError(f"augment_images expects a finite number as fill; got {show(fill)}.")
     n = arr.shape[0]
     u = gen.uniform(-1.0, 1.0, size=(n, 4))  # one draw: shift rows, shift cols, angle, zoom
     move = u[:, :2] * float(max_shift)
@@ -210,7 +239,7 @@ def flip_images(
     arr, (c, h, w) = _as_images(x, image_shape, "flip_images")
     ok = isinstance(p, numbers.Real) and not isinstance(p, bool) and 0.0 <= p <= 1.0
     if not ok:
-        raise ValueError(f"flip_images expects p in [0, 1]; got {p!r}.")
+        raise ValueError(f"flip_images expects p in [0, 1]; got {show(p)}.")
     gen = as_generator(rng)
     n = arr.shape[0]
     mirror = gen.random(n) < p  # (n,) one coin per image
@@ -239,7 +268,8 @@ def crop_images(
         x: Images of shape ``(n, h, w)``, ``(n, c, h, w)``, or flat ``(n, d)``
             with ``image_shape``; any numeric dtype.
         rng: A ``numpy.random.Generator`` or an int seed; same state, same output.
-        pad: Zero pixels added on each side, an int >= 0 (0: a copy of ``x``).
+        pad: Zero pixels added on each side, an int from 0 (a copy of ``x``) to
+            ``max(h, w)``.
         image_shape: ``(h, w)`` or ``(c, h, w)``; required for flat input.
 
     Returns:
@@ -250,8 +280,12 @@ def crop_images(
         ValueError: On bad shapes or a ``pad`` that is not an int >= 0.
     """
     arr, (c, h, w) = _as_images(x, image_shape, "crop_images")
-    if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
-        raise ValueError(f"crop_images expects pad as an int >= 0; got {pad!r}.")
+    if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or not 0 <= pad <= max(h, w):
+        # a pad beyond the image size would crop windows of padding alone
+        raise ValueError(
+            f"crop_images expects pad as an int in [0, {max(h, w)}] (the image size); "
+            f"got {show(pad)}."
+        )
     pad = int(pad)
     gen = as_generator(rng)
     n = arr.shape[0]
@@ -321,9 +355,8 @@ def _warp(
 
 
 def _limit(value: object, name: str, hi: float) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (ok and np.isfinite(value) and 0.0 <= value <= hi):
-        raise ValueError(f"augment_strokes expects {name} in [0, {hi:g}]; got {value!r}.")
+    if not (is_finite_real(value) and 0.0 <= value <= hi):
+        raise ValueError(f"augment_strokes expects {name} in [0, {hi:g}]; got {show(value)}.")
     return float(value)
 
 

@@ -41,7 +41,6 @@ Built in:
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -51,7 +50,7 @@ from typing import Any, ClassVar, NamedTuple
 import attrs
 import numpy as np
 
-from purenn._checks import positive_float, positive_int
+from purenn._checks import float_field, int_field
 from purenn.checkpoint import load, save
 from purenn.tree import SPEC_KEY, tree_items, tree_map
 
@@ -90,10 +89,6 @@ RESERVED_KEYS = (
 _SNAPSHOT = re.compile(r"^snapshot_(\d+)\.npz$")
 
 
-def _lr_factor(value: Any) -> float | None:
-    return None if value is None else positive_float(value, "Feedback.lr_factor")
-
-
 def _stop(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -121,7 +116,7 @@ class Feedback:
 
     values: dict = attrs.field(factory=dict, converter=_values)
     stop: str | None = attrs.field(default=None, converter=_stop)
-    lr_factor: float | None = attrs.field(default=None, converter=_lr_factor)
+    lr_factor: float | None = float_field(default=None, low=0.0, low_open=True, allow_none=True)
 
 
 class StepInfo(NamedTuple):
@@ -391,32 +386,6 @@ def _check_monitor(instance: Any, attribute: Any, value: Any) -> None:
         raise TypeError(f"{type(instance).__name__}.monitor must be a history key; got {value!r}")
 
 
-def _non_negative(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"expected a float >= 0; got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"expected a finite float >= 0; got {value}")
-    return value
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"expected an int >= 0; got {value!r}")
-    return int(value)
-
-
-def _positive(value: Any) -> int:
-    return positive_int(value, "patience")
-
-
-def _factor(value: Any) -> float:
-    value = positive_float(value, "factor")
-    if value >= 1:
-        raise ValueError(f"factor must lie in (0, 1) (it lowers the learning rate); got {value}")
-    return value
-
-
 def _better(value: float, best: float | None, minimize: bool, min_delta: float) -> bool:
     if best is None:
         return True
@@ -446,11 +415,12 @@ class ReduceLROnPlateau:
     scales_lr: ClassVar[bool] = True
 
     monitor: str = attrs.field(default="val_loss", validator=_check_monitor)
-    factor: float = attrs.field(default=0.1, converter=_factor)
-    patience: int = attrs.field(default=10, converter=_positive)
-    min_delta: float = attrs.field(default=0.0, converter=_non_negative)
-    cooldown: int = attrs.field(default=0, converter=_count)
-    min_lr: float = attrs.field(default=0.0, converter=_non_negative)
+    # factor < 1: it lowers the learning rate
+    factor: float = float_field(default=0.1, low=0.0, high=1.0, low_open=True, high_open=True)
+    patience: int = int_field(default=10)
+    min_delta: float = float_field(default=0.0, low=0.0)
+    cooldown: int = int_field(default=0, minimum=0)
+    min_lr: float = float_field(default=0.0, low=0.0)
     mode: str = "auto"
 
     def __attrs_post_init__(self) -> None:
@@ -503,8 +473,8 @@ class EarlyStopping:
     """
 
     monitor: str = attrs.field(default="val_loss", validator=_check_monitor)
-    patience: int = attrs.field(default=10, converter=_positive)
-    min_delta: float = attrs.field(default=0.0, converter=_non_negative)
+    patience: int = int_field(default=10)
+    min_delta: float = float_field(default=0.0, low=0.0)
     mode: str = "auto"
 
     def __attrs_post_init__(self) -> None:
@@ -539,10 +509,6 @@ def _folder(value: Any) -> Path:
     return Path(value)
 
 
-def _every(value: Any) -> int:
-    return positive_int(value, "every")
-
-
 @attrs.frozen
 class Snapshots:
     """Save the params every ``every`` epochs as ``folder/snapshot_NNNN.npz``.
@@ -561,7 +527,7 @@ class Snapshots:
     root_only: ClassVar[bool] = True  # under purenn.parallel, rank 0 alone writes
 
     folder: Path = attrs.field(converter=_folder)
-    every: int = attrs.field(default=1, converter=_every)
+    every: int = int_field(default=1)
 
     def record(self, epoch: int, params: dict) -> Path:
         """Save ``params`` as the snapshot of ``epoch``; returns the path."""

@@ -31,9 +31,9 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from purenn.activations import get_activation
+from purenn._checks import one_of
+from purenn.activations import activation_validator, get_activation
 from purenn.base import Context, Layer, Shape, is_registered_layer, layer_names, register_layer
-from purenn.layers import _one_of, _registered_activation
 from purenn.workspace import FRESH, empty_like
 
 __all__ = ["Parallel", "Residual"]
@@ -338,7 +338,7 @@ class Residual(_Branches):
     shortcut: tuple = attrs.field(
         default=None, converter=lambda v: _as_chain(v, "Residual.shortcut")
     )
-    activation: str = attrs.field(default="linear", validator=_registered_activation)
+    activation: str = attrs.field(default="linear", validator=activation_validator)
 
     @layers.validator
     def _some(self, attribute: attrs.Attribute, value: tuple) -> None:
@@ -387,8 +387,8 @@ class Parallel(_Branches):
     """
 
     branches: tuple = attrs.field(converter=lambda v: _as_branches(v))
-    join: str = attrs.field(default="sum", validator=_one_of({"sum": 0, "concat": 1}))
-    activation: str = attrs.field(default="linear", validator=_registered_activation)
+    join: str = attrs.field(default="sum", validator=one_of({"sum": 0, "concat": 1}))
+    activation: str = attrs.field(default="linear", validator=activation_validator)
 
     def _branches(self) -> list[tuple[str | None, _Chain]]:
         return [(f"branch_{i}", _chain(b, f"branch_{i}/")) for i, b in enumerate(self.branches)]

@@ -47,16 +47,10 @@ import attrs
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from purenn.activations import get_activation
+from purenn._checks import MAX_SAMPLE_SIZE, float_field, int_field, one_of, plain_number
+from purenn.activations import activation_validator, get_activation
 from purenn.base import Context, Layer, Shape, register_layer
 from purenn.initializers import INITIALIZERS
-from purenn.layers import (
-    _finite_float,
-    _int_if_integer,
-    _one_of,
-    _positive_int,
-    _registered_activation,
-)
 from purenn.workspace import FRESH, Allocator, empty_like
 
 MAX_WORK_BYTES = 64 * 2**20
@@ -78,10 +72,11 @@ Pads = tuple[int, int, int, int]
 def _to_pair(value: Any) -> Any:
     """``3`` -> ``(3, 3)``; ``[3, 2]`` -> ``(3, 2)``; anything else unchanged
     (the validator then names the field in its error)."""
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return (int(value), int(value))
+    value = plain_number(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
     if isinstance(value, list | tuple) and len(value) == 2:
-        return tuple(int(v) if isinstance(v, np.integer) else v for v in value)
+        return tuple(plain_number(v) for v in value)
     return value
 
 
@@ -100,9 +95,10 @@ def _pair_of(minimum: int):
                 f"{type(instance).__name__}.{attribute.name} must be an int or a pair of "
                 f"{what}, e.g. 3 or (3, 3); got {value!r}"
             )
-        if min(value) < minimum:
+        if min(value) < minimum or max(value) > MAX_SAMPLE_SIZE:
             raise ValueError(
-                f"{type(instance).__name__}.{attribute.name} must hold {what}; got {value!r}"
+                f"{type(instance).__name__}.{attribute.name} must hold {what} up to "
+                f"{MAX_SAMPLE_SIZE:,}; got {value!r}"
             )
 
     return check
@@ -583,17 +579,17 @@ class Conv2D(Layer):
 
     uses_workspace = True
 
-    filters: int = attrs.field(converter=_int_if_integer, validator=_positive_int)
+    filters: int = int_field(maximum=MAX_SAMPLE_SIZE)
     kernel_size: tuple[int, int] = attrs.field(converter=_to_pair, validator=_pair_of(1))
     stride: tuple[int, int] = attrs.field(default=1, converter=_to_pair, validator=_pair_of(1))
     padding: str | tuple[int, int] = attrs.field(
         default="valid", converter=_to_padding, validator=_check_padding
     )
-    activation: str = attrs.field(default="relu", validator=_registered_activation)
+    activation: str = attrs.field(default="relu", validator=activation_validator)
     weight_init: str | None = attrs.field(
-        default=None, validator=_one_of(INITIALIZERS, allow_none=True)
+        default=None, validator=one_of(INITIALIZERS, allow_none=True)
     )
-    bias_init: float = attrs.field(default=0.0, converter=_finite_float)
+    bias_init: float = float_field(default=0.0)
 
     @activation.validator
     def _no_softmax(self, attribute: attrs.Attribute, value: str) -> None:
@@ -800,10 +796,11 @@ class GlobalAvgPool2D(Layer):
 
 def _to_shape(value: Any) -> Any:
     """``7`` -> ``(7,)``; a list -> a tuple; NumPy ints -> ints (the validator checks)."""
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return (int(value),)
+    value = plain_number(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
     if isinstance(value, list | tuple):
-        return tuple(int(v) if isinstance(v, np.integer) else v for v in value)
+        return tuple(plain_number(v) for v in value)
     return value
 
 
@@ -812,14 +809,16 @@ def _check_target(instance: Any, attribute: attrs.Attribute, value: Any) -> None
         isinstance(value, tuple)
         and value
         and all(
-            isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1) for v in value
+            isinstance(v, int) and not isinstance(v, bool) and (0 < v <= MAX_SAMPLE_SIZE or v == -1)
+            for v in value
         )
         and sum(v == -1 for v in value) <= 1
     )
     if not ok:
         raise ValueError(
-            "Reshape.shape must be a non-empty tuple of positive ints, at most one of them "
-            f"-1 (worked out from the input), e.g. (1, 28, 28) or (-1,); got {value!r}"
+            "Reshape.shape must be a non-empty tuple of positive ints (up to "
+            f"{MAX_SAMPLE_SIZE:,}), at most one of them -1 (worked out from the input), "
+            f"e.g. (1, 28, 28) or (-1,); got {value!r}"
         )
 
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from purenn._checks import as_generator, check_lr, float_dtype
+from purenn._checks import as_generator, check_flag, check_lr, float_dtype
 from purenn.activations import get_activation
 from purenn.base import Context
 from purenn.losses import describe
@@ -403,6 +403,7 @@ def forward(params: Params, x: np.ndarray, *, train: bool = False, rng: Any = No
     Raises:
         TypeError, ValueError: for malformed params, x or rng.
     """
+    train = check_flag(train, "train")
     spec, _, x = _prepare(params, x)
     rng = _check_rng(spec, rng, train)
     out, _ = _run_forward(spec, params, x, train, rng, None)
@@ -589,6 +590,7 @@ def loss(
     Returns:
         The mean loss as a Python float.
     """
+    train = check_flag(train, "train")
     spec, dtype, x = _prepare(params, x)
     y = spec.loss.check_targets(y, x.shape[0], spec.output_shape, dtype)
     rng = _check_rng(spec, rng, train)

@@ -57,6 +57,7 @@ import attrs
 import numpy as np
 
 from purenn import optim, parallel, schedules
+from purenn._checks import check_flag
 from purenn.activations import activation_names, get_activation
 from purenn.augment import augment_images, crop_images, flip_images
 from purenn.checkpoint import save
@@ -522,6 +523,7 @@ def prepare_images(
     ``h x w`` window out of each image padded with ``crop`` zero pixels on every
     side (``crop_images``; after the mirroring, before any distortion).
     """
+    flip, distort = check_flag(flip, "flip"), check_flag(distort, "distort")
     h, w = test[0].shape[1:]
     shape = (h * w,) if args.model == "mlp" else (1, h, w)
 

@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from purenn._checks import as_shape, positive_int
+from purenn._checks import as_shape, positive_float, positive_int
 from purenn.activations import Activation, get_activation
 from purenn.base import Context, Layer
 from purenn.core import loss as network_loss
@@ -321,6 +321,13 @@ def _replace_leaf(tree: dict, path: str, leaf: np.ndarray) -> dict:
 # --------------------------------------------------------------------------- functions
 
 
+def _tolerances(eps: Any, rtol: Any, floor: Any) -> tuple[float, float, float]:
+    """The finite-difference step and the error measure's settings, as Python
+    floats: each finite and > 0 (a zero step divides by zero; a NaN tolerance
+    would pass every check)."""
+    return positive_float(eps, "eps"), positive_float(rtol, "rtol"), positive_float(floor, "floor")
+
+
 def numeric_grads(
     fn: Callable[[dict], float], params: dict, *, eps: float = DEFAULT_EPS
 ) -> dict[str, np.ndarray]:
@@ -338,6 +345,7 @@ def numeric_grads(
     Raises:
         TypeError: for a leaf that is not a float64 array.
     """
+    eps = positive_float(eps, "eps")
     f0 = float(fn(params))
     out = {}
     for path, leaf in tree_items(params):
@@ -383,6 +391,7 @@ def check_function_grads(
             (and the layer, for a network's params).
         TypeError: for a leaf that is not a float64 array.
     """
+    eps, rtol, floor = _tolerances(eps, rtol, floor)
     owner = _owner_in(params)
     want = dict(tree_items(params))
     got = dict(tree_items(analytic)) if isinstance(analytic, dict) else {}
@@ -438,6 +447,7 @@ def check_input_grad(
         GradientCheckError: naming the index, error and both values.
         TypeError: if ``x`` is not a float64 array.
     """
+    eps, rtol, floor = _tolerances(eps, rtol, floor)
     _require_float64(x, name)
     indices = _entries(x.shape, max_entries, np.random.default_rng(seed))
     numeric, kink = _differences(fn, x, eps, indices, float(fn(x)))
@@ -520,6 +530,7 @@ def check_grads(
         TypeError: for params that are not float64, or an rng of the wrong kind.
         ValueError, TypeError: from purenn for malformed inputs (dropout without an rng).
     """
+    eps, rtol, floor = _tolerances(eps, rtol, floor)
     dtype = params_dtype(params)
     if dtype != np.float64:
         raise TypeError(
@@ -1347,6 +1358,7 @@ def check_layer(
         TypeError: if ``layer`` is not a purenn.Layer, or for malformed arguments.
         ValueError: if the layer's ``output_shape`` refuses ``input_shape``.
     """
+    eps, rtol, floor = _tolerances(eps, rtol, floor)
     if not isinstance(layer, Layer):
         raise TypeError(
             f"check_layer expects an instance of a purenn.Layer subclass; got "
@@ -1434,6 +1446,7 @@ def check_activation(
         GradientCheckError: naming the activation, the check and the values.
         ValueError: for an unregistered name.
     """
+    eps, rtol, floor = _tolerances(eps, rtol, floor)
     act = activation if isinstance(activation, Activation) else get_activation(activation)
     label = f"activation {act.name!r}"
     shape = as_shape(shape, "shape")
@@ -1592,6 +1605,7 @@ def check_loss(
         GradientCheckError: naming the loss, the check and the values.
         TypeError, ValueError: for an unknown loss name or targets it refuses.
     """
+    eps, rtol, floor = _tolerances(eps, rtol, floor)
     loss = loss if isinstance(loss, Loss) else as_loss(loss)
     label = f"loss {loss!r}"
     out_shape = as_shape(out_shape, "out_shape")

@@ -1,4 +1,4 @@
-"""The fully connected and dropout layers, and the field validators layers share.
+"""The fully connected and dropout layers.
 
 Each layer follows the protocol of :mod:`purenn.base`: a frozen ``attrs``
 class with ``output_shape``, ``init_params``, ``forward`` and ``backward``,
@@ -9,72 +9,15 @@ never stored.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
 import numpy as np
 
-from purenn._checks import positive_int
-from purenn.activations import get_activation
+from purenn._checks import MAX_SAMPLE_SIZE, float_field, int_field, one_of
+from purenn.activations import activation_validator, get_activation
 from purenn.base import Context, Layer, Shape, register_layer
 from purenn.initializers import INITIALIZERS
-
-
-def _positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    """attrs validator: :func:`purenn._checks.positive_int` naming ``Class.field``."""
-    positive_int(value, f"{type(instance).__name__}.{attribute.name}")
-
-
-def _one_of(options: dict[str, Any], allow_none: bool = False):
-    """attrs validator: the value is one of ``options``' keys (message lists them)."""
-
-    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value is None and allow_none:
-            return
-        if not isinstance(value, str) or value not in options:
-            valid = ", ".join(repr(k) for k in options)
-            extra = " or None" if allow_none else ""
-            raise ValueError(
-                f"{type(instance).__name__}.{attribute.name} must be one of {valid}{extra}; "
-                f"got {value!r}"
-            )
-
-    return check
-
-
-def _finite_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(f"expected a float; got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"expected a finite float; got {value}")
-    return value
-
-
-def _finite_float_named(name: str):
-    """attrs converter like :func:`_finite_float` whose messages name the field."""
-
-    def convert(value: Any) -> float:
-        try:
-            return _finite_float(value)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"{name}: {err}") from None
-
-    return convert
-
-
-def _int_if_integer(value: Any) -> Any:
-    """attrs converter: NumPy ints become Python ints (hashable alike, JSON-able)."""
-    return int(value) if isinstance(value, np.integer) else value
-
-
-def _registered_activation(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    """attrs validator: ``value`` names a registered activation."""
-    try:
-        get_activation(value)
-    except ValueError as err:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name}: {err}") from None
 
 
 @register_layer
@@ -97,12 +40,12 @@ class Dense(Layer):
     Params: ``w`` of shape ``(d_in, d_out)`` and ``b`` of shape ``(d_out,)``.
     """
 
-    units: int = attrs.field(converter=_int_if_integer, validator=_positive_int)
-    activation: str = attrs.field(default="relu", validator=_registered_activation)
+    units: int = int_field(maximum=MAX_SAMPLE_SIZE)
+    activation: str = attrs.field(default="relu", validator=activation_validator)
     weight_init: str | None = attrs.field(
-        default=None, validator=_one_of(INITIALIZERS, allow_none=True)
+        default=None, validator=one_of(INITIALIZERS, allow_none=True)
     )
-    bias_init: float = attrs.field(default=0.0, converter=_finite_float_named("Dense.bias_init"))
+    bias_init: float = float_field(default=0.0)
 
     def output_shape(self, in_shape: Shape) -> Shape:
         if len(in_shape) != 1:
@@ -148,7 +91,7 @@ class Dropout(Layer):
         rate: probability of *dropping* a unit, ``0 <= rate < 1``.
     """
 
-    rate: float = attrs.field(converter=_finite_float_named("Dropout.rate"))
+    rate: float = float_field()
 
     @rate.validator
     def _check_rate(self, attribute: attrs.Attribute, value: float) -> None:

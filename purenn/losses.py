@@ -26,11 +26,13 @@ the others are means over all output elements.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import attrs
 import numpy as np
 
+from purenn._checks import float_field
 from purenn._registry import ClassRegistry
 from purenn.base import Shape
 
@@ -149,6 +151,20 @@ def _dense_targets(loss: Loss, y: Any, n: int, out_shape: Shape, dtype: np.dtype
     return y
 
 
+def _targets_within(loss: Loss, y: np.ndarray, low: float, high: float | None) -> np.ndarray:
+    """``y`` itself if every target lies in ``[low, high]`` (NaN never does)."""
+    if y.size:
+        lo, hi = float(y.min()), float(y.max())
+        # written so that NaN fails: every comparison with NaN is False
+        if not (lo >= low and (hi <= high if high is not None else math.isfinite(hi))):
+            want = f"[{low:g}, {high:g}]" if high is not None else f"finite and >= {low:g}"
+            raise ValueError(
+                f"loss {describe(loss)} expects targets {want}; got values from {lo} to "
+                f"{hi}" + (" (NaN present)" if math.isnan(lo) or math.isnan(hi) else "")
+            )
+    return y
+
+
 # --------------------------------------------------------------------------- registry
 
 _LOSSES = ClassRegistry("loss", "@purenn.register_loss")
@@ -234,7 +250,7 @@ class CrossEntropy(Loss):
                     f"loss {describe(self)} expects int labels of shape ({n},) or one-hot "
                     f"targets of shape ({n}, {k}); got y of shape {y.shape}"
                 )
-            return _dense_targets(self, y, n, out_shape, dtype)
+            return _targets_within(self, _dense_targets(self, y, n, out_shape, dtype), 0.0, None)
         if y.dtype.kind not in "iu":
             raise TypeError(
                 f"cross-entropy labels of shape (n,) must be int class indices; got dtype "
@@ -297,6 +313,9 @@ class BinaryCrossEntropy(Loss):
     fused_activation: ClassVar[str | None] = "sigmoid"
     has_accuracy: ClassVar[bool] = True
 
+    def check_targets(self, y: Any, n: int, out_shape: Shape, dtype: np.dtype) -> np.ndarray:
+        return _targets_within(self, _dense_targets(self, y, n, out_shape, dtype), 0.0, 1.0)
+
     def value_and_grad(self, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         z = out
         # -[y log s(z) + (1 - y) log(1 - s(z))] = max(z, 0) - z y + log(1 + exp(-|z|))
@@ -339,17 +358,6 @@ class MAE(Loss):
         return loss, np.sign(diff) * (1.0 / out.size)  # dL/da = sign(a - y) / (n k)
 
 
-def _positive_finite(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be > 0; got {value}")
-
-
-def _to_float(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(f"expected a float; got {value!r} ({type(value).__name__})")
-    return float(value)
-
-
 @_builtin("huber")
 @attrs.frozen
 class Huber(Loss):
@@ -362,7 +370,7 @@ class Huber(Loss):
         delta: where the quadratic turns linear, > 0.
     """
 
-    delta: float = attrs.field(default=1.0, converter=_to_float, validator=_positive_finite)
+    delta: float = float_field(default=1.0, low=0.0, low_open=True)
 
     def value_and_grad(self, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         diff = out - y

@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from purenn._checks import positive_int
+from purenn._checks import MAX_CLASSES, check_flag, positive_int
+from purenn._checks import num_classes as check_num_classes
 from purenn.core import check_inputs, logits
 from purenn.tree import SPEC_KEY
 
 __all__ = [
+    "MAX_CLASSES",
     "accuracy",
     "confusion_matrix",
     "evaluate",
@@ -82,7 +84,7 @@ def confusion_matrix(
         y_true: int labels ``(n,)`` or one-hot ``(n, k)``.
         y_pred: int labels ``(n,)`` or scores ``(n, k)``.
         num_classes: ``k``; by default the largest label seen plus one (or the
-            score width when scores are given).
+            score width when scores are given). At most :data:`MAX_CLASSES`.
 
     Returns:
         int64 array of shape ``(k, k)``: ``cm[i, j]`` counts class ``i`` predicted
@@ -91,14 +93,19 @@ def confusion_matrix(
     Raises:
         TypeError: if ``num_classes`` is not an int.
         ValueError: for labels outside ``[0, k)``, mismatched lengths, empty input,
-            or ``num_classes < 1``.
+            or a ``k`` below 1 or above :data:`MAX_CLASSES`.
     """
     t, p = _pair(y_true, y_pred)
     if num_classes is None:
         widths = [a.shape[1] for a in (y_true, y_pred) if a.ndim == 2]
         k = max([int(t.max()) + 1, int(p.max()) + 1, *widths])
+        if k > MAX_CLASSES:
+            raise ValueError(
+                f"the labels reach {k - 1:,}, more than the {MAX_CLASSES:,} classes a "
+                "confusion matrix may have: labels must be class indices 0..k-1"
+            )
     else:
-        k = positive_int(num_classes, "num_classes")
+        k = check_num_classes(num_classes, "num_classes")
     for name, a in (("y_true", t), ("y_pred", p)):
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi >= k:
@@ -192,7 +199,8 @@ def evaluate(
             cross-entropy; ``(n, k)`` for the other built-in losses).
         batch_size: samples per forward pass (memory only; results agree up
             to float rounding).
-        confusion: also compute the confusion matrix.
+        confusion: also compute the confusion matrix (None for a network of
+            more than :data:`MAX_CLASSES` outputs).
         check_finite: refuse NaN or inf in ``x`` and ``y`` (one fast pass;
             ``fit`` checks its validation data once and then skips it).
 
@@ -207,6 +215,8 @@ def evaluate(
     Raises:
         TypeError, ValueError: for malformed params or data, or NaN/inf inputs.
     """
+    confusion = check_flag(confusion, "confusion")
+    check_finite = check_flag(check_finite, "check_finite")
     x, y = check_inputs(params, x, y)
     loss_fn = params[SPEC_KEY].loss
     batch_size = positive_int(batch_size, "batch_size")
@@ -234,6 +244,6 @@ def evaluate(
     if scored:
         result["accuracy"] = correct / truth.size
         k = loss_fn.num_classes(params[SPEC_KEY].output_shape)
-        if confusion and k is not None:
+        if confusion and k is not None and k <= MAX_CLASSES:  # else too big to count
             result["confusion"] = confusion_matrix(truth, np.concatenate(preds), num_classes=k)
     return result

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from purenn._checks import as_shape
+from purenn._checks import as_shape, check_sample_size
 from purenn.base import (
     Layer,
     Shape,
@@ -81,6 +81,7 @@ def _shapes(input_shape: Shape, layers: tuple, names: list[str]) -> tuple[Shape,
                 f"{name} ({type(layer).__name__}).output_shape({shapes[-1]}) must return a "
                 f"tuple of positive ints; got {out!r}"
             )
+        check_sample_size(out, f"{name} ({type(layer).__name__}): the output shape")
         shapes.append(out)
     return tuple(shapes)
 

@@ -14,22 +14,12 @@ from typing import Any
 import attrs
 import numpy as np
 
-from purenn.activations import get_activation
+from purenn._checks import float_field
+from purenn.activations import activation_validator, get_activation
 from purenn.base import Context, Layer, Shape, register_layer
-from purenn.layers import _finite_float_named, _registered_activation
 from purenn.workspace import FRESH, empty_like
 
 __all__ = ["BatchNorm", "LayerNorm"]
-
-
-def _positive(name: str):
-    """attrs validator: a float > 0 (a variance floor)."""
-
-    def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-        if not value > 0.0:
-            raise ValueError(f"{name} must be > 0; got {value}")
-
-    return check
 
 
 def _channel_axes(ndim: int) -> tuple[int, ...]:
@@ -81,9 +71,9 @@ class BatchNorm(Layer):
 
     uses_workspace = True
 
-    momentum: float = attrs.field(default=0.1, converter=_finite_float_named("BatchNorm.momentum"))
-    eps: float = attrs.field(default=1e-5, converter=_finite_float_named("BatchNorm.eps"))
-    activation: str = attrs.field(default="linear", validator=_registered_activation)
+    momentum: float = float_field(default=0.1)
+    eps: float = float_field(default=1e-5, low=0.0, low_open=True)
+    activation: str = attrs.field(default="linear", validator=activation_validator)
 
     @momentum.validator
     def _check_momentum(self, attribute: attrs.Attribute, value: float) -> None:
@@ -92,10 +82,6 @@ class BatchNorm(Layer):
                 "BatchNorm.momentum is the weight of each new batch in the running "
                 f"statistics and must be in (0, 1] (PyTorch's default 0.1); got {value}"
             )
-
-    @eps.validator
-    def _check_eps(self, attribute: attrs.Attribute, value: float) -> None:
-        _positive("BatchNorm.eps")(self, attribute, value)
 
     @activation.validator
     def _no_softmax(self, attribute: attrs.Attribute, value: str) -> None:
@@ -223,11 +209,7 @@ class LayerNorm(Layer):
     Params: ``gamma`` (ones) and ``beta`` (zeros), of the per-sample input shape.
     """
 
-    eps: float = attrs.field(default=1e-5, converter=_finite_float_named("LayerNorm.eps"))
-
-    @eps.validator
-    def _check_eps(self, attribute: attrs.Attribute, value: float) -> None:
-        _positive("LayerNorm.eps")(self, attribute, value)
+    eps: float = float_field(default=1e-5, low=0.0, low_open=True)
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return in_shape

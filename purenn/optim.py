@@ -45,7 +45,14 @@ import attrs
 import numpy as np
 
 import purenn.schedules  # noqa: F401  (registers the schedules as checkpoint records)
-from purenn._checks import as_bool, check_lr
+from purenn._checks import (
+    bool_field,
+    field_name,
+    float_field,
+    float_validator,
+    plain_float,
+    positive_float,
+)
 from purenn.checkpoint import register_record
 from purenn.tree import (
     SPEC_KEY,
@@ -79,56 +86,42 @@ __all__ = [
 # --------------------------------------------------------------------------- validators
 
 
-def _lr(value: Any) -> float | Schedule:
-    """Converter: a number becomes a Python float >= 0; a callable is kept."""
+def _lr_or_schedule(value: Any) -> Any:
+    """Converter: a schedule (a callable) is kept; a number becomes a Python float."""
     if callable(value) and not isinstance(value, numbers.Number):
         return value
+    return plain_float(value)
+
+
+def _check_lr_field(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if callable(value):
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"lr must be a float or a schedule (a callable step -> lr, e.g. "
-            f"purenn.schedules.CosineDecay(0.1, 1000)); got {value!r} ({type(value).__name__})"
+            f"{field_name(instance, attribute)} must be a float or a schedule (a callable "
+            "step -> lr, e.g. purenn.schedules.CosineDecay(0.1, 1000)); got "
+            f"{value!r} ({type(value).__name__})"
         )
-    return check_lr(value)
+    float_validator(0.0)(instance, attribute, value)
 
 
-def _real(lo: float, hi: float, *, hi_open: bool = True) -> Callable[[Any], float]:
-    """Converter factory: a Python float in ``[lo, hi)`` (or ``[lo, hi]``)."""
-
-    def convert(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"expected a float; got {value!r} ({type(value).__name__})")
-        value = float(value)
-        above = value >= hi if hi_open else value > hi
-        if not math.isfinite(value) or value < lo or above:
-            bracket = ")" if hi_open else "]"
-            raise ValueError(f"expected a float in [{lo}, {hi}{bracket}; got {value}")
-        return value
-
-    return convert
+def _unit_field(default: float) -> Any:
+    """A decay rate or momentum in [0, 1)."""
+    return float_field(default=default, low=0.0, high=1.0, high_open=True)
 
 
-def _clip_norm(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"clip_norm must be a positive float or None; got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"clip_norm must be a positive finite float or None; got {value}")
-    return value
-
-
-_unit = _real(0.0, 1.0)
-_nonneg = _real(0.0, math.inf)
-
-
-def _positive_eps(value: Any) -> float:
+def _eps_field() -> Any:
     """eps > 0: it keeps ``g / (sqrt(nu) + eps)`` finite where a gradient and its
     running mean are both zero."""
-    value = _nonneg(value)
-    if value == 0.0:
-        raise ValueError("eps must be > 0 (it keeps 0 / 0 out of the update); got 0.0")
-    return value
+    return float_field(default=1e-8, low=0.0, low_open=True)
+
+
+def _weight_decay_field() -> Any:
+    return float_field(default=0.0, low=0.0)
+
+
+def _clip_norm_field() -> Any:
+    return float_field(default=None, low=0.0, low_open=True, allow_none=True)
 
 
 # --------------------------------------------------------------------------- tree helpers
@@ -159,45 +152,108 @@ def _multimap(fn: Callable[..., tuple], n_out: int, tree: Tree, *rest: Tree) -> 
     return outs
 
 
+def _sum_of_squares(leaves: list) -> float:
+    """``sum_i sum(leaf_i ** 2)`` in the leaves' own dtype (inf if that overflows)."""
+    total = 0.0
+    with np.errstate(over="ignore"):  # an overflow is handled by the callers
+        for leaf in leaves:
+            flat = leaf.ravel()
+            total += float(np.dot(flat, flat))
+    return total
+
+
+def _largest_magnitude(leaves: list) -> float:
+    """``max_i max(|leaf_i|)`` as a Python float (NaN if a leaf holds NaN)."""
+    biggest = 0.0
+    for leaf in leaves:
+        if leaf.size:
+            m = float(np.max(np.abs(leaf)))
+            if math.isnan(m):
+                return m
+            biggest = max(biggest, m)
+    return biggest
+
+
+def _scaled_sum_of_squares(leaves: list, m: float) -> float:
+    """``sum_i sum((leaf_i / m) ** 2)`` for ``m`` the largest magnitude (finite, > 0):
+    every term is at most 1, so the sum cannot overflow."""
+    total = 0.0
+    with np.errstate(under="ignore"):  # values far below m vanish: they do not count
+        for leaf in leaves:
+            flat = leaf.ravel() / m
+            total += float(np.dot(flat, flat))
+    return total
+
+
 def global_norm(tree: Tree) -> float:
     """The L2 norm of all leaves taken together, ``sqrt(sum_i sum(leaf_i ** 2))``.
+
+    Summed in the leaves' dtype; when the sum of squares overflows it (float32
+    gradients with entries above about 1.8e19), the sum is taken again of the
+    leaves divided by their largest magnitude ``m``, and the norm is ``m`` times
+    its square root, so a finite tree always has its true norm.
 
     Args:
         tree: a tree of float arrays (e.g. gradients); the spec entry is skipped.
 
     Returns:
         The norm as a Python float (leaves summed in sorted-path order, so the
-        result does not depend on dict order).
+        result does not depend on dict order): inf if a leaf holds inf, NaN if
+        one holds NaN.
     """
-    total = 0.0
-    for leaf in tree_leaves(tree):
-        flat = leaf.ravel()
-        total += float(np.dot(flat, flat))
-    return math.sqrt(total)
+    leaves = tree_leaves(tree)
+    total = _sum_of_squares(leaves)
+    if math.isfinite(total):
+        return math.sqrt(total)
+    m = _largest_magnitude(leaves)
+    if not math.isfinite(m):
+        return m
+    return m * math.sqrt(_scaled_sum_of_squares(leaves, m))
 
 
-def clip_by_global_norm(grads: Tree, max_norm: float) -> Tree:
+def clip_by_global_norm(grads: Tree, max_norm: float | None) -> Tree:
     """Scale ``grads`` by ``max_norm / global_norm(grads)`` when that norm is larger.
 
     Gradients within the bound are returned unchanged (the same tree object), so
-    clipping never perturbs a step that did not need it. A non-finite norm is
-    left alone: the NaN/inf then shows in the loss, where it is reported.
+    clipping never perturbs a step that did not need it. A norm too big for the
+    gradients' dtype (every entry finite, the sum of squares overflowing) is
+    still clipped: the leaves are first divided by their largest magnitude.
+
+    Gradients that hold NaN or inf have no direction to keep; they are returned
+    unchanged, and the NaN/inf then shows in the loss (``fit`` stops with a
+    :class:`purenn.NonFiniteLossError` carrying the last good params).
 
     Args:
         grads: a gradient tree.
-        max_norm: the largest allowed global norm, > 0.
+        max_norm: the largest allowed global norm, > 0 (None: no clipping).
 
     Returns:
         A tree like ``grads`` (same dtypes) with global norm at most ``max_norm``.
+
+    Raises:
+        TypeError, ValueError: for a ``max_norm`` that is not a positive finite float.
     """
-    max_norm = _clip_norm(max_norm)
     if max_norm is None:
         return grads
-    norm = global_norm(grads)
-    if not math.isfinite(norm) or norm <= max_norm:
+    max_norm = positive_float(max_norm, "max_norm")
+    leaves = tree_leaves(grads)
+    total = _sum_of_squares(leaves)
+    if math.isfinite(total):
+        norm = math.sqrt(total)
+        if norm <= max_norm:
+            return grads
+        scale = max_norm / norm  # a Python float: keeps float32 leaves float32
+        return tree_map(lambda g: g * scale, grads)
+    m = _largest_magnitude(leaves)
+    if not math.isfinite(m):
         return grads
-    scale = max_norm / norm  # a Python float: keeps float32 leaves float32
-    return tree_map(lambda g: g * scale, grads)
+    root = math.sqrt(_scaled_sum_of_squares(leaves, m))  # norm = m * root
+    if m * root <= max_norm:
+        return grads
+    factor = max_norm / root
+    # g * max_norm / norm = (g / m) * (max_norm / root): both steps stay in range
+    with np.errstate(under="ignore"):
+        return tree_map(lambda g: (g / m) * factor, grads)
 
 
 def _check_count(count: Any, cls: str) -> int:
@@ -355,11 +411,11 @@ class SGD(_Optimizer):
 
     _state_type = SGDState
 
-    lr: float | Schedule = attrs.field(converter=_lr)
-    momentum: float = attrs.field(default=0.0, converter=_unit)
-    nesterov: bool = attrs.field(default=False, converter=as_bool)
-    weight_decay: float = attrs.field(default=0.0, converter=_nonneg)
-    clip_norm: float | None = attrs.field(default=None, converter=_clip_norm)
+    lr: float | Schedule = attrs.field(converter=_lr_or_schedule, validator=_check_lr_field)
+    momentum: float = _unit_field(0.0)
+    nesterov: bool = bool_field(default=False)
+    weight_decay: float = _weight_decay_field()
+    clip_norm: float | None = _clip_norm_field()
 
     def __attrs_post_init__(self) -> None:
         if self.nesterov and self.momentum == 0.0:
@@ -440,12 +496,12 @@ class RMSprop(_Optimizer):
 
     _state_type = RMSpropState
 
-    lr: float | Schedule = attrs.field(converter=_lr)
-    rho: float = attrs.field(default=0.9, converter=_unit)
-    eps: float = attrs.field(default=1e-8, converter=_positive_eps)
-    momentum: float = attrs.field(default=0.0, converter=_unit)
-    weight_decay: float = attrs.field(default=0.0, converter=_nonneg)
-    clip_norm: float | None = attrs.field(default=None, converter=_clip_norm)
+    lr: float | Schedule = attrs.field(converter=_lr_or_schedule, validator=_check_lr_field)
+    rho: float = _unit_field(0.9)
+    eps: float = _eps_field()
+    momentum: float = _unit_field(0.0)
+    weight_decay: float = _weight_decay_field()
+    clip_norm: float | None = _clip_norm_field()
 
     def _needs_now(self) -> tuple[str, ...]:
         return ("nu", "momentum") if self.momentum > 0.0 else ("nu",)
@@ -535,13 +591,13 @@ class Adam(_Optimizer):
     _state_type = AdamState
     _needs = ("mu", "nu")
 
-    lr: float | Schedule = attrs.field(converter=_lr)
-    b1: float = attrs.field(default=0.9, converter=_unit)
-    b2: float = attrs.field(default=0.999, converter=_unit)
-    eps: float = attrs.field(default=1e-8, converter=_positive_eps)
-    weight_decay: float = attrs.field(default=0.0, converter=_nonneg)
-    decoupled_weight_decay: bool = attrs.field(default=False, converter=as_bool)
-    clip_norm: float | None = attrs.field(default=None, converter=_clip_norm)
+    lr: float | Schedule = attrs.field(converter=_lr_or_schedule, validator=_check_lr_field)
+    b1: float = _unit_field(0.9)
+    b2: float = _unit_field(0.999)
+    eps: float = _eps_field()
+    weight_decay: float = _weight_decay_field()
+    decoupled_weight_decay: bool = bool_field(default=False)
+    clip_norm: float | None = _clip_norm_field()
 
     def _update(self, grads: Tree, state: AdamState, params: Tree) -> tuple[Tree, AdamState]:
         lr = self.learning_rate(state.count)

@@ -66,13 +66,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from purenn._checks import positive_int
+from purenn._checks import check_flag, check_optional_flag, positive_int, to_float
 from purenn.fileio import atomic_write
 
 __all__ = [
     "CLASS_COLORS",
     "DIAGNOSTICS",
     "FIGURE_NAMES",
+    "MAX_DPI",
+    "MAX_FPS",
+    "MAX_HOLD_SECONDS",
+    "MAX_RESOLUTION",
     "accuracy_curves",
     "boundary_animation",
     "confusion_matrix",
@@ -304,6 +308,43 @@ def _fmt(value: float, as_percent: bool) -> str:
     return f"{100 * value:.2f}%" if as_percent else f"{value:.4f}"
 
 
+MAX_DPI = 1000
+"""Highest ``dpi`` a figure or animation is drawn at (a 6.4 x 4.8 inch figure at
+1000 dpi is already 31 million pixels); more is refused before matplotlib tries."""
+MAX_FPS = 100
+"""Highest frame rate of an animation."""
+MAX_HOLD_SECONDS = 600.0
+"""Longest an animation may hold its last frame (each held second is ``fps`` frames)."""
+MAX_RESOLUTION = 1000
+"""Most grid points per axis of a decision boundary (a million forward passes)."""
+
+
+def _dpi(value: object) -> int:
+    dpi = positive_int(value, "dpi")
+    if dpi > MAX_DPI:
+        raise ValueError(f"dpi must be at most {MAX_DPI} (MAX_DPI); got {dpi}")
+    return dpi
+
+
+def _fps(value: object) -> int:
+    fps = positive_int(value, "fps")
+    if fps > MAX_FPS:
+        raise ValueError(f"fps must be at most {MAX_FPS} (MAX_FPS); got {fps}")
+    return fps
+
+
+def _hold_seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"hold_seconds must be a number; got {type(value).__name__}")
+    seconds = to_float(value)  # an int past float range: inf, refused below
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_HOLD_SECONDS):
+        raise ValueError(
+            f"hold_seconds must be a number in [0, {MAX_HOLD_SECONDS:g}] (MAX_HOLD_SECONDS); "
+            f"got {seconds}"
+        )
+    return seconds
+
+
 LOG_SCALE_SPAN = 10.0
 """Loss curves go on a log axis by default when the largest loss drawn is more
 than this many times the smallest (a first epoch far above the rest would
@@ -313,7 +354,7 @@ otherwise flatten every later epoch onto the floor of the plot)."""
 def _wants_log(values: np.ndarray, log_scale: bool | None) -> bool:
     """``log_scale`` if given; else whether the finite positive values span more
     than :data:`LOG_SCALE_SPAN`."""
-    if log_scale is not None:
+    if check_optional_flag(log_scale, "log_scale") is not None:
         return bool(log_scale)
     drawn = values[np.isfinite(values) & (values > 0)]
     return drawn.size > 0 and float(drawn.max()) > LOG_SCALE_SPAN * float(drawn.min())
@@ -408,10 +449,10 @@ def loss_curves_animation(
     Args:
         history: as for :func:`loss_curves`.
         path: where to write; must end in ``.gif``. Parent folders are created.
-        fps: frames per second, >= 1.
+        fps: frames per second, 1 to :data:`MAX_FPS`.
         max_frames: most growth frames drawn, >= 1.
-        hold_seconds: how long the last frame stays up, >= 0.
-        dpi: resolution of each frame (a 6.4 x 4.2 inch figure).
+        hold_seconds: how long the last frame stays up, 0 to :data:`MAX_HOLD_SECONDS`.
+        dpi: resolution of each frame (a 6.4 x 4.2 inch figure), at most :data:`MAX_DPI`.
         log_scale: as for :func:`loss_curves` (None: log when the losses span
             more than :data:`LOG_SCALE_SPAN`).
 
@@ -425,13 +466,10 @@ def loss_curves_animation(
     from matplotlib.animation import PillowWriter
 
     out = _check_path(path, ".gif", "loss_curves_animation")
-    fps = positive_int(fps, "fps")
+    fps = _fps(fps)
     max_frames = positive_int(max_frames, "max_frames")
-    dpi = positive_int(dpi, "dpi")
-    if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, numbers.Real):
-        raise TypeError(f"hold_seconds must be a number; got {type(hold_seconds).__name__}")
-    if not (math.isfinite(hold_seconds) and hold_seconds >= 0):
-        raise ValueError(f"hold_seconds must be a finite number >= 0; got {hold_seconds}")
+    dpi = _dpi(dpi)
+    hold_seconds = _hold_seconds(hold_seconds)
 
     epochs, train, val, best = _curve_data(history, "train_loss", "val_loss", unit=False)
     n = len(epochs)
@@ -513,6 +551,8 @@ def confusion_matrix(
         ValueError: if ``cm`` is not square, is empty, has negative counts, or
             ``class_names`` has the wrong length.
     """
+    normalize = check_flag(normalize, "normalize")
+    annotate = check_optional_flag(annotate, "annotate")
     counts = _check_confusion(cm)
     k = counts.shape[0]
     names = _class_names(class_names, k)
@@ -783,7 +823,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path
     Args:
         fig: a Figure from this module (or any matplotlib Figure).
         path: destination ending in ``.png``; parent folders are created.
-        dpi: resolution, >= 1.
+        dpi: resolution, 1 to :data:`MAX_DPI`.
 
     Returns:
         The path written.
@@ -795,7 +835,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path
 
     _check_figure(fig)
     out = _check_path(path, ".png", "save_figure")
-    dpi = positive_int(dpi, "dpi")
+    dpi = _dpi(dpi)
     return atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
@@ -1090,8 +1130,11 @@ def _draw_regression(ax, params: dict, dtype, x: np.ndarray, y: np.ndarray, res:
 
 def _resolution(value: object) -> int:
     value = positive_int(value, "resolution")
-    if value < 2:
-        raise ValueError(f"resolution must be >= 2 grid points per axis; got {value}")
+    if not 2 <= value <= MAX_RESOLUTION:
+        raise ValueError(
+            f"resolution must be 2 to {MAX_RESOLUTION} (MAX_RESOLUTION) grid points per axis; "
+            f"got {value}"
+        )
     return value
 
 
@@ -1110,7 +1153,8 @@ def decision_boundary(
         params: a params tree (its spec says how to read the output).
         x: inputs ``(n, 2)`` (classifier) or ``(n, 1)`` (regression).
         y: int labels ``(n,)`` (or one-hot / 0-1 ``(n, k)``), or targets ``(n, 1)``.
-        resolution: grid points per axis (per the x axis for 1-D).
+        resolution: grid points per axis (per the x axis for 1-D), 2 to
+            :data:`MAX_RESOLUTION`.
         title: the figure title (default: says what is drawn).
 
     Returns:
@@ -1156,10 +1200,10 @@ def boundary_animation(
             :class:`purenn.callbacks.Snapshots`), in order.
         x, y: the points to draw, as for :func:`decision_boundary`.
         path: where to write; must end in ``.gif``. Written atomically.
-        fps: frames per second.
-        resolution: grid points per axis.
-        hold_seconds: how long the last frame stays up.
-        dpi: resolution of each frame.
+        fps: frames per second, 1 to :data:`MAX_FPS`.
+        resolution: grid points per axis, 2 to :data:`MAX_RESOLUTION`.
+        hold_seconds: how long the last frame stays up, 0 to :data:`MAX_HOLD_SECONDS`.
+        dpi: resolution of each frame, 1 to :data:`MAX_DPI`.
 
     Returns:
         The path written.
@@ -1171,12 +1215,9 @@ def boundary_animation(
     from matplotlib.animation import PillowWriter
 
     out = _check_path(path, ".gif", "boundary_animation")
-    fps, dpi = positive_int(fps, "fps"), positive_int(dpi, "dpi")
+    fps, dpi = _fps(fps), _dpi(dpi)
     resolution = _resolution(resolution)
-    if isinstance(hold_seconds, bool) or not isinstance(hold_seconds, numbers.Real):
-        raise TypeError(f"hold_seconds must be a number; got {type(hold_seconds).__name__}")
-    if not (math.isfinite(hold_seconds) and hold_seconds >= 0):
-        raise ValueError(f"hold_seconds must be a finite number >= 0; got {hold_seconds}")
+    hold_seconds = _hold_seconds(hold_seconds)
     frames = list(snapshots) if isinstance(snapshots, Sequence) else None
     if not frames or not all(isinstance(f, tuple | list) and len(f) == 2 for f in frames):
         raise TypeError(

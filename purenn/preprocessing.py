@@ -12,6 +12,7 @@ a ``numpy.random.Generator`` or an int seed. No function writes into its inputs.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterator
 
@@ -19,7 +20,15 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from purenn._checks import as_generator, positive_int
+from purenn._checks import (
+    as_generator,
+    check_flag,
+    num_classes,
+    positive_float,
+    positive_int,
+    show,
+    to_float,
+)
 
 __all__ = [
     "MinMaxScaler",
@@ -34,6 +43,10 @@ __all__ = [
     "standardize_fit",
     "train_val_split",
 ]
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _frozen(a: npt.ArrayLike) -> np.ndarray:
@@ -126,15 +139,18 @@ def standardize_fit(x: npt.ArrayLike, *, eps: float = 1e-8) -> Standardizer:
 
     Args:
         x: Training data of shape ``(n, ...)``, int or float, finite.
-        eps: A feature whose std is below ``eps`` counts as constant (std 1).
+        eps: A feature whose std is below ``eps`` counts as constant (std 1);
+            a finite float > 0 (0 would let a constant feature divide by zero).
 
     Returns:
         A :class:`Standardizer` with ``mean`` and ``std`` of shape ``x.shape[1:]``.
 
     Raises:
-        TypeError: If ``x`` is not numeric.
-        ValueError: If ``x`` is empty, 1-D, or holds NaN/inf.
+        TypeError: If ``x`` is not numeric or ``eps`` not a float.
+        ValueError: If ``x`` is empty, 1-D, or holds NaN/inf, or ``eps`` is not
+            finite and > 0.
     """
+    eps = positive_float(eps, "standardize_fit: eps")
     arr = _features(x, "x", "standardize_fit")
     mean = arr.mean(axis=0, dtype=np.float64)
     std = arr.std(axis=0, dtype=np.float64)
@@ -184,13 +200,14 @@ def minmax_fit(x: npt.ArrayLike, feature_range: tuple[float, float] = (0.0, 1.0)
         TypeError: If ``x`` is not numeric.
         ValueError: If ``x`` is empty, 1-D, holds NaN/inf, or the range is bad.
     """
-    try:
-        lo, hi = (float(v) for v in feature_range)
-    except (TypeError, ValueError):
+    pair = tuple(feature_range) if isinstance(feature_range, tuple | list) else None
+    if pair is None or len(pair) != 2 or not all(_real(v) for v in pair):
         raise TypeError(
             f"minmax_fit expects feature_range as (low, high) numbers; got {feature_range!r}."
-        ) from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        )
+    lo, hi = (to_float(v) for v in pair)  # an int past float range: inf, refused below
+    # hi - lo must be finite too: it scales every value
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi and math.isfinite(hi - lo)):
         raise ValueError(
             f"minmax_fit expects feature_range (low, high) with finite low < high; "
             f"got {(lo, hi)}. For [0, 1] pass (0.0, 1.0)."
@@ -241,7 +258,7 @@ def one_hot(y: npt.ArrayLike, k: int, dtype: npt.DTypeLike = np.float32) -> np.n
 
     Args:
         y: Labels of shape ``(n,)``, an integer dtype, values in ``0 .. k-1``.
-        k: Number of classes.
+        k: Number of classes, at most :data:`purenn.metrics.MAX_CLASSES` (10,000).
         dtype: Output dtype (float32 by default; any int or float dtype).
 
     Returns:
@@ -249,9 +266,10 @@ def one_hot(y: npt.ArrayLike, k: int, dtype: npt.DTypeLike = np.float32) -> np.n
 
     Raises:
         TypeError: If ``y`` is not an integer array or ``k`` not an int.
-        ValueError: If ``y`` is not 1-D or holds labels outside ``0 .. k-1``.
+        ValueError: If ``y`` is not 1-D or holds labels outside ``0 .. k-1``, or
+            ``k`` is above :data:`purenn.metrics.MAX_CLASSES`.
     """
-    k = positive_int(k, "k")
+    k = num_classes(k, "one_hot: k")
     arr = np.asarray(y)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
         raise TypeError(
@@ -365,19 +383,16 @@ def train_val_split(
         ValueError: On mismatched lengths, or a fraction leaving either part empty.
     """
     xa, ya = _labels_and_length(x, y, "train_val_split")
+    stratify = check_flag(stratify, "stratify")
     if rng is None:
         raise ValueError(
             "train_val_split needs randomness: pass rng=np.random.default_rng(seed) or an "
             "int seed, e.g. rng=0. (It never uses the global NumPy random state.)"
         )
     gen = as_generator(rng)
-    if (
-        isinstance(val_fraction, bool)
-        or not isinstance(val_fraction, numbers.Real)
-        or not 0.0 < float(val_fraction) < 1.0
-    ):
+    if not (_real(val_fraction) and 0.0 < to_float(val_fraction) < 1.0):
         raise ValueError(
-            f"train_val_split expects val_fraction in (0, 1), e.g. 0.1; got {val_fraction!r}."
+            f"train_val_split expects val_fraction in (0, 1), e.g. 0.1; got {show(val_fraction)}."
         )
     n = xa.shape[0]
     n_val = round(float(val_fraction) * n)

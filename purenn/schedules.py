@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from purenn._checks import as_bool
+from purenn._checks import bool_field, float_field, int_field
 from purenn.checkpoint import register_record
 
 __all__ = [
@@ -36,31 +36,19 @@ __all__ = [
 ]
 
 
-def _rate(value: Any) -> float:
-    """Converter: a finite Python float >= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"expected a float >= 0; got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"expected a finite float >= 0; got {value}")
-    return value
+def _rate_field(**kwargs: Any) -> Any:
+    """A learning rate: a finite float >= 0."""
+    return float_field(low=0.0, **kwargs)
 
 
-def _steps(value: Any) -> int:
-    """Converter: an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"expected a positive int number of steps; got {value!r}")
-    if value < 1:
-        raise ValueError(f"expected a positive int number of steps; got {value}")
-    return int(value)
+def _steps_field() -> Any:
+    """A number of steps: an int >= 1."""
+    return int_field(minimum=1)
 
 
-def _factor(value: Any) -> float:
-    """Converter: a multiplicative factor, finite and > 0 (below 1 decays)."""
-    value = _rate(value)
-    if value == 0.0:
-        raise ValueError("a decay factor must be > 0; got 0.0")
-    return value
+def _factor_field(**kwargs: Any) -> Any:
+    """A multiplicative factor, finite and > 0 (below 1 decays)."""
+    return float_field(low=0.0, low_open=True, **kwargs)
 
 
 def _step(step: Any) -> int:
@@ -77,7 +65,7 @@ class Constant:
         value: the learning rate, >= 0.
     """
 
-    value: float = attrs.field(converter=_rate)
+    value: float = _rate_field()
 
     def __call__(self, step: int) -> float:
         _step(step)
@@ -94,9 +82,9 @@ class StepDecay:
         factor: multiplier applied at each drop (0.1 divides by ten).
     """
 
-    init_value: float = attrs.field(converter=_rate)
-    step_size: int = attrs.field(converter=_steps)
-    factor: float = attrs.field(default=0.1, converter=_factor)
+    init_value: float = _rate_field()
+    step_size: int = _steps_field()
+    factor: float = _factor_field(default=0.1)
 
     def __call__(self, step: int) -> float:
         return self.init_value * self.factor ** (_step(step) // self.step_size)
@@ -113,15 +101,18 @@ class ExponentialDecay:
         staircase: use ``floor(step / decay_steps)``: drops in discrete stairs.
     """
 
-    init_value: float = attrs.field(converter=_rate)
-    decay_rate: float = attrs.field(converter=_factor)
-    decay_steps: int = attrs.field(converter=_steps)
-    staircase: bool = attrs.field(default=False, converter=as_bool)
+    init_value: float = _rate_field()
+    decay_rate: float = _factor_field()
+    decay_steps: int = _steps_field()
+    staircase: bool = bool_field(default=False)
 
     def __call__(self, step: int) -> float:
         step = _step(step)
         power = step // self.decay_steps if self.staircase else step / self.decay_steps
-        return self.init_value * self.decay_rate**power
+        try:
+            return self.init_value * self.decay_rate**power
+        except OverflowError:  # a growing rate past float range: the optimizer refuses inf
+            return math.inf
 
 
 @attrs.frozen
@@ -138,9 +129,9 @@ class CosineDecay:
         final_value: the learning rate from step ``T`` on.
     """
 
-    init_value: float = attrs.field(converter=_rate)
-    decay_steps: int = attrs.field(converter=_steps)
-    final_value: float = attrs.field(default=0.0, converter=_rate)
+    init_value: float = _rate_field()
+    decay_steps: int = _steps_field()
+    final_value: float = _rate_field(default=0.0)
 
     def __call__(self, step: int) -> float:
         frac = min(_step(step), self.decay_steps) / self.decay_steps
@@ -173,8 +164,8 @@ class LinearWarmup:
     """
 
     after: Any = attrs.field(converter=_schedule_or_rate)
-    warmup_steps: int = attrs.field(converter=_steps)
-    start_value: float = attrs.field(default=0.0, converter=_rate)
+    warmup_steps: int = _steps_field()
+    start_value: float = _rate_field(default=0.0)
 
     def __call__(self, step: int) -> float:
         step = _step(step)
@@ -197,7 +188,7 @@ class Scaled:
     """
 
     after: Any = attrs.field(converter=_schedule_or_rate)
-    scale: float = attrs.field(converter=_factor)
+    scale: float = _factor_field()
 
     def __call__(self, step: int) -> float:
         return self.scale * float(self.after(step))

@@ -50,6 +50,7 @@ try:  # scikit-learn is optional: its base classes and validators when installed
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     HAVE_SKLEARN = False
 
+from purenn._checks import is_finite_real
 from purenn.callbacks import EarlyStopping
 from purenn.core import forward, init, predict, train_pass
 from purenn.layers import Dense
@@ -221,20 +222,27 @@ class _MLP(BaseEstimator):
         problems = []
         for name in ("max_iter", "n_iter_no_change"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 problems.append(f"{name} must be a positive int; got {value!r}")
         for name in ("alpha", "tol"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+            if not is_finite_real(value) or value < 0:
                 problems.append(f"{name} must be a float >= 0; got {value!r}")
         lr = self.learning_rate_init
-        if not isinstance(lr, numbers.Real) or not np.isfinite(lr) or lr <= 0:
+        if not is_finite_real(lr) or lr <= 0:
             problems.append(f"learning_rate_init must be a positive float; got {lr!r}")
         if not (isinstance(self.validation_fraction, numbers.Real)
                 and 0 < self.validation_fraction < 1):  # fmt: skip
             problems.append(
                 f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}"
             )
+        for name in ("shuffle", "early_stopping"):
+            value = getattr(self, name)
+            if not isinstance(value, bool | np.bool_):
+                problems.append(f"{name} must be True or False; got {value!r}")
+        verbose = self.verbose
+        if not isinstance(verbose, numbers.Integral) or verbose < 0:
+            problems.append(f"verbose must be an int >= 0 (or a bool); got {verbose!r}")
         bs = self.batch_size
         if bs != "auto" and not (isinstance(bs, numbers.Integral) and bs >= 1):
             problems.append(f"batch_size must be 'auto' or a positive int; got {bs!r}")

@@ -162,6 +162,10 @@ def new_history() -> dict[str, Any]:
 
 
 def _augmented(augment: Callable, xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if not xb.flags.owndata or not xb.flags.writeable:
+        # an unshuffled batch is a view of the caller's x: an augment that writes
+        # in place must not change the training data (or fail on a read-only x)
+        xb = xb.copy()
     out = augment(xb, rng)
     if not isinstance(out, np.ndarray) or out.shape != xb.shape or out.dtype != xb.dtype:
         raise ValueError(
@@ -417,7 +421,9 @@ def fit(
         augment: optional ``augment(xb, rng) -> xb`` applied to every training
             batch before its step (e.g. :func:`purenn.augment.augment_images`
             wrapped to the network's input shape); it gets ``rng``, so runs stay
-            reproducible, and must return a new array of ``xb``'s shape and dtype.
+            reproducible, and must return an array of ``xb``'s shape and dtype.
+            The batch it gets is its own (a copy where it would share memory
+            with ``train``), so an ``augment`` that writes in place is safe.
         callbacks: functions ``cb(epoch, params, history)`` called after every
             epoch (after the checks above, before the checkpoint), in order; they
             may add history values, ask to stop, or lower the learning rate, and

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from purenn._checks import nonnegative_float
+
 SPEC_KEY = "spec"
 """The reserved key under which a params tree carries its network spec."""
 STATE_KEY = "state"
@@ -192,10 +194,18 @@ def _states_agree(a: Tree, b: Tree, same: Callable[[Any, Any], bool]) -> bool:
 
 def tree_allclose(a: Tree, b: Tree, *, rtol: float = 1e-7, atol: float = 0.0) -> bool:
     """True when the trees have the same structure and all leaves (and state
-    arrays) are close."""
+    arrays) have the same shapes and are close: ``|a - b| <= atol + rtol * |b|``.
+
+    Shapes must match exactly: a ``(3,)`` leaf is not close to a ``(1,)`` one,
+    although NumPy would broadcast them.
+
+    Raises:
+        TypeError, ValueError: for an ``rtol`` or ``atol`` that is not a finite float >= 0.
+    """
+    rtol, atol = nonnegative_float(rtol, "rtol"), nonnegative_float(atol, "atol")
 
     def close(x: np.ndarray, y: np.ndarray) -> bool:
-        return bool(np.allclose(x, y, rtol=rtol, atol=atol))
+        return np.shape(x) == np.shape(y) and bool(np.allclose(x, y, rtol=rtol, atol=atol))
 
     try:
         closes = tree_leaves(tree_map(close, a, b))

@@ -38,7 +38,7 @@ def test_check_layer_passes_in_training_and_evaluation(layer, shape):
 def test_fields_are_validated():
     with pytest.raises(ValueError, match=r"momentum .* must be in \(0, 1\]"):
         pn.BatchNorm(momentum=0.0)
-    with pytest.raises(ValueError, match=r"BatchNorm.eps must be > 0"):
+    with pytest.raises(ValueError, match=r"BatchNorm.eps must be a finite float > 0"):
         pn.BatchNorm(eps=0.0)
     with pytest.raises(ValueError, match=r"BatchNorm.activation"):
         pn.BatchNorm(activation="nope")
@@ -46,7 +46,7 @@ def test_fields_are_validated():
         pn.BatchNorm(activation="softmax")
     with pytest.raises(TypeError, match=r"BatchNorm.momentum"):
         pn.BatchNorm(momentum="0.1")
-    with pytest.raises(ValueError, match=r"LayerNorm.eps must be > 0"):
+    with pytest.raises(ValueError, match=r"LayerNorm.eps must be a finite float > 0"):
         pn.LayerNorm(eps=-1.0)
     with pytest.raises(ValueError, match=r"Reshape.shape"):
         pn.Reshape((-1, -1))

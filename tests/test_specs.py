@@ -376,7 +376,7 @@ def test_a_loss_name_gives_an_instance_of_its_class(name, cls):
 def test_default_loss_is_cross_entropy():
     assert SPEC.loss == CrossEntropy() and isinstance(SPEC.loss, pn.Loss)
     assert Huber().delta == 1.0 and Huber(0.5) != Huber()
-    with pytest.raises(ValueError, match=r"Huber.delta must be > 0; got -1.0"):
+    with pytest.raises(ValueError, match=r"Huber.delta must be a finite float > 0; got -1.0"):
         Huber(-1)
 
 
@@ -406,10 +406,10 @@ def test_non_positive_units(units, error, match):
         ),
         (1.0, ValueError, r"Dropout.rate .* must be in \[0, 1\); got 1.0"),
         (1.5, ValueError, r"Dropout.rate .* must be in \[0, 1\); got 1.5"),
-        (float("nan"), ValueError, r"Dropout.rate: expected a finite float; got nan"),
-        (float("inf"), ValueError, r"Dropout.rate: expected a finite float; got inf"),
-        ("0.5", TypeError, r"Dropout.rate: expected a float; got '0.5' \(str\)"),
-        (None, TypeError, r"Dropout.rate: expected a float; got None"),
+        (float("nan"), ValueError, r"Dropout.rate must be a finite float; got nan"),
+        (float("inf"), ValueError, r"Dropout.rate must be a finite float; got inf"),
+        ("0.5", TypeError, r"Dropout.rate must be a finite float; got '0.5' \(str\)"),
+        (None, TypeError, r"Dropout.rate must be a finite float; got None"),
     ],
 )
 def test_dropout_rate_outside_unit_interval(rate, error, match):
@@ -423,9 +423,9 @@ def test_dropout_rate_bounds_accepted():
 
 
 def test_bias_init_must_be_a_finite_float():
-    with pytest.raises(ValueError, match=r"Dense.bias_init: expected a finite float; got inf"):
+    with pytest.raises(ValueError, match=r"Dense.bias_init must be a finite float; got inf"):
         pn.Dense(3, bias_init=float("inf"))
-    with pytest.raises(TypeError, match=r"Dense.bias_init: expected a float; got 'small'"):
+    with pytest.raises(TypeError, match=r"Dense.bias_init must be a finite float; got 'small'"):
         pn.Dense(3, bias_init="small")
 
 
@@ -606,7 +606,7 @@ def test_from_dict_validates_again():
         pn.Network.from_dict(d)
     d = pn.Network(3, [pn.Dense(2)], "huber").to_dict()
     d["loss"] = {"type": "Huber", "delta": -1.0}
-    with pytest.raises(ValueError, match=r"Huber.delta must be > 0"):
+    with pytest.raises(ValueError, match=r"Huber.delta must be a finite float > 0"):
         pn.Network.from_dict(d)
     d["loss"] = {"type": "Huber", "width": 1.0}
     with pytest.raises(ValueError, match=r"malformed Huber loss.*width"):
