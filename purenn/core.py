@@ -334,10 +334,14 @@ def _state_problem(tree: Any, specs: dict, name: str, dtype: np.dtype) -> Except
         want = dtype if spec.dtype is None else spec.dtype
         if type(leaf) is not np.ndarray or leaf.dtype != want:
             got = getattr(leaf, "dtype", type(leaf).__name__)
-            kind = "the params' dtype" if spec.dtype is None else "a counter's dtype"
+            rule = (
+                f"state arrays must have the params' dtype {want} (counters int64)"
+                if spec.dtype is None
+                else f"it is a counter, and counters are NumPy arrays of {want}"
+            )
             return TypeError(
-                f"{at} has dtype {got}; it must be a NumPy array of {want} ({kind}). "
-                "Convert the state with the params, e.g. from purenn.init(spec, rng, dtype=...)"
+                f"{at} has dtype {got}; {rule}. Convert the state with the params, e.g. "
+                "from purenn.init(spec, rng, dtype=...)"
             )
         if leaf.shape != spec.shape:
             return ValueError(
