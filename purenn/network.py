@@ -64,11 +64,11 @@ class Layout(NamedTuple):
     run_layers: tuple
     """The layers a pass runs: ``layers``, except that with a fused loss the last
     one runs with ``activation="linear"`` (the loss takes its logits)."""
-    with_state: tuple[str, ...] = ()
-    """Names of the layers that have state (BatchNorm, or containers holding one)."""
-    param_shapes: dict = {}
+    param_shapes: dict
     """The params tree the spec makes, as shapes (see :meth:`Network.param_shapes`;
     state leaves always as :class:`ArraySpec`). Read-only: never change it."""
+    with_state: tuple[str, ...] = ()
+    """Names of the layers that have state (BatchNorm, or containers holding one)."""
 
 
 _INT64 = np.dtype(np.int64)

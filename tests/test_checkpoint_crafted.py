@@ -68,10 +68,16 @@ def refused(path, match=""):
 def saved(tmp_path):
     params = small()
     opt = optim.adam()
-    state = opt.update(pn.grads(params, np.ones((3, 4), np.float32), np.array([0, 1, 2])),
-                       opt.init(params), params)[1]
-    path = pn.save(tmp_path / "ck.npz", params, opt_state=state, rng=np.random.default_rng(0),
-                   blob=np.arange(5.0))
+    state = opt.update(
+        pn.grads(params, np.ones((3, 4), np.float32), np.array([0, 1, 2])), opt.init(params), params
+    )[1]
+    path = pn.save(
+        tmp_path / "ck.npz",
+        params,
+        opt_state=state,
+        rng=np.random.default_rng(0),
+        blob=np.arange(5.0),
+    )
     return path, members_of(path)
 
 
@@ -95,8 +101,11 @@ def test_a_spec_bigger_than_the_file_is_refused_before_any_array(saved, tmp_path
     meta["spec"] = spec.to_dict()
     meta["params"]["spec"]["spec"] = spec.to_dict()
     write_zip(tmp_path / "big.npz", with_meta(members, meta))
-    refused(tmp_path / "big.npz", r"its network spec makes [\d,]+ bytes of float32 params but "
-            r"the file holds [\d,]+")
+    refused(
+        tmp_path / "big.npz",
+        r"its network spec makes [\d,]+ bytes of float32 params but "
+        r"the file holds [\d,]+",
+    )
 
 
 def test_an_npy_header_claiming_2_40_elements_is_refused(saved, tmp_path):
@@ -191,10 +200,16 @@ def test_moments_of_the_wrong_dtype_or_shape_are_refused(saved, tmp_path):
     _, members = saved
     nu = np.load(io.BytesIO(members["extra/opt_state/nu/dense_0/w.npy"]))
     cases = {
-        "dtype": (nu.astype(np.float64), r"extra/opt_state/nu/dense_0/w has dtype float64; "
-                  "the params it goes with are float32"),
-        "shape": (nu[:2], r"extra/opt_state/nu/dense_0/w has shape \(2, 6\) but the stored "
-                  r"network spec gives \(4, 6\)"),
+        "dtype": (
+            nu.astype(np.float64),
+            r"extra/opt_state/nu/dense_0/w has dtype float64; "
+            "the params it goes with are float32",
+        ),
+        "shape": (
+            nu[:2],
+            r"extra/opt_state/nu/dense_0/w has shape \(2, 6\) but the stored "
+            r"network spec gives \(4, 6\)",
+        ),
         "negative": (-nu - 1, r"invalid AdamState at 'extra/opt_state'.*nu\['dense_0/w'\] holds"),
     }
     for name, (arr, match) in cases.items():
@@ -238,8 +253,9 @@ def test_save_refuses_what_load_would_refuse(tmp_path):
     with pytest.raises(ValueError, match=r"cannot save .*extra/best_params/dense_0/b has shape"):
         pn.save(tmp_path / "a.npz", params, best_params=wrong)
     state = optim.adam().init(params)
-    bad_state = optim.AdamState(count=0, mu=pn.tree_map(lambda a: a.astype(np.float64), state.mu),
-                                nu=state.nu)
+    bad_state = optim.AdamState(
+        count=0, mu=pn.tree_map(lambda a: a.astype(np.float64), state.mu), nu=state.nu
+    )
     with pytest.raises(ValueError, match=r"cannot save .*opt_state/mu/dense_0/w has dtype float64"):
         pn.save(tmp_path / "a.npz", params, opt_state=bad_state)
     assert not (tmp_path / "a.npz").exists()

@@ -395,7 +395,7 @@ def test_a_state_count_must_be_an_int_at_least_0(cls, count, error):
 @pytest.mark.parametrize("make", [optim.adam, optim.rmsprop])
 @pytest.mark.parametrize("bad", [-1e-3, np.nan])
 def test_negative_or_nan_second_moments_are_refused(make, bad):
-    params, x, y = small_network()
+    params, _, _ = small_network()
     opt = make(1e-3)
     state = opt.init(params)
     nu = purenn.tree_map(lambda a: a.copy(), state.nu)

@@ -38,8 +38,10 @@ NETWORKS = {
                 shortcut=[pn.Conv2D(4, 1), pn.BatchNorm()],
                 activation="relu",
             ),
-            pn.Parallel([[pn.Conv2D(2, 1)], [], [pn.MaxPool2D(1), pn.Conv2D(3, 3, padding=1)]],
-                        join="concat"),
+            pn.Parallel(
+                [[pn.Conv2D(2, 1)], [], [pn.MaxPool2D(1), pn.Conv2D(3, 3, padding=1)]],
+                join="concat",
+            ),
             pn.GlobalAvgPool2D(),
             pn.Reshape((9,)),
             pn.Residual(pn.Dense(9, "tanh")),
@@ -306,8 +308,19 @@ def test_nested_container_leaves_are_named_by_path():
     spec = NETWORKS["containers"]
     params = pn.init(spec, 0)
     res = params["residual_0"]
-    bad = {**params, "residual_0": {**res, "shortcut": {**res["shortcut"], "conv2d_0": {
-        **res["shortcut"]["conv2d_0"], "w": np.zeros((4, 2, 3, 3), np.float32)}}}}
+    bad = {
+        **params,
+        "residual_0": {
+            **res,
+            "shortcut": {
+                **res["shortcut"],
+                "conv2d_0": {
+                    **res["shortcut"]["conv2d_0"],
+                    "w": np.zeros((4, 2, 3, 3), np.float32),
+                },
+            },
+        },
+    }
     with pytest.raises(
         ValueError,
         match=r"params\['residual_0/shortcut/conv2d_0'\]\['w'\] has shape \(4, 2, 3, 3\) "
