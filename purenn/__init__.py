@@ -10,13 +10,14 @@ is a handful of pure functions::
 
 from purenn import callbacks, gradcheck, losses, metrics, optim, schedules
 from purenn.activations import register_activation
-from purenn.base import Context, Layer, register_layer
+from purenn.base import ArraySpec, Context, Layer, register_layer
 from purenn.checkpoint import Checkpoint, load, register_record, save
 from purenn.containers import Parallel, Residual
 from purenn.conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D, Reshape
 from purenn.core import (
     TrainPass,
     check_inputs,
+    check_params,
     forward,
     grads,
     init,
@@ -52,6 +53,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SPEC_KEY",
     "STATE_KEY",
+    "ArraySpec",
     "AvgPool2D",
     "BatchNorm",
     "Checkpoint",
@@ -75,6 +77,7 @@ __all__ = [
     "__version__",
     "callbacks",
     "check_inputs",
+    "check_params",
     "fit",
     "forward",
     "gradcheck",

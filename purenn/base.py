@@ -35,6 +35,16 @@ differentiates, such as :class:`purenn.BatchNorm`'s running statistics. It
 defines ``init_state(in_shape, dtype)`` and ``next_state(state, cache, ctx)``;
 the network hands the current state to ``forward`` as ``ctx.state`` and, after
 every training forward, asks ``next_state`` for the state after that pass.
+
+A layer can also state the shapes of its params (``param_shapes``) and state
+(``state_shapes``) from shape arithmetic alone. The network uses them to check
+params against their spec at every public function, and ``purenn.load`` to
+refuse a checkpoint without drawing a single weight. A layer that does not
+define them gets them from ``init_params`` and ``init_state`` (the slow path:
+it makes the arrays once, when the ``Network`` is built)::
+
+        def param_shapes(self, in_shape):
+            return {"s": in_shape}
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ from purenn._registry import ClassRegistry
 Shape = tuple[int, ...]
 
 __all__ = [
+    "ArraySpec",
     "Context",
     "Layer",
     "Shape",
@@ -87,6 +98,35 @@ class Context(NamedTuple):
     state: Any = None
 
 
+class ArraySpec(NamedTuple):
+    """The expected shape and dtype of one state array, for ``state_shapes``.
+
+    A plain shape tuple stands for a float array of the params' dtype; an
+    ``ArraySpec(shape, np.int64)`` for an int64 counter, e.g. BatchNorm's
+    ``"count": ArraySpec((), np.int64)``.
+    """
+
+    shape: Shape
+    dtype: Any = None
+    """A NumPy dtype, or None for the params' float dtype."""
+
+
+def _shapes_of(tree: Any, method: str, layer: Any) -> Any:
+    """The shapes of what ``init_params`` or ``init_state`` made (the slow path of
+    ``param_shapes`` and ``state_shapes``): float32 arrays as shape tuples (the
+    params' dtype), other arrays as :class:`ArraySpec`."""
+    if type(tree) is dict:
+        return {k: _shapes_of(v, method, layer) for k, v in tree.items()}
+    if isinstance(tree, np.ndarray):
+        if tree.dtype == np.float32:
+            return tuple(int(d) for d in tree.shape)
+        return ArraySpec(tuple(int(d) for d in tree.shape), tree.dtype)
+    raise ValueError(
+        f"{type(layer).__name__}.{method} must return a dict of NumPy arrays (nested dicts "
+        f"allowed); got {type(tree).__name__}"
+    )
+
+
 class Layer:
     """Base class of layer specs; subclass it with ``@attrs.frozen``.
 
@@ -115,6 +155,21 @@ class Layer:
     State is not a parameter: no gradient flows into it and no optimizer
     changes it (see ``docs/design.md``, "State").
 
+    A layer should also define, so that params and checkpoints are checked
+    without making any array:
+
+    * ``param_shapes(in_shape) -> dict`` of the shapes of ``init_params``'
+      arrays, as tuples of ints, in the same (nested) dict structure:
+      ``{"w": (d_in, d_out), "b": (d_out,)}``.
+    * ``state_shapes(in_shape) -> dict`` likewise for ``init_state``: a shape
+      tuple for a float array, an :class:`ArraySpec` ``(shape, np.int64)`` for a
+      counter.
+
+    Without them the defaults call ``init_params`` / ``init_state`` once, when
+    the ``Network`` is built, and read the shapes off the arrays (the slow path:
+    fine for small layers, costly for big ones and for ``purenn.load`` of a
+    checkpoint naming one).
+
     and may set these class attributes:
 
     * ``draws_randomness`` (default False): the training pass draws from
@@ -140,6 +195,23 @@ class Layer:
     def init_state(self, in_shape: Shape, dtype: np.dtype) -> Any:
         """No state (the default): the layer gets no entry in the params' state."""
         return None
+
+    def param_shapes(self, in_shape: Shape) -> Any:
+        """The shapes of ``init_params(rng, in_shape, dtype)``'s arrays; None
+        without params. This default (the slow path) makes the params once
+        with float32 and reads their shapes: define it from shape arithmetic."""
+        if not self.has_params:
+            return None
+        made = self.init_params(np.random.default_rng(0), in_shape, np.dtype(np.float32))
+        return _shapes_of(made, "init_params", self)
+
+    def state_shapes(self, in_shape: Shape) -> Any:
+        """The shapes of ``init_state(in_shape, dtype)``'s arrays (shape tuples
+        for float arrays, :class:`ArraySpec` for counters); None without state.
+        This default (the slow path) makes the state once and reads it."""
+        if not self.has_state:
+            return None
+        return _shapes_of(self.init_state(in_shape, np.dtype(np.float32)), "init_state", self)
 
     def next_state(self, state: Any, cache: Any, ctx: Context) -> Any:
         raise NotImplementedError(

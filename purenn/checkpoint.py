@@ -37,8 +37,10 @@ the target, so a crash mid-save leaves any previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ import attrs
 import numpy as np
 
 from purenn._registry import ClassRegistry
+from purenn.base import ArraySpec
 from purenn.fileio import atomic_write
 from purenn.network import Network
 from purenn.tree import SPEC_KEY, STATE_KEY, tree_leaves
@@ -229,13 +232,18 @@ def save(path: str | os.PathLike, params: dict, **extra: Any) -> Path:
     Raises:
         TypeError: for params that are not a purenn params tree, or an extra
             value that cannot be stored without pickle.
+        ValueError: for params that do not match their spec
+            (:func:`purenn.check_params`), or an extra tree carrying a spec
+            (best params, optimizer moments) that does not match its own:
+            :func:`load` would refuse the file.
         FileNotFoundError: if the folder does not exist.
     """
     from purenn import __version__
-    from purenn.core import params_dtype
+    from purenn.core import check_params
 
-    dtype = params_dtype(params)
+    dtype = check_params(params)
     spec = params[SPEC_KEY]
+    _check_trees(extra, "extra", lambda msg: ValueError(f"cannot save {path}: {msg}"), spec, dtype)
     encoder = _Encoder()
     meta = {
         "format": FORMAT,
@@ -266,18 +274,144 @@ def _write_to(tmp: Path, members: dict[str, np.ndarray]) -> None:
         _write_npz(f, members)
 
 
+# --------------------------------------------------------------------------- archive
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+# What a damaged or crafted zip can raise from zipfile and struct while its
+# directory is read or a member opened; every one becomes a ValueError naming the file.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    struct.error,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+)
+
+
+class _Archive:
+    """The members of a checkpoint's zip, read only as far as the file justifies.
+
+    ``save`` writes every member uncompressed, so the archive is refused unless
+    each member is stored (no compression, no encryption) and their sizes add
+    up to no more than the file's own; then each array's ``.npy`` header is
+    checked against its member's size before the array is made, and each
+    member is read at most once. So no array is ever bigger than the file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.source = str(path)
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+        if head == _NPY_MAGIC:
+            raise ValueError(f"checkpoint {path} holds a single array, not a purenn checkpoint")
+        try:
+            self.zip = zipfile.ZipFile(path)
+            infos = self.zip.infolist()
+        except _ZIP_ERRORS as err:
+            raise ValueError(
+                f"checkpoint {path} is not a readable .npz file (corrupt or truncated?): {err}"
+            ) from err
+        size = path.stat().st_size
+        self.members: dict[str, zipfile.ZipInfo] = {}
+        total = 0
+        for info in infos:
+            if info.flag_bits & 0x1:
+                self.close()
+                raise self.fail(f"member {info.filename!r} is encrypted; purenn never writes that")
+            if info.compress_type != zipfile.ZIP_STORED:
+                self.close()
+                raise self.fail(
+                    f"member {info.filename!r} is compressed (method {info.compress_type}); "
+                    "purenn writes checkpoints uncompressed: save it again with purenn.save"
+                )
+            if info.compress_size != info.file_size:
+                self.close()
+                raise self.fail(
+                    f"member {info.filename!r} claims {info.file_size} bytes stored in "
+                    f"{info.compress_size}; the file is corrupt"
+                )
+            total += info.file_size
+            if info.filename.endswith(".npy"):
+                self.members[info.filename[: -len(".npy")]] = info
+        if total > size:
+            self.close()
+            raise self.fail(
+                f"its members claim {total} bytes but the file has {size}; it is corrupt or crafted"
+            )
+        self.read_keys: set[str] = set()
+
+    def fail(self, message: str) -> ValueError:
+        return ValueError(f"checkpoint {self.source}: {message}")
+
+    def close(self) -> None:
+        self.zip.close()
+
+    def data_bytes(self, prefix: str) -> int:
+        """How many bytes the members under ``prefix`` hold (headers included)."""
+        return sum(info.file_size for key, info in self.members.items() if key.startswith(prefix))
+
+    def read(self, key: str) -> np.ndarray:
+        """The array stored as member ``key``, checked before it is made."""
+        if key not in self.members:
+            raise self.fail(
+                f"missing array {key!r}; the file is incomplete or was edited. "
+                "Use an intact copy of the checkpoint"
+            )
+        if key in self.read_keys:
+            raise self.fail(f"array {key!r} is referenced twice; the file was edited")
+        self.read_keys.add(key)
+        info = self.members[key]
+        try:
+            with self.zip.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version in ((2, 0), (3, 0)):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"unknown .npy format version {version}")
+                if dtype.hasobject or dtype.itemsize == 0:
+                    raise ValueError(f"it holds {dtype}, which purenn never stores")
+                if any(d < 0 for d in shape):
+                    raise ValueError(f"its header claims the shape {shape}")
+                nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+                if f.tell() + nbytes != info.file_size:
+                    raise ValueError(
+                        f"its header claims shape {shape} of {dtype} ({nbytes} bytes) but the "
+                        f"member holds {info.file_size - f.tell()} bytes"
+                    )
+                data = bytearray(nbytes)
+                view, done = memoryview(data), 0
+                while done < nbytes:
+                    got = f.readinto(view[done:])
+                    if not got:
+                        raise ValueError("the member ends early")
+                    done += got
+                f.read(1)  # reach the end: zipfile checks the CRC there
+                order = "F" if fortran else "C"
+                if nbytes == 0:
+                    return np.zeros(shape, dtype, order=order)
+                return np.frombuffer(data, dtype).reshape(shape, order=order)
+        except (*_ZIP_ERRORS, TypeError) as err:
+            raise self.fail(f"array {key!r} is corrupt ({err})") from err
+
+
 # --------------------------------------------------------------------------- decode
 
 
 class _Decoder:
-    def __init__(self, npz: Any, source: str) -> None:
-        self.npz = npz
-        self.source = source
+    def __init__(self, archive: _Archive) -> None:
+        self.archive = archive
+        self.source = archive.source
         self.records = _records()
         self.networks: dict[str, Network] = {}  # one object per distinct spec
 
     def fail(self, message: str) -> ValueError:
-        return ValueError(f"checkpoint {self.source}: {message}")
+        return self.archive.fail(message)
 
     def decode(self, node: Any, where: str) -> Any:
         if isinstance(node, list):
@@ -301,22 +435,14 @@ class _Decoder:
     def array(self, key: Any, where: str) -> np.ndarray:
         if not isinstance(key, str):
             raise self.fail(f"malformed array reference at {where!r}")
-        if key not in self.npz.files:
-            raise self.fail(
-                f"missing array {key!r}; the file is incomplete or was edited. "
-                "Use an intact copy of the checkpoint"
-            )
-        try:
-            return self.npz[key]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-            raise self.fail(f"array {key!r} is corrupt ({err})") from err
+        return self.archive.read(key)
 
     def network(self, data: Any, where: str) -> Network:
         text = json.dumps(data, sort_keys=True)
         if text not in self.networks:
             try:
                 self.networks[text] = Network.from_dict(data)
-            except (TypeError, ValueError) as err:
+            except (TypeError, ValueError, OverflowError) as err:
                 raise self.fail(f"invalid network spec at {where!r}: {err}") from err
         return self.networks[text]
 
@@ -327,7 +453,7 @@ class _Decoder:
         bit_gen = getattr(np.random, name)()
         try:
             bit_gen.state = state
-        except (TypeError, ValueError, KeyError) as err:
+        except (TypeError, ValueError, KeyError, OverflowError) as err:
             raise self.fail(f"invalid {name} state at {where!r}: {err}") from err
         return np.random.Generator(bit_gen)
 
@@ -342,75 +468,117 @@ class _Decoder:
         values = {k: self.decode(v, f"{where}/{k}") for k, v in fields.items()}
         try:
             return cls(**values)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError) as err:
             raise self.fail(f"invalid {name} at {where!r}: {err}") from err
 
 
-def _reference_shapes(spec: Network) -> dict:
-    """The params tree ``init`` makes for ``spec``, as a tree of shapes."""
-    from purenn.core import init
-
-    ref = init(spec, np.random.default_rng(0))
-    return _shapes(ref)
+# --------------------------------------------------------------------------- trees
 
 
-def _shapes(tree: dict) -> dict:
-    return {
-        k: (_shapes(v) if isinstance(v, dict) else getattr(v, "shape", None))
-        for k, v in tree.items()
-        if k != SPEC_KEY
-    }
+_FLOATS = ("float32", "float64")
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _check_shapes(tree: dict, ref: dict, where: str, decoder: _Decoder) -> None:
-    """Refuse a tree whose keys or leaf shapes differ from what its spec makes.
+def _spec_bytes(spec: Network, dtype: np.dtype) -> int:
+    """The bytes of the arrays of the params tree ``spec`` makes in ``dtype``
+    (state included), from its ``param_shapes``: Python ints, no array made."""
 
-    The network's state (BatchNorm statistics) is part of ``params``; trees
-    like optimizer moments carry none, and need not."""
-    own = {k: v for k, v in tree.items() if k != SPEC_KEY}
-    if where != "params" and STATE_KEY not in own and STATE_KEY in ref:
+    def size(tree: dict) -> int:
+        total = 0
+        for value in tree.values():
+            if isinstance(value, dict):
+                total += size(value)
+            elif isinstance(value, ArraySpec):
+                itemsize = dtype.itemsize if value.dtype is None else value.dtype.itemsize
+                total += math.prod(value.shape) * itemsize
+            else:
+                total += math.prod(value) * dtype.itemsize
+        return total
+
+    return size(spec.layout.param_shapes)
+
+
+def _tree_problem(tree: dict, where: str, dtype: np.dtype | None) -> str | None:
+    """How a tree carrying a spec (params, best params, optimizer moments) differs
+    from the params its spec makes (keys, shapes, one float dtype: ``dtype``, or
+    its first leaf's when None), or None.
+
+    The network's state is part of ``params``; trees like optimizer moments
+    carry none, and need not."""
+    spec = tree[SPEC_KEY]
+    ref = spec.layout.param_shapes
+    if where != "params" and STATE_KEY not in tree:
         ref = {k: v for k, v in ref.items() if k != STATE_KEY}
-    if own.keys() != ref.keys():
-        missing, extra = sorted(ref.keys() - own.keys()), sorted(own.keys() - ref.keys())
-        raise decoder.fail(
+    return _compare(tree, ref, where, [] if dtype is None else [dtype], top=True)
+
+
+def _compare(tree: Any, ref: dict, where: str, dtype: list, top: bool = False) -> str | None:
+    if not isinstance(tree, dict):
+        return f"{where} should be a dict of arrays; got {type(tree).__name__}"
+    own = set(tree) - {SPEC_KEY} if top else set(tree)
+    if own != ref.keys():
+        missing, extra = sorted(ref.keys() - own), sorted(own - ref.keys(), key=str)
+        return (
             f"{where!r} does not match its stored network spec: missing {missing}, "
             f"unexpected {extra}"
         )
-    for key, shape in ref.items():
-        value = own[key]
-        if isinstance(shape, dict):
-            if not isinstance(value, dict):
-                raise decoder.fail(f"{where}/{key} should be a dict of arrays")
-            _check_shapes(value, shape, f"{where}/{key}", decoder)
-        elif not isinstance(value, np.ndarray) or value.shape != shape:
-            got = getattr(value, "shape", type(value).__name__)
-            raise decoder.fail(
-                f"array {where}/{key} has shape {got} but the stored network spec gives "
+    for key, want in ref.items():
+        value, at = tree[key], f"{where}/{key}"
+        if isinstance(want, dict):
+            problem = _compare(value, want, at, dtype)
+            if problem is not None:
+                return problem
+            continue
+        shape, counter = (want, None) if type(want) is tuple else want
+        if not isinstance(value, np.ndarray):
+            return f"{at} should be an array; got {type(value).__name__}"
+        if value.shape != shape:
+            return (
+                f"array {at} has shape {value.shape} but the stored network spec gives "
                 f"{shape}; the arrays do not belong to this network"
             )
+        if counter is not None:
+            if value.dtype != counter:
+                return f"array {at} has dtype {value.dtype}; a counter is {counter}"
+        elif value.dtype not in _FLOAT_DTYPES:
+            return f"array {at} has dtype {value.dtype}; params are float32 or float64"
+        elif not dtype:
+            dtype.append(value.dtype)
+        elif value.dtype != dtype[0]:
+            return f"array {at} has dtype {value.dtype}; the params it goes with are {dtype[0]}"
+    return None
 
 
-def _check_trees(value: Any, where: str, decoder: _Decoder, cache: dict) -> None:
-    """Check every decoded tree that carries a spec (params, moments) against it."""
+def _check_trees(value: Any, where: str, fail: Any, spec: Network, dtype: np.dtype) -> None:
+    """Check every tree that carries a spec (params, moments) against it;
+    ``fail(message)`` makes the exception to raise. Trees of the checkpoint's
+    own network ``spec`` must have its params' ``dtype``."""
     if isinstance(value, dict):
-        spec = value.get(SPEC_KEY)
-        if isinstance(spec, Network):
-            if id(spec) not in cache:
-                cache[id(spec)] = _reference_shapes(spec)
-            _check_shapes(value, cache[id(spec)], where, decoder)
+        own = value.get(SPEC_KEY)
+        if isinstance(own, Network):
+            problem = _tree_problem(value, where, dtype if own == spec else None)
+            if problem is not None:
+                raise fail(problem)
             return
         for k, v in value.items():
-            _check_trees(v, f"{where}/{k}", decoder, cache)
-    elif isinstance(value, list):
+            _check_trees(v, f"{where}/{k}", fail, spec, dtype)
+    elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            _check_trees(v, f"{where}/{i}", decoder, cache)
+            _check_trees(v, f"{where}/{i}", fail, spec, dtype)
     elif attrs.has(type(value)):
         for f in attrs.fields(type(value)):
-            _check_trees(getattr(value, f.name), f"{where}/{f.name}", decoder, cache)
+            _check_trees(getattr(value, f.name), f"{where}/{f.name}", fail, spec, dtype)
 
 
 def load(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint written by :func:`save`.
+
+    The file is untrusted: its members must be stored as :func:`save` writes
+    them, every array's header must agree with its member's size, the stored
+    spec's params (their sizes worked out from the spec's shape arithmetic,
+    no weight drawn) must fit in the file before any of them is read, and
+    every tree carrying a spec is checked against it. Nothing read is ever
+    bigger than the file.
 
     Args:
         path: the ``.npz`` file.
@@ -420,53 +588,69 @@ def load(path: str | os.PathLike) -> Checkpoint:
 
     Raises:
         FileNotFoundError: if there is no such file.
-        ValueError: if the file is corrupt or not a purenn checkpoint, has an
-            unknown format version, lacks an array, or holds arrays whose shapes
-            or dtype do not match the stored network spec.
+        ValueError: naming the file, for anything else wrong with it: corrupt,
+            crafted or not a purenn checkpoint, an unknown format version, a
+            missing array, arrays whose shapes or dtype do not match the stored
+            network spec, or extras (optimizer states, generators) that do not
+            validate.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    archive = _Archive(path)
     try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(
-            f"checkpoint {path} is not a readable .npz file (corrupt or truncated?): {err}"
-        ) from err
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"checkpoint {path} holds a single array, not a purenn checkpoint")
-    with npz:
-        decoder = _Decoder(npz, str(path))
-        if METADATA_KEY not in npz.files:
-            raise decoder.fail("no 'metadata' entry: not a purenn checkpoint")
-        try:
-            meta = json.loads(str(npz[METADATA_KEY][()]))
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-            raise decoder.fail(f"unreadable metadata ({err})") from err
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise decoder.fail(f"metadata does not describe a {FORMAT!r} file")
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise decoder.fail(
-                f"unknown format version {version!r}; this purenn reads version "
-                f"{FORMAT_VERSION}. The file was written by purenn "
-                f"{meta.get('purenn_version')!r}: load it with that version"
-            )
-        for key in ("dtype", "spec", "params", "extra"):
-            if key not in meta:
-                raise decoder.fail(f"metadata lacks {key!r}")
-        spec = decoder.network(meta["spec"], "spec")
-        params = decoder.decode(meta["params"], "params")
-        if not isinstance(params, dict) or params.get(SPEC_KEY) != spec:
-            raise decoder.fail("params do not carry the stored network spec")
-        extra = decoder.decode(meta["extra"], "extra")
-        cache: dict = {}
-        _check_trees(params, "params", decoder, cache)
-        _check_trees(extra, "extra", decoder, cache)
-        dtypes = {str(leaf.dtype) for leaf in tree_leaves(params)}
-        if dtypes and dtypes != {meta["dtype"]}:
-            raise decoder.fail(
-                f"params have dtypes {sorted(dtypes)} but the metadata says {meta['dtype']}"
-            )
+        return _load(archive)
+    except RecursionError:  # deep JSON, or records nested without end
+        raise archive.fail("its metadata is nested too deeply; the file was crafted") from None
+    finally:
+        archive.close()
+
+
+def _load(archive: _Archive) -> Checkpoint:
+    decoder = _Decoder(archive)
+    if METADATA_KEY not in archive.members:
+        raise decoder.fail("no 'metadata' entry: not a purenn checkpoint")
+    text = archive.read(METADATA_KEY)
+    if text.shape != () or text.dtype.kind != "U":
+        raise decoder.fail(f"metadata is {text.dtype} of shape {text.shape}, not one JSON string")
+    try:
+        meta = json.loads(str(text[()]))
+    except ValueError as err:
+        raise decoder.fail(f"unreadable metadata ({err})") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise decoder.fail(f"metadata does not describe a {FORMAT!r} file")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise decoder.fail(
+            f"unknown format version {version!r}; this purenn reads version "
+            f"{FORMAT_VERSION}. The file was written by purenn "
+            f"{meta.get('purenn_version')!r}: load it with that version"
+        )
+    for key in ("dtype", "spec", "params", "extra"):
+        if key not in meta:
+            raise decoder.fail(f"metadata lacks {key!r}")
+    if meta["dtype"] not in _FLOATS:
+        raise decoder.fail(
+            f"metadata gives the dtype {meta['dtype']!r}; params are float32 or float64"
+        )
+    dtype = np.dtype(meta["dtype"])
+    spec = decoder.network(meta["spec"], "spec")
+    need, have = _spec_bytes(spec, dtype), archive.data_bytes("params/")
+    if need > have:  # before any params array is read
+        raise decoder.fail(
+            f"its network spec makes {need:,} bytes of {dtype} params but the file holds "
+            f"{have:,} bytes of them; the spec or the arrays were edited"
+        )
+    params = decoder.decode(meta["params"], "params")
+    if not isinstance(params, dict) or params.get(SPEC_KEY) != spec:
+        raise decoder.fail("params do not carry the stored network spec")
+    extra = decoder.decode(meta["extra"], "extra")
+    _check_trees(params, "params", decoder.fail, spec, dtype)
+    _check_trees(extra, "extra", decoder.fail, spec, dtype)
+    dtypes = {str(leaf.dtype) for leaf in tree_leaves(params)}
+    if dtypes and dtypes != {meta["dtype"]}:
+        raise decoder.fail(
+            f"params have dtypes {sorted(dtypes)} but the metadata says {meta['dtype']}"
+        )
     info = {k: v for k, v in meta.items() if k not in ("params", "extra")}
     return Checkpoint(params=params, extra=extra, metadata=info)

@@ -104,6 +104,20 @@ class _Chain(NamedTuple):
                 out[name] = layer.init_state(shape, dtype)
         return out
 
+    def param_shapes(self, in_shape: Shape) -> dict:
+        out = {}
+        for layer, name, shape in zip(self.layers, self.names, self.shapes(in_shape), strict=False):
+            if layer.has_params:
+                out[name] = layer.param_shapes(shape)
+        return out
+
+    def state_shapes(self, in_shape: Shape) -> dict:
+        out = {}
+        for layer, name, shape in zip(self.layers, self.names, self.shapes(in_shape), strict=False):
+            if layer.has_state:
+                out[name] = layer.state_shapes(shape)
+        return out
+
     def forward(
         self, params: dict | None, state: dict | None, x: np.ndarray, ctx: Context
     ) -> tuple[np.ndarray, list]:
@@ -242,6 +256,16 @@ class _Branches(Layer):
 
     def init_state(self, in_shape: Shape, dtype: np.dtype) -> dict:
         return self._merge([(key, c.init_state(in_shape, dtype)) for key, c in self._branches()])
+
+    def param_shapes(self, in_shape: Shape) -> dict | None:
+        if not self.has_params:
+            return None
+        return self._merge([(key, c.param_shapes(in_shape)) for key, c in self._branches()])
+
+    def state_shapes(self, in_shape: Shape) -> dict | None:
+        if not self.has_state:
+            return None
+        return self._merge([(key, c.state_shapes(in_shape)) for key, c in self._branches()])
 
     def _branch_ctx(self, ctx: Context, key: str | None) -> Context:
         if key is None or ctx.workspace is None:

@@ -615,6 +615,9 @@ class Conv2D(Layer):
         oh, ow = _window_fit(in_shape, self.kernel_size, self.stride, "kernel", self.pads(in_shape))
         return (self.filters, oh, ow)
 
+    def param_shapes(self, in_shape: Shape) -> dict:
+        return {"w": (self.filters, in_shape[0], *self.kernel_size), "b": (self.filters,)}
+
     def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> dict:
         c_in, (kh, kw) = in_shape[0], self.kernel_size
         scheme = self.weight_init or get_activation(self.activation).weight_init

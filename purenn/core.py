@@ -51,18 +51,44 @@ def init(spec: Network, rng: np.random.Generator | int, dtype: Any = np.float32)
     params: Params = {SPEC_KEY: spec}
     state: Params = {}
     shapes = spec.shapes()
+    expected = spec._layout.param_shapes
     for layer, name, in_shape in zip(spec.layers, spec.layer_names(), shapes, strict=False):
         if layer.has_params:
-            params[name] = _checked_init(
-                layer, name, layer.init_params(rng, in_shape, dtype), dtype
-            )
+            p = _checked_init(layer, name, layer.init_params(rng, in_shape, dtype), dtype)
+            if _leaves_match(p, expected[name], dtype) is None:
+                raise _promise_broken(layer, name, "init_params", "param_shapes", p, expected[name])
+            params[name] = p
         if layer.has_state:
-            state[name] = _checked_tree(
+            s = _checked_tree(
                 layer, name, "init_state", layer.init_state(in_shape, dtype), dtype, True
             )
+            if not _state_matches(s, expected[STATE_KEY][name], dtype):
+                raise _promise_broken(
+                    layer, name, "init_state", "state_shapes", s, expected[STATE_KEY][name]
+                )
+            state[name] = s
     if state:
         params[STATE_KEY] = state
     return params
+
+
+def _promise_broken(
+    layer: Any, name: str, made_by: str, shapes_by: str, made: dict, shapes: dict
+) -> ValueError:
+    """A layer whose ``init_params`` (``init_state``) and ``param_shapes``
+    (``state_shapes``) disagree: say both."""
+
+    def described(tree: Any) -> Any:
+        if type(tree) is dict:
+            return {k: described(v) for k, v in tree.items()}
+        if isinstance(tree, np.ndarray):
+            return f"{tree.shape} {tree.dtype}"
+        return tree
+
+    return ValueError(
+        f"{name} ({type(layer).__name__}).{made_by} made {described(made)} but its "
+        f"{shapes_by} gives {described(shapes)}; make the two agree"
+    )
 
 
 _RESERVED = (SPEC_KEY, STATE_KEY)
@@ -125,94 +151,238 @@ def _spec_of(params: Any) -> Network:
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+# Checking params against their spec runs on every public call (every training
+# step), so it is two walks: a fast one that only says yes or no, and, only when
+# it says no, a slower one that finds the first difference and names it.
+
+
 def _params_dtype(params: Params, spec: Network) -> np.dtype:
-    """The dtype of the params, checked: an entry for each layer with parameters
-    and no other, each a dict of NumPy arrays of one float dtype (nested dicts
-    for containers), and the state of the stateful layers, if any."""
+    """The dtype of the params, checked against the spec's ``param_shapes``: an
+    entry for each layer with parameters and no other, each a dict with exactly
+    the keys and shapes the layer states, every leaf a NumPy array of one float
+    dtype (float32 or float64), and the state of the stateful layers, if any
+    (float arrays of that dtype, int64 counters)."""
+    expected = spec._layout.param_shapes
+    if len(params) == len(expected) + 1:
+        dtype = None
+        for name, shapes in expected.items():
+            if name != STATE_KEY:
+                dtype = _leaves_match(params.get(name), shapes, dtype)
+                if dtype is None:
+                    break
+        else:
+            dtype = np.dtype(np.float32) if dtype is None else dtype
+            if STATE_KEY not in expected or _state_matches(
+                params.get(STATE_KEY), expected[STATE_KEY], dtype
+            ):
+                return dtype
+    raise _params_problem(params, spec)
+
+
+def _leaves_match(tree: Any, shapes: dict, dtype: np.dtype | None) -> np.dtype | None:
+    """The leaves' one float dtype if ``tree`` has exactly ``shapes``' keys and
+    shapes (and ``dtype``, unless None); None at the first difference."""
+    if type(tree) is not dict or len(tree) != len(shapes):
+        return None
+    for key, shape in shapes.items():
+        leaf = tree.get(key)
+        if type(shape) is dict:
+            dtype = _leaves_match(leaf, shape, dtype)
+            if dtype is None:
+                return None
+        elif type(leaf) is not np.ndarray or leaf.shape != shape:
+            return None
+        elif dtype is None:
+            if leaf.dtype not in _FLOATS:
+                return None
+            dtype = leaf.dtype
+        elif leaf.dtype != dtype:
+            return None
+    return dtype
+
+
+def _state_matches(tree: Any, specs: dict, dtype: np.dtype) -> bool:
+    if type(tree) is not dict or len(tree) != len(specs):
+        return False
+    for key, spec in specs.items():
+        leaf = tree.get(key)
+        if type(spec) is dict:
+            if not _state_matches(leaf, spec, dtype):
+                return False
+        elif (
+            type(leaf) is not np.ndarray
+            or leaf.shape != spec.shape
+            or leaf.dtype != (dtype if spec.dtype is None else spec.dtype)
+        ):
+            return False
+    return True
+
+
+_FIX = (
+    "Pass the dict made by purenn.init (or by sgd_step, an optimizer or purenn.load) "
+    "for this very spec"
+)
+
+
+def _params_problem(params: Params, spec: Network) -> Exception:
+    """The first way ``params`` differ from what ``spec`` makes, as an exception
+    naming the entry or leaf, what the spec expects and what came."""
     layout = spec._layout
+    expected = layout.param_shapes
     with_params, with_state = layout.with_params, layout.with_state
     state = params.get(STATE_KEY)
-    if (
-        len(params) != len(with_params) + 1 + bool(with_state)
-        or any(type(params.get(name)) is not dict for name in with_params)
-        or (with_state and (type(state) is not dict or state.keys() != set(with_state)))
-    ):
-        known = {SPEC_KEY, *with_params, *([STATE_KEY] if with_state else [])}
-        extra = [key for key in params if key not in known]
-        missing = [name for name in with_params if not isinstance(params.get(name), dict)]
+    known = {SPEC_KEY, *with_params, *([STATE_KEY] if with_state else [])}
+    extra = [key for key in params if key not in known]
+    missing = [name for name in with_params if type(params.get(name)) is not dict]
+    state_keys_wrong = with_state and (type(state) is not dict or state.keys() != set(with_state))
+    if extra or missing or state_keys_wrong:
         problems = []
         if extra:
             problems.append(f"entries {extra} that no layer of the network has")
         if missing:
             problems.append(f"no dict of arrays for {missing}")
-        if with_state and (type(state) is not dict or state.keys() != set(with_state)):
+        if state_keys_wrong:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             problems.append(f"under {STATE_KEY!r} {got} instead of the state of {list(with_state)}")
         also = f" and {STATE_KEY!r} (the state of {list(with_state)})" if with_state else ""
-        raise ValueError(
+        return ValueError(
             f"params has {' and '.join(problems)}; expected {SPEC_KEY!r} and "
-            f"{list(with_params)}{also}. Pass the dict made by purenn.init (or by sgd_step or "
-            "an optimizer)"
+            f"{list(with_params)}{also}. {_FIX}"
         )
-    dtype = None
+    found: list[np.dtype] = []  # the params' dtype, once a leaf has set it
     for name in with_params:
-        dtype = _leaf_dtype(params[name], name, dtype)
-    dtype = dtype if dtype is not None else np.dtype(np.float32)
+        problem = _leaf_problem(params[name], expected[name], name, found)
+        if problem is not None:
+            return problem
+    dtype = found[0] if found else np.dtype(np.float32)
     if with_state:
-        _check_state_dtype(state, f"params[{STATE_KEY!r}]", dtype)
-    return dtype
+        for name in with_state:
+            problem = _state_problem(state[name], expected[STATE_KEY][name], name, dtype)
+            if problem is not None:
+                return problem
+    return ValueError(f"params do not match their spec's param_shapes. {_FIX}")
 
 
-def _leaf_dtype(tree: dict, name: str, dtype: np.dtype | None) -> np.dtype | None:
-    """The one float dtype of the leaves of layer ``name``'s params (nested dicts
-    of a container walked, their names joined by '/'), checked against
-    ``dtype``, that of the leaves before it (None: none yet)."""
-    for key, leaf in tree.items():
-        if type(leaf) is dict:
-            dtype = _leaf_dtype(leaf, f"{name}/{key}", dtype)
+def _keys_problem(tree: dict, shapes: dict, where: str) -> Exception | None:
+    if tree.keys() == shapes.keys():
+        return None
+    lacks = sorted(shapes.keys() - tree.keys())
+    extra = sorted(tree.keys() - shapes.keys(), key=str)
+    return ValueError(
+        f"{where} has the keys {sorted(map(str, tree))} but the spec gives "
+        f"{sorted(shapes)} (missing {lacks}, unexpected {extra}). {_FIX}"
+    )
+
+
+def _leaf_problem(tree: Any, shapes: dict, name: str, found: list) -> Exception | None:
+    """What is wrong with layer ``name``'s params subtree (nested dicts of a
+    container walked, their names joined by '/'), or None."""
+    where = f"params[{name!r}]"
+    if type(tree) is not dict:
+        return TypeError(f"{where} must be a dict of arrays; got {type(tree).__name__}. {_FIX}")
+    problem = _keys_problem(tree, shapes, where)
+    if problem is not None:
+        return problem
+    for key, shape in shapes.items():
+        leaf = tree[key]
+        if type(shape) is dict:
+            problem = _leaf_problem(leaf, shape, f"{name}/{key}", found)
+            if problem is not None:
+                return problem
             continue
-        if not isinstance(leaf, np.ndarray):
-            raise TypeError(
-                f"params[{name!r}][{key!r}] must be a NumPy array; got {type(leaf).__name__}"
+        at = f"{where}[{key!r}]"
+        if type(leaf) is not np.ndarray:
+            return TypeError(
+                f"{at} must be a NumPy array; got {type(leaf).__name__}"
+                + (" (a subclass: convert with np.asarray)" if isinstance(leaf, np.ndarray) else "")
             )
-        if dtype is None:
-            dtype = leaf.dtype
-            if dtype not in _FLOATS:
-                raise TypeError(
-                    f"params[{name!r}][{key!r}] has dtype {dtype}; params must be float32 "
-                    "or float64 (init(spec, rng, dtype=np.float64) makes float64 ones)"
+        if not found:
+            if leaf.dtype not in _FLOATS:
+                return TypeError(
+                    f"{at} has dtype {leaf.dtype}; params must be float32 or float64 "
+                    "(init(spec, rng, dtype=np.float64) makes float64 ones)"
                 )
-        elif leaf.dtype != dtype:
-            raise ValueError(
-                f"params mix dtypes: {name!r} holds {leaf.dtype}, earlier leaves {dtype}; "
+            found.append(leaf.dtype)
+        elif leaf.dtype != found[0]:
+            return ValueError(
+                f"params mix dtypes: {name!r} holds {leaf.dtype}, earlier leaves {found[0]}; "
                 "make all leaves one dtype"
             )
-    return dtype
+        if leaf.shape != shape:
+            return ValueError(
+                f"{at} has shape {leaf.shape} but the spec gives {shape} for {name}: "
+                f"these arrays do not belong to this network. {_FIX}"
+            )
+    return None
 
 
-def _check_state_dtype(tree: Any, where: str, dtype: np.dtype) -> None:
-    """State arrays: float ones of the params' dtype, integer ones int64 (counters)."""
+def _state_problem(tree: Any, specs: dict, name: str, dtype: np.dtype) -> Exception | None:
+    where = f"params[{STATE_KEY!r}][{name!r}]"
     if type(tree) is not dict:
-        raise TypeError(f"{where} must be a dict of arrays; got {type(tree).__name__}")
-    for key, leaf in tree.items():
-        if type(leaf) is dict:
-            _check_state_dtype(leaf, f"{where}[{key!r}]", dtype)
-        elif not isinstance(leaf, np.ndarray) or (leaf.dtype != dtype and leaf.dtype != np.int64):
+        return TypeError(f"{where} must be a dict of arrays; got {type(tree).__name__}. {_FIX}")
+    problem = _keys_problem(tree, specs, where)
+    if problem is not None:
+        return problem
+    for key, spec in specs.items():
+        leaf = tree[key]
+        if type(spec) is dict:
+            problem = _state_problem(leaf, spec, f"{name}/{key}", dtype)
+            if problem is not None:
+                return problem
+            continue
+        at = f"{where}[{key!r}]"
+        want = dtype if spec.dtype is None else spec.dtype
+        if type(leaf) is not np.ndarray or leaf.dtype != want:
             got = getattr(leaf, "dtype", type(leaf).__name__)
-            raise TypeError(
-                f"{where}[{key!r}] has dtype {got}; state arrays must have the params' dtype "
-                f"{dtype} (or be int64 counters). Convert the state with the params, e.g. "
+            rule = (
+                f"state arrays must have the params' dtype {want} (counters int64)"
+                if spec.dtype is None
+                else f"it is a counter, and counters are NumPy arrays of {want}"
+            )
+            return TypeError(
+                f"{at} has dtype {got}; {rule}. Convert the state with the params, e.g. "
                 "from purenn.init(spec, rng, dtype=...)"
             )
+        if leaf.shape != spec.shape:
+            return ValueError(
+                f"{at} has shape {leaf.shape} but the spec gives {spec.shape} for {name}: "
+                f"this state does not belong to this network. {_FIX}"
+            )
+    return None
+
+
+def check_params(params: Any) -> np.dtype:
+    """Check a params tree against its own spec; return its float dtype.
+
+    Every public function that takes params runs this check (``init``'s output
+    is trusted): the tree must have an entry for each layer with parameters
+    and no other, each with exactly the keys and shapes the layer's
+    ``param_shapes`` gives, every leaf a NumPy array of one dtype, float32 or
+    float64; for a network with stateful layers, ``params["state"]`` likewise
+    against ``state_shapes`` (float arrays of the params' dtype, int64
+    counters). It compares shapes and dtypes only, never values, and costs a
+    few microseconds for a small network.
+
+    Args:
+        params: a tree from :func:`init`, :func:`sgd_step`, an optimizer or
+            :func:`purenn.load`.
+
+    Returns:
+        The params' dtype, ``float32`` or ``float64``.
+
+    Raises:
+        TypeError: for something that is not a params tree, a leaf that is not
+            a NumPy array, or a dtype other than float32/float64.
+        ValueError: for missing or extra entries or keys, mixed dtypes, or a
+            leaf whose shape differs from the spec's; the message names the
+            leaf, the expected and the actual shape.
+    """
+    return _params_dtype(params, _spec_of(params))
 
 
 def params_dtype(params: Any) -> np.dtype:
-    """The float dtype of a params tree, after checking it fits its spec's layers.
-
-    Raises:
-        TypeError, ValueError: for a tree that is not a purenn params tree.
-    """
-    return _params_dtype(params, _spec_of(params))
+    """The float dtype of a params tree, after :func:`check_params` (its other name)."""
+    return check_params(params)
 
 
 def _check_x(spec: Network, x: Any, dtype: np.dtype) -> np.ndarray:
@@ -669,9 +839,10 @@ def sgd_step(params: Params, grads: Params, lr: float) -> Params:
         ``grads`` carry none.
 
     Raises:
-        ValueError: if ``grads`` belong to another network or ``lr`` is invalid.
+        ValueError: if ``params`` do not match their spec (:func:`check_params`),
+            ``grads`` belong to another network or ``lr`` is invalid.
     """
-    _spec_of(params)
+    _params_dtype(params, _spec_of(params))
     lr = check_lr(lr)
     # One walk checks and updates; only on failure does the slower, path-naming
     # tree_check_like run to say which leaf is wrong.

@@ -54,6 +54,9 @@ class Dense(Layer):
             )
         return (self.units,)
 
+    def param_shapes(self, in_shape: Shape) -> dict:
+        return {"w": (in_shape[0], self.units), "b": (self.units,)}
+
     def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> dict:
         d_in, d_out = in_shape[0], self.units
         scheme = self.weight_init or get_activation(self.activation).weight_init

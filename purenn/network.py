@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from typing import Any, NamedTuple
 
 import attrs
@@ -10,6 +12,7 @@ import numpy as np
 
 from purenn._checks import as_shape, check_sample_size
 from purenn.base import (
+    ArraySpec,
     Layer,
     Shape,
     is_registered_layer,
@@ -18,6 +21,7 @@ from purenn.base import (
     layer_to_dict,
 )
 from purenn.losses import Loss, as_loss, describe, loss_from_dict, loss_to_dict
+from purenn.tree import SPEC_KEY, STATE_KEY
 
 
 def _as_shape(value: Any) -> Shape:
@@ -60,8 +64,70 @@ class Layout(NamedTuple):
     run_layers: tuple
     """The layers a pass runs: ``layers``, except that with a fused loss the last
     one runs with ``activation="linear"`` (the loss takes its logits)."""
+    param_shapes: dict
+    """The params tree the spec makes, as shapes (see :meth:`Network.param_shapes`;
+    state leaves always as :class:`ArraySpec`). Read-only: never change it."""
     with_state: tuple[str, ...] = ()
     """Names of the layers that have state (BatchNorm, or containers holding one)."""
+
+
+_INT64 = np.dtype(np.int64)
+
+
+def _shape_tree(tree: Any, where: str, state: bool) -> Any:
+    """A layer's ``param_shapes`` or ``state_shapes`` checked and normalised:
+    params leaves as tuples of Python ints, state leaves as :class:`ArraySpec`
+    (dtype None: the params' float dtype; else int64)."""
+    method = "state_shapes" if state else "param_shapes"
+    if type(tree) is not dict or not tree:
+        raise TypeError(
+            f"{where}.{method} must return a non-empty dict of shapes (nested dicts allowed); "
+            f"got {tree!r}"
+        )
+    out = {}
+    for key, value in tree.items():
+        if not isinstance(key, str) or "/" in key or key in (SPEC_KEY, STATE_KEY):
+            raise TypeError(
+                f"{where}.{method} has the key {key!r}; keys are names without '/' other "
+                f"than {SPEC_KEY!r} and {STATE_KEY!r}"
+            )
+        if type(value) is dict:
+            out[key] = _shape_tree(value, where, state)
+            continue
+        dtype = None
+        if isinstance(value, ArraySpec):
+            value, dtype = value
+            dtype = None if dtype is None or state is False else np.dtype(dtype)
+            if dtype == np.float32:  # what the slow path measured: the params' dtype
+                dtype = None
+        ok = isinstance(value, tuple) and all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in value
+        )
+        if not ok or (dtype is not None and dtype != _INT64):
+            raise TypeError(
+                f"{where}.{method}()[{key!r}] must be a shape, a tuple of ints >= 0"
+                + (" (or ArraySpec(shape, np.int64) for a counter)" if state else "")
+                + f"; got {value!r}"
+                + (f" of dtype {dtype}" if dtype is not None else "")
+            )
+        shape = tuple(int(d) for d in value)
+        out[key] = ArraySpec(shape, dtype) if state else shape
+    return out
+
+
+def _param_shapes(layers: tuple, names: list[str], shapes: tuple) -> dict:
+    """Every layer's ``param_shapes`` (and ``state_shapes`` under ``"state"``)."""
+    tree: dict = {}
+    state: dict = {}
+    for layer, name, in_shape in zip(layers, names, shapes, strict=False):
+        where = f"{name} ({type(layer).__name__})"
+        if layer.has_params:
+            tree[name] = _shape_tree(layer.param_shapes(in_shape), where, False)
+        if layer.has_state:
+            state[name] = _shape_tree(layer.state_shapes(in_shape), where, True)
+    if state:
+        tree[STATE_KEY] = state
+    return tree
 
 
 def _shapes(input_shape: Shape, layers: tuple, names: list[str]) -> tuple[Shape, ...]:
@@ -101,6 +167,7 @@ def _layout(input_shape: Shape, layers: tuple, loss: Loss) -> Layout:
         run_layers = (*layers[:-1], attrs.evolve(last, activation="linear"))
     pairs = tuple(zip(names, layers, strict=True))
     return Layout(
+        param_shapes=_param_shapes(layers, names, shapes),
         names=tuple(names),
         shapes=shapes,
         with_params=tuple(n for n, layer in pairs if layer.has_params),
@@ -114,12 +181,16 @@ _KIND_WIDTH = 44  # longer kinds are cut, so one odd layer cannot widen the whol
 
 
 def _size(tree: Any) -> int:
-    """The number of array elements in a layer's params (nested dicts allowed)."""
+    """The number of array elements in a tree of shapes (nested dicts allowed)."""
     if tree is None:
         return 0
     if isinstance(tree, dict):
         return sum(_size(v) for v in tree.values())
-    return int(np.size(tree))
+    return math.prod(tree)
+
+
+def _copy(tree: Any) -> Any:
+    return {k: _copy(v) for k, v in tree.items()} if isinstance(tree, dict) else tree
 
 
 def _kind(layer: Layer) -> str:
@@ -185,19 +256,30 @@ class Network:
     def output_shape(self) -> Shape:
         return self._layout.shapes[-1]
 
+    def param_shapes(self) -> dict:
+        """The params tree this spec makes, as shapes, worked out from the layers'
+        ``param_shapes`` and ``state_shapes`` without making any array::
+
+            {"dense_0": {"w": (16, 64), "b": (64,)}, "dense_1": {...},
+             "state": {"batchnorm_0": {"mean": ArraySpec((64,), None), ...,
+                                       "count": ArraySpec((), dtype('int64'))}}}
+
+        Params leaves are shape tuples (every one of the params' float dtype);
+        state leaves are :class:`purenn.base.ArraySpec` (dtype None: the params'
+        float dtype). ``"state"`` only for a network with stateful layers, and
+        no ``"spec"`` entry. :func:`purenn.check_params` checks params against it.
+
+        Returns:
+            A new nested dict (changing it changes nothing in the spec).
+        """
+        return _copy(self._layout.param_shapes)
+
     def param_counts(self) -> dict[str, int]:
         """The number of parameters of each layer, by layer name (0 for layers
-        without params), worked out from the layers' own ``init_params``."""
-        counts = {}
-        rng = np.random.default_rng(0)  # the values are thrown away; only sizes count
-        for name, layer, in_shape in zip(
-            self._layout.names, self.layers, self._layout.shapes[:-1], strict=True
-        ):
-            if layer.has_params:
-                counts[name] = _size(layer.init_params(rng, in_shape, np.dtype(np.float32)))
-            else:
-                counts[name] = 0
-        return counts
+        without params), from the layers' ``param_shapes`` (Python ints: no
+        array is made, however big the network)."""
+        shapes = self._layout.param_shapes
+        return {name: _size(shapes.get(name)) for name in self._layout.names}
 
     def summary(self) -> str:
         """A text table of the layers: name, kind (class and non-default fields),

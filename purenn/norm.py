@@ -16,7 +16,7 @@ import numpy as np
 
 from purenn._checks import float_field
 from purenn.activations import activation_validator, get_activation
-from purenn.base import Context, Layer, Shape, register_layer
+from purenn.base import ArraySpec, Context, Layer, Shape, register_layer
 from purenn.workspace import FRESH, empty_like
 
 __all__ = ["BatchNorm", "LayerNorm"]
@@ -96,6 +96,12 @@ class BatchNorm(Layer):
                 f"normalises features (d,) or channels-first images (c, h, w); got {in_shape}"
             )
         return in_shape
+
+    def param_shapes(self, in_shape: Shape) -> dict:
+        return {"gamma": in_shape[:1], "beta": in_shape[:1]}
+
+    def state_shapes(self, in_shape: Shape) -> dict:
+        return {"mean": in_shape[:1], "var": in_shape[:1], "count": ArraySpec((), np.int64)}
 
     def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> dict:
         c = in_shape[0]
@@ -213,6 +219,9 @@ class LayerNorm(Layer):
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return in_shape
+
+    def param_shapes(self, in_shape: Shape) -> dict:
+        return {"gamma": in_shape, "beta": in_shape}
 
     def init_params(self, rng: np.random.Generator, in_shape: Shape, dtype: np.dtype) -> dict:
         return {"gamma": np.ones(in_shape, dtype), "beta": np.zeros(in_shape, dtype)}

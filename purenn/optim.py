@@ -54,10 +54,13 @@ from purenn._checks import (
     positive_float,
 )
 from purenn.checkpoint import register_record
+from purenn.core import check_params
+from purenn.network import Network
 from purenn.tree import (
     SPEC_KEY,
     STATE_KEY,
     tree_check_like,
+    tree_items,
     tree_leaves,
     tree_map,
     tree_with_state,
@@ -257,9 +260,57 @@ def clip_by_global_norm(grads: Tree, max_norm: float | None) -> Tree:
 
 
 def _check_count(count: Any, cls: str) -> int:
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
-        raise ValueError(f"{cls}.count must be an int >= 0; got {count!r}")
+    """``count`` (how many updates were applied) as a Python int >= 0."""
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+        raise TypeError(
+            f"{cls}.count must be an int >= 0 (the number of updates applied); got "
+            f"{count!r} ({type(count).__name__})"
+        )
+    if count < 0:
+        raise ValueError(f"{cls}.count must be an int >= 0; got {count}")
     return int(count)
+
+
+# Validators of the state records: they run whenever a state is made (by init,
+# update, attrs.evolve or purenn.load), so a state that could not have come from
+# an optimizer is refused where it is made, naming the field.
+
+
+def _as_count(value: Any) -> Any:
+    """Converter: NumPy ints (from a checkpoint, say) become Python ints."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
+def _count_field(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    _check_count(value, type(instance).__name__)
+
+
+def _moments_field(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """A moment tree (a dict like params) or None; the shapes and dtypes are
+    checked against params where they meet (``update``, ``purenn.load``)."""
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(
+            f"{type(instance).__name__}.{attribute.name} must be a tree like params (a dict) "
+            f"or None; got {type(value).__name__}. Make the state with optimizer.init(params)"
+        )
+
+
+def _second_moments_field(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Like :func:`_moments_field`, and every float leaf >= 0 (NaN refused): a
+    running mean of squared gradients is never negative, and a negative one
+    would turn the step's ``sqrt`` into NaN."""
+    _moments_field(instance, attribute, value)
+    if value is None:
+        return
+    for path, leaf in tree_items(value):
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f" and leaf.size:
+            low = leaf.min()
+            if not low >= 0:
+                raise ValueError(
+                    f"{type(instance).__name__}.{attribute.name}[{path!r}] holds {low}; a "
+                    "running mean of squared gradients is >= 0 (and finite): the state is "
+                    "corrupt. Make a new one with optimizer.init(params)"
+                )
 
 
 def _check_tree_or_none(tree: Any, params: Tree, what: str, needed: bool) -> None:
@@ -277,13 +328,30 @@ def _check_tree_or_none(tree: Any, params: Tree, what: str, needed: bool) -> Non
         )
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _check_params(params: Any) -> None:
+    """Params of a network are checked against its spec (:func:`purenn.check_params`);
+    a plain tree of one's own must hold NumPy arrays of one dtype, float32 or float64."""
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict tree from purenn.init; got {type(params).__name__}")
-    for leaf in tree_leaves(params):
-        if not isinstance(leaf, np.ndarray) or leaf.dtype.kind != "f":
+    if isinstance(params.get(SPEC_KEY), Network):
+        check_params(params)
+        return
+    dtype = None
+    for path, leaf in tree_items(params):
+        if type(leaf) is not np.ndarray or leaf.dtype not in _FLOATS:
             got = f"{type(leaf).__name__} of dtype {getattr(leaf, 'dtype', None)}"
-            raise TypeError(f"every params leaf must be a float NumPy array; got {got}")
+            raise TypeError(
+                f"params[{path!r}] must be a float NumPy array (float32 or float64); got {got}"
+            )
+        if dtype is not None and leaf.dtype != dtype:
+            raise ValueError(
+                f"params mix dtypes: {path!r} holds {leaf.dtype}, earlier leaves {dtype}; "
+                "make all leaves one dtype"
+            )
+        dtype = leaf.dtype
 
 
 # --------------------------------------------------------------------------- base
@@ -391,8 +459,8 @@ class SGDState:
         momentum: the velocity tree ``v`` (like params), or None without momentum.
     """
 
-    count: int
-    momentum: Tree | None = None
+    count: int = attrs.field(converter=_as_count, validator=_count_field)
+    momentum: Tree | None = attrs.field(default=None, validator=_moments_field)
 
 
 @attrs.frozen
@@ -477,9 +545,9 @@ class RMSpropState:
         momentum: momentum buffer (like params), or None without momentum.
     """
 
-    count: int
-    nu: Tree | None = None
-    momentum: Tree | None = None
+    count: int = attrs.field(converter=_as_count, validator=_count_field)
+    nu: Tree | None = attrs.field(default=None, validator=_second_moments_field)
+    momentum: Tree | None = attrs.field(default=None, validator=_moments_field)
 
 
 @attrs.frozen
@@ -567,9 +635,9 @@ class AdamState:
         nu: second-moment estimate (like params).
     """
 
-    count: int
-    mu: Tree | None = None
-    nu: Tree | None = None
+    count: int = attrs.field(converter=_as_count, validator=_count_field)
+    mu: Tree | None = attrs.field(default=None, validator=_moments_field)
+    nu: Tree | None = attrs.field(default=None, validator=_second_moments_field)
 
 
 @attrs.frozen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import numpy as np
 import pytest
 
@@ -375,3 +376,63 @@ def test_a_bad_schedule_value_is_reported_with_its_step():
     with pytest.raises(ValueError, match=r"returned -1\.0 at step 1"):
         opt.update(g, state, p)
     assert optim.sgd(S.StepDecay(0.1, 2)).learning_rate(5) == pytest.approx(0.001)
+
+
+# --------------------------------------------------------------------------- state validation
+
+
+@pytest.mark.parametrize("cls", [optim.SGDState, optim.RMSpropState, optim.AdamState])
+@pytest.mark.parametrize(
+    "count, error", [("abc", TypeError), (1.0, TypeError), (True, TypeError), (-1, ValueError)]
+)
+def test_a_state_count_must_be_an_int_at_least_0(cls, count, error):
+    with pytest.raises(error, match=rf"{cls.__name__}\.count must be an int >= 0"):
+        cls(count=count)
+    assert cls(count=np.int64(3)).count == 3
+    assert type(cls(count=np.int64(3)).count) is int
+
+
+@pytest.mark.parametrize("make", [optim.adam, optim.rmsprop])
+@pytest.mark.parametrize("bad", [-1e-3, np.nan])
+def test_negative_or_nan_second_moments_are_refused(make, bad):
+    params, _, _ = small_network()
+    opt = make(1e-3)
+    state = opt.init(params)
+    nu = purenn.tree_map(lambda a: a.copy(), state.nu)
+    nu["dense_1"]["b"][1] = bad
+    with pytest.raises(ValueError, match=r"\.nu\['dense_1/b'\] holds .*: the state is corrupt"):
+        attrs.evolve(state, nu=nu)
+    with pytest.raises(ValueError, match=r"nu\['dense_1/b'\] holds"):
+        type(state)(**{**attrs.asdict(state, recurse=False), "nu": nu})
+
+
+def test_moments_of_the_wrong_kind_shape_or_dtype_are_refused_by_update():
+    params, x, y = small_network()
+    g = purenn.grads(params, x, y, rng=0)
+    opt = optim.adam()
+    state = opt.init(params)
+    with pytest.raises(TypeError, match=r"AdamState\.mu must be a tree like params"):
+        optim.AdamState(count=0, mu=[1.0], nu=state.nu)
+    narrow = {**state.mu, "dense_0": {**state.mu["dense_0"], "b": np.zeros(2, np.float32)}}
+    with pytest.raises(ValueError, match=r"state\.mu\['dense_0/b'\] should have shape \(7,\)"):
+        opt.update(g, attrs.evolve(state, mu=narrow), params)
+    wide = purenn.tree_map(lambda a: a.astype(np.float64), state.nu)
+    match = r"state\.nu\['dense_0/w'\] should have shape \(5, 7\) and dtype float32"
+    with pytest.raises(ValueError, match=match):
+        opt.update(g, attrs.evolve(state, nu=wide), params)
+
+
+def test_update_refuses_params_that_do_not_match_their_spec():
+    params, x, y = small_network()
+    g = purenn.grads(params, x, y, rng=0)
+    opt = optim.adam()
+    state = opt.init(params)
+    bad = {**params, "dense_1": {**params["dense_1"], "b": np.zeros(1, np.float32)}}
+    match = r"params\['dense_1'\]\['b'\] has shape \(1,\) but the spec"
+    with pytest.raises(ValueError, match=match):
+        opt.update(g, state, bad)
+    match = r"float NumPy array \(float32 or float64\); got ndarray of dtype float16"
+    with pytest.raises(TypeError, match=match):
+        opt.init({"a": {"w": np.ones(2, np.float16)}})
+    with pytest.raises(ValueError, match="params mix dtypes"):
+        opt.init({"a": np.ones(2, np.float32), "b": np.ones(2, np.float64)})
