@@ -33,7 +33,7 @@ from purenn.layers import Dense, Dropout
 from purenn.losses import Loss, register_loss
 from purenn.network import Network
 from purenn.norm import BatchNorm, LayerNorm
-from purenn.training import NonFiniteLossError, fit
+from purenn.training import CheckpointWriteError, NonFiniteLossError, TrainingInterrupted, fit
 from purenn.tree import (
     SPEC_KEY,
     STATE_KEY,
@@ -57,6 +57,7 @@ __all__ = [
     "AvgPool2D",
     "BatchNorm",
     "Checkpoint",
+    "CheckpointWriteError",
     "Context",
     "Conv2D",
     "Dense",
@@ -73,6 +74,7 @@ __all__ = [
     "Reshape",
     "Residual",
     "TrainPass",
+    "TrainingInterrupted",
     "Workspace",
     "__version__",
     "callbacks",

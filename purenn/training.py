@@ -55,7 +55,15 @@ from purenn.preprocessing import batches
 from purenn.tree import SPEC_KEY, tree_check_like, tree_with_state
 from purenn.workspace import Workspace
 
-__all__ = ["HISTORY_KEYS", "NonFiniteLossError", "ProcessGroup", "fit", "new_history"]
+__all__ = [
+    "HISTORY_KEYS",
+    "CheckpointWriteError",
+    "NonFiniteLossError",
+    "ProcessGroup",
+    "TrainingInterrupted",
+    "fit",
+    "new_history",
+]
 
 HISTORY_KEYS = (
     "epoch",
@@ -101,6 +109,81 @@ class NonFiniteLossError(FloatingPointError):
         self.params = params
         self.opt_state = opt_state
         self.history = history
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """``fit`` was interrupted (Ctrl-C, or a callback or step hook raising
+    ``KeyboardInterrupt``); the training done so far rides on the exception.
+
+    It is a ``KeyboardInterrupt``, so code that does not know it still stops
+    as it would on Ctrl-C.
+
+    Attributes:
+        epoch: the 1-based epoch in progress when it happened.
+        step: the updates done in that epoch (0: none yet).
+        params: the params after the last complete update.
+        opt_state: the optimizer state that goes with ``params``.
+        history: the history of the completed epochs (the epoch in progress
+            is in it only if the interrupt came after its end-of-epoch values).
+        best_params: with ``val``, the params of ``history["best_epoch"]``
+            (None otherwise, or before the first validation).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        epoch: int,
+        step: int,
+        params: dict,
+        opt_state: Any,
+        history: dict,
+        best_params: dict | None,
+    ) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+        self.params = params
+        self.opt_state = opt_state
+        self.history = history
+        self.best_params = best_params
+
+
+class CheckpointWriteError(OSError):
+    """``fit`` could not write a checkpoint (disk full, no permission, ...).
+
+    It is an ``OSError`` with the failed write's ``errno``, ``strerror`` and
+    ``filename``; the cause is chained as ``__cause__``. The checkpoint files
+    written before are intact (every write is atomic), and the training of the
+    epoch just finished rides on the exception.
+
+    Attributes:
+        epoch: the 1-based epoch whose checkpoint failed (its values are in
+            ``history``).
+        params: the params at the end of that epoch.
+        opt_state: the optimizer state that goes with ``params``.
+        history: the history up to and including that epoch.
+        best_params: with ``val``, the params of ``history["best_epoch"]``.
+    """
+
+    def __init__(
+        self,
+        errno: int | None,
+        message: str,
+        filename: str,
+        *,
+        epoch: int,
+        params: dict,
+        opt_state: Any,
+        history: dict,
+        best_params: dict | None,
+    ) -> None:
+        super().__init__(errno, message, filename)
+        self.epoch = epoch
+        self.params = params
+        self.opt_state = opt_state
+        self.history = history
+        self.best_params = best_params
 
 
 class ProcessGroup:
@@ -446,6 +529,10 @@ def fit(
             the network, or NaN/inf in the data (all before the first step).
         NonFiniteLossError: if the loss becomes NaN or inf; it names the epoch
             and step and keeps the last params with a finite loss.
+        TrainingInterrupted: on Ctrl-C (a ``KeyboardInterrupt`` anywhere in the
+            run); it keeps the params and state of the last complete update.
+        CheckpointWriteError: if a checkpoint cannot be written (an ``OSError``);
+            it keeps the epoch's params, and the earlier files are intact.
     """
     x, y = _check_data(params, train, "train")
     if val is not None:
@@ -523,61 +610,85 @@ def fit(
         group=group,
     )
     run_seconds = 0.0
-    for epoch in range(initial_epoch + 1, epochs + 1):
-        t0 = time.perf_counter()
-        params, state, train_loss, train_acc = epoch_loop.run(epoch, params, state, x, y, history)
-        val_loss = val_acc = None
-        if val is not None:
-            val_loss, val_acc = _validate(params, val, batch_size, epoch, epoch_loop, history)
-        seconds = time.perf_counter() - t0
-        run_seconds += seconds
-        epoch_values = (
-            epoch,
-            train_loss,
-            train_acc,
-            val_loss,
-            val_acc,
-            _lr(epoch_loop.optimizer, state),
-        )
-        for key, value in zip(HISTORY_KEYS, (*epoch_values, seconds), strict=True):
-            history[key].append(value)
-
-        improved = False
-        if val is not None:
-            improved = tracker.see(history[monitor][-1], epoch)
-            if improved:
-                best_params = params
-            history["best_epoch"] = tracker.best_epoch
-            if patience is not None and tracker.wait >= patience:
-                history["stopped_early"] = True
-                history["stop_reason"] = (
-                    f"{monitor} did not improve for {patience} epoch"
-                    f"{'s' if patience > 1 else ''}: best {tracker.best:.6g} "
-                    f"at epoch {tracker.best_epoch}"
-                )
-        if hooks is not None:
-            reason = hooks.epoch_end(epoch, params, history)
-            epoch_loop.optimizer = hooks.optimizer  # with any new learning-rate scale
-            if reason is not None and not history["stopped_early"]:
-                history["stopped_early"], history["stop_reason"] = True, reason
-        last = epoch == epochs or history["stopped_early"]
-
-        if checkpoint_dir is not None and group.is_root and (epoch % checkpoint_every == 0 or last):
-            _write_checkpoint(
-                checkpoint_dir,
-                epoch,
-                params,
-                state,
-                rng,
-                history,
-                None if best_params is params else best_params,
-                optimizer if store_optimizer else None,
+    epoch_loop.position = (initial_epoch + 1, 0, params, state)
+    try:
+        for epoch in range(initial_epoch + 1, epochs + 1):
+            t0 = time.perf_counter()
+            params, state, train_loss, train_acc = epoch_loop.run(
+                epoch, params, state, x, y, history
             )
-        if verbose:
-            eta = None if last else run_seconds / (epoch - initial_epoch) * (epochs - epoch)
-            epoch_loop.report(history, eta, improved)
-        if history["stopped_early"]:
-            break
+            val_loss = val_acc = None
+            if val is not None:
+                val_loss, val_acc = _validate(params, val, batch_size, epoch, epoch_loop, history)
+            seconds = time.perf_counter() - t0
+            run_seconds += seconds
+            epoch_values = (
+                epoch,
+                train_loss,
+                train_acc,
+                val_loss,
+                val_acc,
+                _lr(epoch_loop.optimizer, state),
+            )
+            for key, value in zip(HISTORY_KEYS, (*epoch_values, seconds), strict=True):
+                history[key].append(value)
+
+            improved = False
+            if val is not None:
+                improved = tracker.see(history[monitor][-1], epoch)
+                if improved:
+                    best_params = params
+                history["best_epoch"] = tracker.best_epoch
+                if patience is not None and tracker.wait >= patience:
+                    history["stopped_early"] = True
+                    history["stop_reason"] = (
+                        f"{monitor} did not improve for {patience} epoch"
+                        f"{'s' if patience > 1 else ''}: best {tracker.best:.6g} "
+                        f"at epoch {tracker.best_epoch}"
+                    )
+            if hooks is not None:
+                reason = hooks.epoch_end(epoch, params, history)
+                epoch_loop.optimizer = hooks.optimizer  # with any new learning-rate scale
+                if reason is not None and not history["stopped_early"]:
+                    history["stopped_early"], history["stop_reason"] = True, reason
+            last = epoch == epochs or history["stopped_early"]
+
+            if (
+                checkpoint_dir is not None
+                and group.is_root
+                and (epoch % checkpoint_every == 0 or last)
+            ):
+                _write_checkpoint(
+                    checkpoint_dir,
+                    epoch,
+                    params,
+                    state,
+                    rng,
+                    history,
+                    best_params,
+                    optimizer if store_optimizer else None,
+                )
+            if verbose:
+                eta = None if last else run_seconds / (epoch - initial_epoch) * (epochs - epoch)
+                epoch_loop.report(history, eta, improved)
+            if history["stopped_early"]:
+                break
+    except KeyboardInterrupt as err:
+        # Ctrl-C can land anywhere, even inside an update; epoch_loop.position
+        # is the last (params, state) pair that a complete step produced
+        epoch_loop.end_bar()
+        at_epoch, step, params, state = epoch_loop.position
+        raise TrainingInterrupted(
+            f"training interrupted at epoch {at_epoch}, step {step}/{steps}; the params after "
+            "the last complete update are on this exception as .params (with .opt_state, "
+            ".history and .best_params): purenn.save them to keep them",
+            epoch=at_epoch,
+            step=step,
+            params=params,
+            opt_state=state,
+            history=history,
+            best_params=best_params,
+        ) from err
 
     if val is not None and restore_best and best_params is not None:
         params = best_params
@@ -655,6 +766,9 @@ class _EpochLoop:
         self.live = False
         self.out = sys.stderr
         self.good: tuple[dict, Any] | None = None  # (params, state) before the last update
+        # (epoch, step, params, state) after the last complete step, replaced in
+        # one assignment so that an interrupt never sees half of it
+        self.position: tuple[int, int, dict, Any] | None = None
         self.group = ProcessGroup() if group is None else group
 
     def run(
@@ -664,6 +778,7 @@ class _EpochLoop:
         t0 = last_draw = time.perf_counter()
         self.live = False
         loss_sum, seen, correct, scored = 0.0, 0, 0, 0
+        self.position = (epoch, 0, params, state)
         step_rng = self.group.epoch_rng(self.rng)
         order_rng = self.rng if self.shuffle else None
         for step, (xb, yb) in enumerate(
@@ -699,6 +814,7 @@ class _EpochLoop:
             params, state = self.optimizer.update(result.grads, state, params)
             # the pass's state (BatchNorm statistics), whatever the optimizer does with it
             params = tree_with_state(params, result.grads)
+            self.position = (epoch, step, params, state)
             if self.on_step is not None and self.on_step(
                 epoch, step, result.loss, self.good[0], result.grads, params
             ):
@@ -772,9 +888,32 @@ def _write_checkpoint(
         "rng": rng,
         "epoch": epoch,
         "history": history,
-        "best_params": best_params,
+        "best_params": None if best_params is params else best_params,  # stored once
     }
     if optimizer is not None:
         extra["optimizer"] = optimizer
-    save(folder / f"epoch_{epoch:04d}.npz", params, **extra)
-    save(folder / "last.npz", params, **extra)
+    # both files are tried even when the first fails (last.npz may still fit on
+    # the disk); each write is atomic, so a failed one leaves its previous file
+    failed: list[tuple[Path, OSError]] = []
+    for path in (folder / f"epoch_{epoch:04d}.npz", folder / "last.npz"):
+        try:
+            save(path, params, **extra)
+        except OSError as err:
+            failed.append((path, err))
+    if failed:
+        path, err = failed[0]
+        names = " and ".join(str(p) for p, _ in failed)
+        raise CheckpointWriteError(
+            err.errno,
+            f"could not write the checkpoint of epoch {epoch} to {names}: "
+            f"{err.strerror or err}. The files written before are intact. Free disk space "
+            "or fix the folder's permissions, then resume from the last good last.npz; this "
+            "epoch's params, optimizer state and history are on this exception as .params, "
+            ".opt_state and .history (purenn.save them elsewhere to keep them)",
+            str(path),
+            epoch=epoch,
+            params=params,
+            opt_state=state,
+            history=history,
+            best_params=best_params,
+        ) from err

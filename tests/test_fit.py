@@ -521,3 +521,156 @@ def test_a_registered_record_state_is_checkpointed_and_resumes(tmp_path):
     )  # fmt: skip
     state = purenn.load(tmp_path / "last.npz").extra["opt_state"]
     assert state == CountState(2 * 8)  # 240 samples in batches of 32: 8 steps an epoch
+
+
+# ------------------------------------------------------------------ interrupts, failed writes
+
+
+def straight_run(epochs, **kwargs):
+    x, y = blobs()
+    return purenn.fit(
+        model(), (x, y), optimizer=optim.adam(1e-2), epochs=epochs, batch_size=32, rng=0,
+        verbose=0, **kwargs,
+    )  # fmt: skip
+
+
+def test_ctrl_c_in_a_callback_keeps_params_state_and_history():
+    x, y = blobs()
+
+    def interrupt(epoch, params, history):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(purenn.TrainingInterrupted) as info:
+        purenn.fit(
+            model(), (x, y), optimizer=optim.adam(1e-2), epochs=5, batch_size=32, rng=0,
+            val=blobs(60, seed=1), callbacks=[interrupt], verbose=0,
+        )  # fmt: skip
+    err = info.value
+    assert isinstance(err, KeyboardInterrupt)  # code that only knows Ctrl-C still stops
+    assert isinstance(err.__cause__, KeyboardInterrupt)
+    assert (err.epoch, err.step) == (2, 8)
+    assert "epoch 2, step 8/8" in str(err) and ".params" in str(err)
+    expected, history = straight_run(2, val=blobs(60, seed=1), restore_best=False)
+    assert purenn.tree_equal(err.params, expected)
+    assert err.opt_state.count == 16
+    assert without_seconds(err.history) == without_seconds(history)
+    assert err.best_params is not None
+
+
+def test_ctrl_c_in_a_step_hook_keeps_the_params_of_the_last_complete_update():
+    x, y = blobs()
+    seen = {}
+
+    class Hook:
+        def __call__(self, epoch, params, history):
+            return None
+
+        def on_step(self, info):
+            seen[(info.epoch, info.step)] = info.params
+            if (info.epoch, info.step) == (2, 3):
+                raise KeyboardInterrupt
+
+    with pytest.raises(purenn.TrainingInterrupted) as info:
+        purenn.fit(
+            model(), (x, y), optimizer=optim.adam(1e-2), epochs=5, batch_size=32, rng=0,
+            callbacks=[Hook()], verbose=0,
+        )  # fmt: skip
+    err = info.value
+    assert (err.epoch, err.step) == (2, 3)
+    assert purenn.tree_equal(err.params, seen[(2, 3)])
+    assert err.opt_state.count == 8 + 3
+    assert err.history["epoch"] == [1] and err.best_params is None
+
+
+def test_ctrl_c_inside_an_update_returns_the_pair_before_it():
+    """An interrupt mid-update must not give new params with the old state."""
+    x, y = blobs()
+    adam = optim.adam(1e-2)
+    calls = []
+
+    class Flaky:
+        def init(self, params):
+            return adam.init(params)
+
+        def update(self, grads, state, params):
+            calls.append(state.count)
+            if len(calls) == 5:
+                raise KeyboardInterrupt
+            return adam.update(grads, state, params)
+
+    with pytest.raises(purenn.TrainingInterrupted) as info:
+        purenn.fit(model(), (x, y), optimizer=Flaky(), epochs=3, batch_size=32, rng=0, verbose=0)
+    err = info.value
+    assert (err.epoch, err.step) == (1, 4) and err.opt_state.count == 4
+    # the same four steps by hand give the same params
+    params, state = model(), adam.init(model())
+    rng = np.random.default_rng(0)
+    for i, (xb, yb) in enumerate(batches(x, y, 32, rng)):
+        if i == 4:
+            break
+        step = purenn.train_pass(params, xb, yb, rng=rng)
+        params, state = adam.update(step.grads, state, params)
+        params = purenn.tree_with_state(params, step.grads)
+    assert purenn.tree_equal(err.params, params)
+
+
+def test_a_failed_checkpoint_write_keeps_the_training_and_the_previous_files(tmp_path, monkeypatch):
+    """A full disk at epoch 2: the error carries epoch 2, the epoch-1 files are intact."""
+    import errno
+
+    from purenn import checkpoint
+
+    real = checkpoint._write_npz
+    writes = []
+
+    def disk_full_at_epoch_2(file, members):
+        writes.append(1)
+        if len(writes) > 2:  # epoch 1 wrote epoch_0001.npz and last.npz
+            file.write(b"PK\x03\x04 half a file")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(file, members)
+
+    monkeypatch.setattr(checkpoint, "_write_npz", disk_full_at_epoch_2)
+    x, y = blobs()
+    run = tmp_path / "run"
+    with pytest.raises(purenn.CheckpointWriteError) as info:
+        purenn.fit(
+            model(), (x, y), optimizer=optim.adam(1e-2), epochs=4, batch_size=32, rng=0,
+            checkpoint_dir=run, verbose=0,
+        )  # fmt: skip
+    err = info.value
+    assert isinstance(err, OSError) and err.errno == errno.ENOSPC
+    assert err.filename == str(run / "epoch_0002.npz")
+    assert isinstance(err.__cause__, OSError)
+    message = str(err)
+    assert "epoch_0002.npz and " in message and "last.npz" in message  # both were tried
+    assert "intact" in message and "Free disk space" in message
+    assert err.epoch == 2 and err.history["epoch"] == [1, 2]
+    expected, _ = straight_run(2)
+    assert purenn.tree_equal(err.params, expected)
+    assert err.opt_state.count == 16
+    # what was there before is untouched and nothing half-written is left
+    assert sorted(p.name for p in run.iterdir()) == ["epoch_0001.npz", "last.npz"]
+    assert purenn.load(run / "last.npz").extra["epoch"] == 1
+    assert purenn.load(run / "epoch_0001.npz").extra["epoch"] == 1
+    # and the training kept on the exception can be saved and resumed
+    monkeypatch.setattr(checkpoint, "_write_npz", real)
+    purenn.save(tmp_path / "rescued.npz", err.params, opt_state=err.opt_state)
+    assert purenn.tree_equal(purenn.load(tmp_path / "rescued.npz").params, expected)
+
+
+def test_a_failed_epoch_file_still_updates_last(tmp_path):
+    """Only epoch_0002.npz cannot be written (a folder is in its way): last.npz
+    is still brought up to date, and the error names the file that failed."""
+    x, y = blobs()
+    run = tmp_path / "run"
+    (run / "epoch_0002.npz").mkdir(parents=True)
+    with pytest.raises(purenn.CheckpointWriteError) as info:
+        purenn.fit(
+            model(), (x, y), optimizer=optim.adam(1e-2), epochs=3, batch_size=32, rng=0,
+            checkpoint_dir=run, verbose=0,
+        )  # fmt: skip
+    assert info.value.filename == str(run / "epoch_0002.npz")
+    assert "last.npz" not in str(info.value).split(":")[0]
+    assert purenn.load(run / "last.npz").extra["epoch"] == 2
