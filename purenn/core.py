@@ -149,6 +149,9 @@ def _spec_of(params: Any) -> Network:
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# leaves are plain arrays; a memmap is one backed by a file (scikit-learn's and joblib's
+# read-only copies of an estimator): other subclasses change what operators mean
+_ARRAYS = (np.ndarray, np.memmap)
 
 
 # Checking params against their spec runs on every public call (every training
@@ -190,7 +193,7 @@ def _leaves_match(tree: Any, shapes: dict, dtype: np.dtype | None) -> np.dtype |
             dtype = _leaves_match(leaf, shape, dtype)
             if dtype is None:
                 return None
-        elif type(leaf) is not np.ndarray or leaf.shape != shape:
+        elif type(leaf) not in _ARRAYS or leaf.shape != shape:
             return None
         elif dtype is None:
             if leaf.dtype not in _FLOATS:
@@ -210,7 +213,7 @@ def _state_matches(tree: Any, specs: dict, dtype: np.dtype) -> bool:
             if not _state_matches(leaf, spec, dtype):
                 return False
         elif (
-            type(leaf) is not np.ndarray
+            type(leaf) not in _ARRAYS
             or leaf.shape != spec.shape
             or leaf.dtype != (dtype if spec.dtype is None else spec.dtype)
         ):
@@ -291,7 +294,7 @@ def _leaf_problem(tree: Any, shapes: dict, name: str, found: list) -> Exception 
                 return problem
             continue
         at = f"{where}[{key!r}]"
-        if type(leaf) is not np.ndarray:
+        if type(leaf) not in _ARRAYS:
             return TypeError(
                 f"{at} must be a NumPy array; got {type(leaf).__name__}"
                 + (" (a subclass: convert with np.asarray)" if isinstance(leaf, np.ndarray) else "")
@@ -332,7 +335,7 @@ def _state_problem(tree: Any, specs: dict, name: str, dtype: np.dtype) -> Except
             continue
         at = f"{where}[{key!r}]"
         want = dtype if spec.dtype is None else spec.dtype
-        if type(leaf) is not np.ndarray or leaf.dtype != want:
+        if type(leaf) not in _ARRAYS or leaf.dtype != want:
             got = getattr(leaf, "dtype", type(leaf).__name__)
             rule = (
                 f"state arrays must have the params' dtype {want} (counters int64)"

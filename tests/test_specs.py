@@ -245,6 +245,7 @@ def test_layout_is_derived_once_and_invisible_to_equality():
         "with_params",
         "random",
         "run_layers",
+        "param_shapes",
         "with_state",
     )
     assert layout.names == SPEC.layer_names()
