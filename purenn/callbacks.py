@@ -259,6 +259,11 @@ class Hooks:
                     f"{type(optimizer).__name__} has no lr field to scale; use one of "
                     "purenn.optim's optimizers"
                 )
+        if not isinstance(history, Mapping):
+            raise TypeError(
+                f"history must be a dict of lists (purenn.training.new_history()); "
+                f"got {type(history).__name__}"
+            )
         self.callbacks = tuple(callbacks)
         self.root = root
         self.stepping = tuple(cb for cb in self.callbacks if callable(getattr(cb, "on_step", None)))
@@ -549,7 +554,7 @@ def load_snapshots(folder: str | os.PathLike) -> list[tuple[int, dict]]:
         FileNotFoundError: if the folder holds no ``snapshot_NNNN.npz``.
         ValueError: if a file is not a readable checkpoint.
     """
-    folder = Path(folder)
+    folder = _folder(folder)
     found = sorted(
         (int(m.group(1)), p)
         for p in (folder.iterdir() if folder.is_dir() else ())
