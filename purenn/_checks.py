@@ -132,8 +132,8 @@ def float_dtype(dtype: object) -> np.dtype:
     """Return ``dtype`` as float32 or float64, refusing any other dtype."""
     try:
         dt = np.dtype(dtype)  # type: ignore[call-overload]
-    except TypeError as err:
-        raise TypeError(f"dtype must be float32 or float64; got {dtype!r}") from err
+    except (TypeError, ValueError) as err:  # NumPy's ValueError: a dict or list it cannot parse
+        raise TypeError(f"dtype must be float32 or float64; got {show(dtype)}") from err
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64; got {dt}")
     return dt

@@ -50,7 +50,7 @@ from typing import Any, ClassVar, NamedTuple
 import attrs
 import numpy as np
 
-from purenn._checks import float_field, int_field
+from purenn._checks import float_field, int_field, positive_float
 from purenn.checkpoint import load, save
 from purenn.tree import SPEC_KEY, tree_items, tree_map
 
@@ -201,8 +201,11 @@ def scaled_optimizer(optimizer: Any, scale: float) -> Any:
     """``optimizer`` with its learning rate (a float or a schedule) times ``scale``.
 
     Raises:
-        TypeError: for an optimizer without an ``lr`` attrs field.
+        TypeError: for an optimizer without an ``lr`` attrs field, or a ``scale``
+            that is not a number.
+        ValueError: for a ``scale`` that is not finite and > 0.
     """
+    scale = positive_float(scale, "scale")
     if scale == 1.0:
         return optimizer
     if not _scalable(optimizer):

@@ -45,6 +45,14 @@ KNOWN: dict[tuple[str, str, str], str] = {
     ("callbacks.read_only", "tree", "tree: 2000 deep"): "callbacks.read_only walks a tree "
     "by recursion: a dict nested 2000 deep escapes as RecursionError (no depth limit, no "
     "TypeError naming the tree)",
+    ("metrics.accuracy", "y_pred", "object array"): "metrics.accuracy compares an object "
+    "array's entries (None > None) instead of refusing a non-integer dtype",
+    ("preprocessing.flatten_images", "x", "empty batch"): "flatten_images reshapes an empty "
+    "batch with -1 and lets NumPy's 'cannot reshape array of size 0' escape",
+    ("gradcheck.check_activation", "seed", "float16 array"): "gradcheck hands seed to "
+    "np.random.default_rng unchecked: an array escapes as NumPy's 'seed must be integer'",
+    ("gradcheck.check_activation", "seed", "tree: wrong width"): "gradcheck hands seed to "
+    "np.random.default_rng unchecked: a dict escapes as NumPy's 'unrecognized seed string'",
 }
 
 
@@ -272,3 +280,21 @@ def test_hooks_refuse_a_history_that_is_no_mapping():
 def test_as_loss_names_a_deeply_nested_value_without_recursion_error():
     with pytest.raises((TypeError, ValueError), match="nested too deep"):
         purenn.losses.as_loss(_fuzz._deep(2000))
+
+
+def test_scaled_optimizer_refuses_a_scale_that_is_no_number():
+    with pytest.raises(TypeError, match="scale must be a positive float"):
+        purenn.callbacks.scaled_optimizer(optim.sgd(0.1), {"a": 1})
+    assert purenn.callbacks.scaled_optimizer(optim.sgd(0.1), 0.5).lr == pytest.approx(0.05)
+
+
+def test_search_dirs_refuses_system_dirs_that_are_no_list_of_paths():
+    with pytest.raises(TypeError, match="system_dirs must be a list or tuple"):
+        purenn.datasets.search_dirs(None, system_dirs=-1)
+    with pytest.raises(TypeError, match="each of system_dirs must be a str"):
+        purenn.datasets.search_dirs(None, system_dirs=[np.zeros(2)])
+
+
+def test_init_refuses_a_dtype_numpy_cannot_parse_with_a_type_error():
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        purenn.init(_fuzz.VALID["spec"](), rng=0, dtype={"a": 1})
