@@ -32,13 +32,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 VERDICTS = ("clean", "ok", "unhelpful", "silent", "crash", "hang")
 
 
-class _Deadline(BaseException):
-    """Raised by the alarm in a case that runs too long (not an Exception, so
-    nothing in purenn can swallow it)."""
-
-
 def _on_alarm(signum, frame):
-    raise _Deadline
+    import _fuzz
+
+    # not an Exception, so nothing in purenn can swallow it; run_case lets it through
+    raise _fuzz.Deadline
 
 
 def _areas() -> list[str]:
@@ -77,7 +75,7 @@ def worker(area: str, examples: int, first: int, timeout: float, memory_mb: int)
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             result = run(case)
-        except _Deadline:
+        except _fuzz.Deadline:
             result = {"verdict": "hang", "why": f"no answer within {timeout}s"}
             result.update(_describe(case))
         finally:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _fuzz import classify
+from _fuzz import Deadline, classify
 
 import purenn
 from purenn import datasets
@@ -372,7 +372,7 @@ def run_case(kind: str, seed: int) -> dict:
         tracemalloc.start()
         try:
             result = _read(kind, folder, data)
-        except (KeyboardInterrupt, SystemExit):
+        except (KeyboardInterrupt, SystemExit, Deadline):
             raise
         except BaseException as err:  # classifying every escape is the point
             verdict, why = classify(err)

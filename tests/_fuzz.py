@@ -102,6 +102,11 @@ INTERNAL_MESSAGES = (
 )
 
 
+class Deadline(BaseException):
+    """Raised by the long run's alarm in a case that runs too long; run_case lets
+    it through (it is a hang, not an error of the function)."""
+
+
 def catalog() -> list[tuple[str, str, Callable]]:
     """``(area, name, function)`` for every public callable, each once."""
     seen: set[int] = set()
@@ -479,7 +484,7 @@ def run_case(
     try:
         with offline(), np.errstate(all="ignore"):
             result = _call(fn, kwargs)
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, Deadline):
         raise
     except BaseException as err:  # classifying every escape is the point
         verdict, why = classify(err)
