@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -12,12 +14,27 @@ import numpy as np
 
 def show(value: object, limit: int = 80) -> str:
     """``repr(value)`` for a message, cut to ``limit`` characters (an int of 10,000
-    digits has no repr at all: Python refuses to convert it)."""
+    digits has no repr at all: Python refuses to convert it; a dict nested
+    thousands deep exhausts the recursion limit)."""
     try:
         text = repr(value)
     except ValueError:
         return f"<an int of {value.bit_length()} bits>" if isinstance(value, int) else "<?>"
+    except RecursionError:
+        return f"<a {type(value).__name__} nested too deep to print>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def as_path(value: object, name: str = "path") -> Path:
+    """``value`` as a ``Path``; a clear TypeError naming ``name`` for anything
+    that is not a ``str`` or ``os.PathLike`` (pathlib's own message names no
+    argument)."""
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(
+            f"{name} must be a str or os.PathLike (a file path); got {type(value).__name__} "
+            f"{show(value, 40)}"
+        )
+    return Path(value)
 
 
 def to_float(value: numbers.Real) -> float:
@@ -41,10 +58,13 @@ def as_generator(rng: object, name: str = "rng") -> np.random.Generator:
 
     Raises:
         TypeError: for anything else, including ``np.random.RandomState`` and bools.
+        ValueError: for a negative int seed (NumPy takes only seeds >= 0).
     """
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"{name} as an int seed must be >= 0; got {show(rng)}")
         return np.random.default_rng(int(rng))
     raise TypeError(
         f"{name} must be a numpy.random.Generator or an int seed; got {type(rng).__name__}. "
@@ -63,7 +83,9 @@ inside NumPy later."""
 def positive_int(value: object, name: str) -> int:
     """Return ``value`` as an int, refusing bools, non-integers and values < 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int; got {value!r} ({type(value).__name__})")
+        raise TypeError(
+            f"{name} must be a positive int; got {show(value)} ({type(value).__name__})"
+        )
     if value < 1:
         raise ValueError(f"{name} must be a positive int; got {value}")
     return int(value)
@@ -102,7 +124,7 @@ def check_sample_size(shape: tuple[int, ...], name: str) -> None:
 def as_bool(value: object) -> bool:
     """attrs converter: ``True``/``False`` (NumPy bools too) as a Python bool; nothing else."""
     if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"expected True or False; got {value!r} ({type(value).__name__})")
+        raise TypeError(f"expected True or False; got {show(value)} ({type(value).__name__})")
     return bool(value)
 
 
@@ -110,8 +132,8 @@ def float_dtype(dtype: object) -> np.dtype:
     """Return ``dtype`` as float32 or float64, refusing any other dtype."""
     try:
         dt = np.dtype(dtype)  # type: ignore[call-overload]
-    except TypeError as err:
-        raise TypeError(f"dtype must be float32 or float64; got {dtype!r}") from err
+    except (TypeError, ValueError) as err:  # NumPy's ValueError: a dict or list it cannot parse
+        raise TypeError(f"dtype must be float32 or float64; got {show(dtype)}") from err
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64; got {dt}")
     return dt
@@ -121,7 +143,7 @@ def check_lr(lr: object) -> float:
     """A learning rate as a Python float (a weak scalar: float32 stays float32),
     refusing bools, non-numbers, NaN, inf and negative values."""
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"lr must be a float; got {lr!r} ({type(lr).__name__})")
+        raise TypeError(f"lr must be a float; got {show(lr)} ({type(lr).__name__})")
     lr = to_float(lr)
     if not math.isfinite(lr) or lr < 0:
         raise ValueError(f"lr must be finite and >= 0; got {lr}")
@@ -131,7 +153,9 @@ def check_lr(lr: object) -> float:
 def positive_float(value: object, name: str) -> float:
     """``value`` as a Python float, refusing bools, non-numbers, NaN, inf and values <= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive float; got {value!r} ({type(value).__name__})")
+        raise TypeError(
+            f"{name} must be a positive float; got {show(value)} ({type(value).__name__})"
+        )
     value = to_float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite float; got {value}")
@@ -141,7 +165,7 @@ def positive_float(value: object, name: str) -> float:
 def nonnegative_float(value: object, name: str) -> float:
     """``value`` as a Python float, refusing bools, non-numbers, NaN, inf and values < 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float >= 0; got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{name} must be a float >= 0; got {show(value)} ({type(value).__name__})")
     value = to_float(value)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite float >= 0; got {value}")
@@ -158,7 +182,7 @@ def check_flag(value: object, name: str) -> bool:
         TypeError: for anything but a bool.
     """
     if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{name} must be True or False; got {show(value)} ({type(value).__name__})")
     return bool(value)
 
 
@@ -287,7 +311,8 @@ def one_of(options: Any, allow_none: bool = False):
             valid = ", ".join(repr(k) for k in options)
             extra = " or None" if allow_none else ""
             raise ValueError(
-                f"{field_name(instance, attribute)} must be one of {valid}{extra}; got {value!r}"
+                f"{field_name(instance, attribute)} must be one of {valid}{extra}; "
+                f"got {show(value)}"
             )
 
     return check

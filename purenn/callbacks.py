@@ -50,7 +50,7 @@ from typing import Any, ClassVar, NamedTuple
 import attrs
 import numpy as np
 
-from purenn._checks import float_field, int_field
+from purenn._checks import float_field, int_field, positive_float
 from purenn.checkpoint import load, save
 from purenn.tree import SPEC_KEY, tree_items, tree_map
 
@@ -201,8 +201,11 @@ def scaled_optimizer(optimizer: Any, scale: float) -> Any:
     """``optimizer`` with its learning rate (a float or a schedule) times ``scale``.
 
     Raises:
-        TypeError: for an optimizer without an ``lr`` attrs field.
+        TypeError: for an optimizer without an ``lr`` attrs field, or a ``scale``
+            that is not a number.
+        ValueError: for a ``scale`` that is not finite and > 0.
     """
+    scale = positive_float(scale, "scale")
     if scale == 1.0:
         return optimizer
     if not _scalable(optimizer):
@@ -259,6 +262,11 @@ class Hooks:
                     f"{type(optimizer).__name__} has no lr field to scale; use one of "
                     "purenn.optim's optimizers"
                 )
+        if not isinstance(history, Mapping):
+            raise TypeError(
+                f"history must be a dict of lists (purenn.training.new_history()); "
+                f"got {type(history).__name__}"
+            )
         self.callbacks = tuple(callbacks)
         self.root = root
         self.stepping = tuple(cb for cb in self.callbacks if callable(getattr(cb, "on_step", None)))
@@ -549,7 +557,7 @@ def load_snapshots(folder: str | os.PathLike) -> list[tuple[int, dict]]:
         FileNotFoundError: if the folder holds no ``snapshot_NNNN.npz``.
         ValueError: if a file is not a readable checkpoint.
     """
-    folder = Path(folder)
+    folder = _folder(folder)
     found = sorted(
         (int(m.group(1)), p)
         for p in (folder.iterdir() if folder.is_dir() else ())

@@ -48,6 +48,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from purenn._checks import as_path
 from purenn._registry import ClassRegistry
 from purenn.base import ArraySpec
 from purenn.fileio import atomic_write
@@ -257,7 +258,7 @@ def save(path: str | os.PathLike, params: dict, **extra: Any) -> Path:
     }
     members = dict(encoder.arrays)
     members[METADATA_KEY] = np.array(json.dumps(meta, sort_keys=True))
-    path = Path(path)
+    path = as_path(path, "path")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot save {path}: folder {folder} does not exist; create it")
@@ -594,7 +595,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
             network spec, or extras (optimizer states, generators) that do not
             validate.
     """
-    path = Path(path)
+    path = as_path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     archive = _Archive(path)

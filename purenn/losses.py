@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
-from purenn._checks import float_field
+from purenn._checks import float_field, show
 from purenn._registry import ClassRegistry
 from purenn.base import Shape
 
@@ -205,13 +205,14 @@ def as_loss(value: Any) -> Loss:
     if isinstance(value, Loss):
         if not _LOSSES.holds(type(value)):
             raise ValueError(
-                f"loss {value!r} is not registered; decorate {type(value).__name__} with "
+                f"loss {show(value)} is not registered; decorate {type(value).__name__} with "
                 "@purenn.register_loss"
             )
         return value
     valid = ", ".join(repr(k) for k in _BUILTIN_NAMES)
     raise ValueError(
-        f"Network.loss must be one of {valid} or a registered purenn.Loss instance; got {value!r}"
+        f"Network.loss must be one of {valid} or a registered purenn.Loss instance; "
+        f"got {show(value)}"
     )
 
 
@@ -388,7 +389,16 @@ class Huber(Loss):
 
 def loss_to_dict(loss: Loss) -> str | dict:
     """A loss as plain JSON: a built-in's name when it has its defaults, else
-    ``{"type": class name, **fields}``."""
+    ``{"type": class name, **fields}``.
+
+    Raises:
+        TypeError: if ``loss`` is not a loss object (an attrs class instance).
+    """
+    if not attrs.has(type(loss)):
+        raise TypeError(
+            f"loss must be a loss object such as purenn.losses.CrossEntropy() (use as_loss "
+            f"for a name); got {type(loss).__name__}"
+        )
     for name, cls in _BUILTIN_NAMES.items():
         if type(loss) is cls and loss == cls():
             return name
@@ -396,7 +406,10 @@ def loss_to_dict(loss: Loss) -> str | dict:
 
 
 def describe(loss: Loss) -> str:
-    """How messages name a loss: ``'mse'`` for a built-in with its defaults, else its repr."""
+    """How messages name a loss: ``'mse'`` for a built-in with its defaults, else its repr
+    (also for an object that is no attrs class: a message must never fail)."""
+    if not attrs.has(type(loss)):
+        return repr(loss)
     name = loss_to_dict(loss)
     return repr(name) if isinstance(name, str) else repr(loss)
 

@@ -159,7 +159,15 @@ def precision_recall_f1(confusion: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def first_nonfinite(a: np.ndarray) -> int | None:
-    """Index of the first sample holding NaN or inf (None if all finite), chunked."""
+    """Index of the first sample holding NaN or inf (None if all finite), chunked.
+
+    Raises:
+        TypeError: if ``a`` is not a NumPy array.
+    """
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"first_nonfinite expects a NumPy array a; got {type(a).__name__}")
+    if a.ndim == 0:
+        raise ValueError("first_nonfinite expects an array of samples (ndim >= 1); got a 0-d array")
     if a.dtype.kind not in "fc" or a.shape[0] == 0:
         return None
     # One fast pass: a sum is finite exactly when no element is NaN or inf (or

@@ -66,7 +66,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from purenn._checks import check_flag, check_optional_flag, positive_int, to_float
+from purenn._checks import as_path, check_flag, check_optional_flag, positive_int, to_float
 from purenn.fileio import atomic_write
 
 __all__ = [
@@ -901,7 +901,7 @@ def load_misclassified(path: str | os.PathLike) -> dict:
         FileNotFoundError: if the file is missing.
         ValueError: if it is not a valid npz, lacks arrays, or they disagree.
     """
-    p = Path(path)
+    p = as_path(path, "path")
     try:
         with np.load(p, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
@@ -969,12 +969,12 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
         FileNotFoundError: if ``run_dir`` or one of its three input files is missing.
         ValueError, TypeError: if a file breaks the contract (the message names it).
     """
-    run = Path(run_dir)
+    run = as_path(run_dir, "run_dir")
     if not run.is_dir():
         raise FileNotFoundError(
             f"run folder {run} does not exist; pass the --out of a training run"
         )
-    out = Path(out_dir) if out_dir is not None else run
+    out = as_path(out_dir, "out_dir") if out_dir is not None else run
     history = _read_json(run / "history.json")
     metrics = _read_json(run / "metrics.json")
     if "confusion_matrix" not in metrics:

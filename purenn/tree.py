@@ -57,10 +57,12 @@ def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
         docstring). No input is changed.
 
     Raises:
-        TypeError: if a tree is not a dict.
+        TypeError: if ``fn`` is not callable or a tree is not a dict.
         ValueError: if the trees differ in keys (the state entry aside) or in
             their spec.
     """
+    if not callable(fn):
+        raise TypeError(f"tree_map expects a callable fn(leaf, ...); got {type(fn).__name__}")
     if not isinstance(tree, dict):
         raise TypeError(f"tree_map expects a dict tree; got {type(tree).__name__}")
     return _map(fn, tree, rest, "")
@@ -122,7 +124,15 @@ def tree_items(tree: Tree) -> list[tuple[str, Any]]:
     The spec and state entries are skipped. Sorting makes reductions over
     leaves (norms, sums) add up in the same order whatever order the dict was
     built in. :func:`state_items` lists the state's arrays the same way.
+
+    Raises:
+        TypeError: if ``tree`` is not a dict.
     """
+    if not isinstance(tree, dict):
+        raise TypeError(
+            f"tree must be a dict tree (nested dicts of arrays, like params); "
+            f"got {type(tree).__name__}"
+        )
     items: list[tuple[str, Any]] = []
     _collect(tree, "", items)
     return items
@@ -240,11 +250,15 @@ def tree_check_like(tree: Tree, reference: Tree, what: str) -> None:
     dtypes); a tree without one (optimizer moments) matches either way.
 
     Raises:
-        TypeError: if ``tree`` is not a dict.
+        TypeError: if ``tree`` or ``reference`` is not a dict.
         ValueError: naming the first leaf whose shape or dtype differs.
     """
     if not isinstance(tree, dict):
         raise TypeError(f"{what} must be a dict tree like params; got {type(tree).__name__}")
+    if not isinstance(reference, dict):
+        raise TypeError(
+            f"reference must be a dict tree (such as params); got {type(reference).__name__}"
+        )
     if STATE_KEY in tree and STATE_KEY in reference:
         _check_like(reference[STATE_KEY], tree[STATE_KEY], what, STATE_KEY)
     _check_like(

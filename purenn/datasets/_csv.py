@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from purenn._checks import as_path
 from purenn.datasets._errors import CorruptFileError
 
 __all__ = ["MAX_CSV_BYTES", "load_csv"]
@@ -72,7 +73,7 @@ def load_csv(
             fit ``dtype``.
         TypeError: If ``label_column`` is neither int nor str.
     """
-    path = Path(path)
+    path = as_path(path, "path")
     if header not in ("infer", True, False, None):
         raise ValueError(
             f"header must be 'infer', True, False or None; got {header!r}. "

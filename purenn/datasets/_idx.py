@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from purenn._checks import positive_int
+from purenn._checks import as_path, positive_int
 from purenn.datasets._errors import CorruptFileError
 
 __all__ = ["read_idx"]
@@ -68,7 +68,7 @@ def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_IDX_BYTES) ->
         FileNotFoundError: If the file does not exist.
     """
     max_bytes = positive_int(max_bytes, "max_bytes")
-    return read_idx_hashed(Path(path), max_bytes=max_bytes)[0]
+    return read_idx_hashed(as_path(path, "path"), max_bytes=max_bytes)[0]
 
 
 def read_idx_hashed(

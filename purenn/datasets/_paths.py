@@ -19,6 +19,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from purenn._checks import as_path
+
 __all__ = ["cache_dir", "find_files", "search_dirs"]
 
 ENV_VAR = "PURENN_DATA"
@@ -51,7 +53,8 @@ def search_dirs(
         The folders, in search order. They need not exist.
 
     Raises:
-        TypeError: If ``data_dir`` is not a path.
+        TypeError: If ``data_dir`` is not a path, or ``system_dirs`` not a list or
+            tuple of paths.
     """
     dirs: list[Path] = []
     if data_dir is not None:
@@ -65,7 +68,11 @@ def search_dirs(
         if part.strip():
             dirs.append(Path(part.strip()).expanduser())
     dirs.append(cache_dir())
-    dirs.extend(Path(d) for d in system_dirs)
+    if isinstance(system_dirs, str | os.PathLike) or not isinstance(system_dirs, list | tuple):
+        raise TypeError(
+            f"system_dirs must be a list or tuple of folders; got {type(system_dirs).__name__}"
+        )
+    dirs.extend(as_path(d, "each of system_dirs") for d in system_dirs)
     unique: list[Path] = []
     for d in dirs:
         if d not in unique:
