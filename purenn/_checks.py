@@ -139,37 +139,32 @@ def float_dtype(dtype: object) -> np.dtype:
     return dt
 
 
+def _bounded_float(value: object, name: str, positive: bool, expected: str, bound: str) -> float:
+    """``value`` as a Python float (a weak scalar), refusing bools and non-numbers
+    (TypeError: ``name must be <expected>``) and NaN, inf and values below the
+    bound, 0 excluded if ``positive`` (ValueError: ``name must be <bound>``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}; got {show(value)} ({type(value).__name__})")
+    value = to_float(value)
+    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be {bound}; got {value}")
+    return value
+
+
 def check_lr(lr: object) -> float:
     """A learning rate as a Python float (a weak scalar: float32 stays float32),
     refusing bools, non-numbers, NaN, inf and negative values."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"lr must be a float; got {show(lr)} ({type(lr).__name__})")
-    lr = to_float(lr)
-    if not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr must be finite and >= 0; got {lr}")
-    return lr
+    return _bounded_float(lr, "lr", False, "a float", "finite and >= 0")
 
 
 def positive_float(value: object, name: str) -> float:
     """``value`` as a Python float, refusing bools, non-numbers, NaN, inf and values <= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a positive float; got {show(value)} ({type(value).__name__})"
-        )
-    value = to_float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite float; got {value}")
-    return value
+    return _bounded_float(value, name, True, "a positive float", "a positive finite float")
 
 
 def nonnegative_float(value: object, name: str) -> float:
     """``value`` as a Python float, refusing bools, non-numbers, NaN, inf and values < 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float >= 0; got {show(value)} ({type(value).__name__})")
-    value = to_float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite float >= 0; got {value}")
-    return value
+    return _bounded_float(value, name, False, "a float >= 0", "a finite float >= 0")
 
 
 def check_flag(value: object, name: str) -> bool:
