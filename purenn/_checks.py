@@ -80,14 +80,17 @@ sizes are refused when the spec is made, with a message, instead of failing
 inside NumPy later."""
 
 
-def positive_int(value: object, name: str) -> int:
-    """Return ``value`` as an int, refusing bools, non-integers and values < 1."""
+def positive_int(value: object, name: str, maximum: int | None = None, why: str = "") -> int:
+    """Return ``value`` as an int, refusing bools, non-integers, values < 1 and,
+    when ``maximum`` is given, values above it (``why`` ends that message)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(
             f"{name} must be a positive int; got {show(value)} ({type(value).__name__})"
         )
     if value < 1:
         raise ValueError(f"{name} must be a positive int; got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:,}; got {value:,}{why}")
     return int(value)
 
 

@@ -33,6 +33,11 @@ def _as_labels(a: Any, name: str) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array; got {type(a).__name__}")
     if a.ndim == 2:
+        if a.dtype.kind not in "iufb":
+            raise TypeError(
+                f"{name} of shape (n, k) must hold real scores or one-hot labels; got dtype "
+                f"{a.dtype}"
+            )
         if a.shape[1] == 0:
             raise ValueError(f"{name} has shape {a.shape}: no classes")
         return a.argmax(axis=1)

@@ -61,7 +61,6 @@ from purenn.tree import (
     STATE_KEY,
     tree_check_like,
     tree_items,
-    tree_leaves,
     tree_map,
     tree_with_state,
     tree_zeros_like,
@@ -155,6 +154,18 @@ def _multimap(fn: Callable[..., tuple], n_out: int, tree: Tree, *rest: Tree) -> 
     return outs
 
 
+def _float_leaves(tree: Tree, name: str) -> list[np.ndarray]:
+    """The leaves of ``tree``, each checked to be a real float array (a norm of
+    ints, complex numbers or Python scalars is not what the caller meant)."""
+    leaves = []
+    for path, leaf in tree_items(tree):
+        if not isinstance(leaf, np.ndarray) or leaf.dtype.kind != "f":
+            what = f"dtype {leaf.dtype}" if isinstance(leaf, np.ndarray) else type(leaf).__name__
+            raise TypeError(f"{name} must hold float arrays; leaf {path!r} is {what}")
+        leaves.append(leaf)
+    return leaves
+
+
 def _sum_of_squares(leaves: list) -> float:
     """``sum_i sum(leaf_i ** 2)`` in the leaves' own dtype (inf if that overflows)."""
     total = 0.0
@@ -204,7 +215,7 @@ def global_norm(tree: Tree) -> float:
         result does not depend on dict order): inf if a leaf holds inf, NaN if
         one holds NaN.
     """
-    leaves = tree_leaves(tree)
+    leaves = _float_leaves(tree, "tree")
     total = _sum_of_squares(leaves)
     if math.isfinite(total):
         return math.sqrt(total)
@@ -239,7 +250,7 @@ def clip_by_global_norm(grads: Tree, max_norm: float | None) -> Tree:
     if max_norm is None:
         return grads
     max_norm = positive_float(max_norm, "max_norm")
-    leaves = tree_leaves(grads)
+    leaves = _float_leaves(grads, "grads")
     total = _sum_of_squares(leaves)
     if math.isfinite(total):
         norm = math.sqrt(total)

@@ -66,7 +66,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from purenn._checks import as_path, check_flag, check_optional_flag, positive_int, to_float
+from purenn._checks import (
+    as_path,
+    as_shape,
+    check_flag,
+    check_optional_flag,
+    positive_int,
+    to_float,
+)
 from purenn.fileio import atomic_write
 
 __all__ = [
@@ -1294,7 +1301,7 @@ def first_layer_weights(
     if w.ndim == 4:  # (filters, channels, kh, kw)
         images = w[:, :3].transpose(0, 2, 3, 1) if w.shape[1] == 3 else w[:, 0]
     elif w.ndim == 2:
-        shape = tuple(image_shape) if image_shape is not None else spec.input_shape
+        shape = spec.input_shape if image_shape is None else as_shape(image_shape, "image_shape")
         if len(shape) == 3 and shape[0] == 1:
             shape = shape[1:]
         if len(shape) != 2 or shape[0] * shape[1] != w.shape[0]:

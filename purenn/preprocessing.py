@@ -12,6 +12,7 @@ a ``numpy.random.Generator`` or an int seed. No function writes into its inputs.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterator
@@ -49,11 +50,39 @@ def _real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _frozen(a: npt.ArrayLike) -> np.ndarray:
-    """A read-only float64 copy, so fitted state cannot change behind its owner's back."""
-    out = np.array(a, dtype=np.float64)
+def _frozen(a: npt.ArrayLike, name: str) -> np.ndarray:
+    """A read-only float64 copy, so fitted state cannot change behind its owner's
+    back; anything but finite real numbers is refused, naming the field."""
+    try:
+        arr = np.asarray(a)
+    except ValueError as err:  # a ragged nested list
+        raise TypeError(f"{name} must be an array of real numbers; got {show(a)}") from err
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name} must be an array of real numbers; got dtype {arr.dtype} ({show(a, 40)})"
+        )
+    out = np.array(arr, dtype=np.float64)
+    if not np.isfinite(out).all():
+        bad = np.count_nonzero(~np.isfinite(out))
+        raise ValueError(f"{name} must be finite; got {bad} NaN/inf")
     out.flags.writeable = False
     return out
+
+
+def _same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape (the features'); got "
+            f"{a.shape} and {b.shape}"
+        )
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: np.ndarray) -> None:
+    if (value <= 0).any():
+        raise ValueError(
+            f"{attribute.name} must be > 0 everywhere (it divides); got "
+            f"{np.count_nonzero(value <= 0)} entries <= 0"
+        )
 
 
 def _features(x: object, name: str, fn: str) -> np.ndarray:
@@ -105,8 +134,13 @@ class Standardizer:
             they map to 0 instead of dividing by zero; read-only.
     """
 
-    mean: np.ndarray = attrs.field(converter=_frozen)
-    std: np.ndarray = attrs.field(converter=_frozen)
+    mean: np.ndarray = attrs.field(converter=functools.partial(_frozen, name="mean"))
+    std: np.ndarray = attrs.field(
+        converter=functools.partial(_frozen, name="std"), validator=_positive
+    )
+
+    def __attrs_post_init__(self) -> None:
+        _same_shape(self.mean, self.std, "mean", "std")
 
     def apply(self, x: npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> np.ndarray:
         """Same as ``standardize_apply(self, x, dtype)``."""
@@ -123,9 +157,12 @@ class MinMaxScaler:
         feature_range: ``(low, high)`` that ``data_min`` / ``data_max`` map to.
     """
 
-    data_min: np.ndarray = attrs.field(converter=_frozen)
-    data_max: np.ndarray = attrs.field(converter=_frozen)
+    data_min: np.ndarray = attrs.field(converter=functools.partial(_frozen, name="data_min"))
+    data_max: np.ndarray = attrs.field(converter=functools.partial(_frozen, name="data_max"))
     feature_range: tuple[float, float] = (0.0, 1.0)
+
+    def __attrs_post_init__(self) -> None:
+        _same_shape(self.data_min, self.data_max, "data_min", "data_max")
 
     def apply(self, x: npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> np.ndarray:
         """Same as ``minmax_apply(self, x, dtype)``."""
@@ -311,7 +348,8 @@ def flatten_images(x: npt.ArrayLike) -> np.ndarray:
         raise ValueError(
             f"flatten_images expects images of shape (n, h, w) or (n, c, h, w); got {arr.shape}."
         )
-    return arr.reshape(arr.shape[0], -1)
+    # the explicit width, not -1, which NumPy cannot resolve for an empty batch
+    return arr.reshape(arr.shape[0], math.prod(arr.shape[1:]))
 
 
 def scale_images(x: npt.ArrayLike, dtype: npt.DTypeLike = np.float32) -> np.ndarray:

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from purenn._checks import as_generator, positive_int
+from purenn._checks import as_generator, as_path, positive_int
 from purenn.callbacks import Hooks
 from purenn.checkpoint import save, storable
 from purenn.core import TrainPass, check_inputs, train_pass
@@ -57,6 +57,7 @@ from purenn.workspace import Workspace
 
 __all__ = [
     "HISTORY_KEYS",
+    "MAX_EPOCHS",
     "CheckpointWriteError",
     "NonFiniteLossError",
     "ProcessGroup",
@@ -325,11 +326,19 @@ def _check_stopping(
     return patience, float(min_delta)
 
 
-def _check_int(value: Any, name: str, lo: int) -> int:
+MAX_EPOCHS = 1_000_000
+"""The largest ``epochs`` (and ``initial_epoch``) ``fit`` takes: far beyond any
+real run, and small enough that a mistyped huge number is refused at once
+instead of training (and growing the history) without end."""
+
+
+def _check_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int; got {value!r} ({type(value).__name__})")
     if value < lo:
         raise ValueError(f"{name} must be >= {lo}; got {value}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name} must be at most {hi:,}; got {value:,}")
     return int(value)
 
 
@@ -542,8 +551,8 @@ def fit(
         raise TypeError(f"augment must be a function (xb, rng) -> xb; got {augment!r}")
     _check_optimizer(optimizer)
     rng = as_generator(rng)
-    epochs = _check_int(epochs, "epochs", 0)
-    initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
+    epochs = _check_int(epochs, "epochs", 0, MAX_EPOCHS)
+    initial_epoch = _check_int(initial_epoch, "initial_epoch", 0, MAX_EPOCHS)
     if epochs < initial_epoch:
         raise ValueError(
             f"epochs is the number of the last epoch ({epochs}) and must be >= initial_epoch "
@@ -589,7 +598,7 @@ def fit(
     state = optimizer.init(params) if opt_state is None else opt_state
     if checkpoint_dir is not None:
         _check_storable(state)
-        checkpoint_dir = Path(checkpoint_dir)
+        checkpoint_dir = as_path(checkpoint_dir, "checkpoint_dir")
         if group.is_root:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
     store_optimizer = checkpoint_dir is not None and storable(optimizer)

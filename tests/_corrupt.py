@@ -30,6 +30,11 @@ from purenn import datasets
 
 #: No damaged file of these few kilobytes may cost more than this to refuse.
 ALLOCATION_CAP = 64 * 2**20
+#: load_csv's memory is bounded by its ``max_bytes`` (about 12 times the text at
+#: peak, docs/reliability.md), so CSVs are read with the cap that keeps a
+#: decompression bomb within ALLOCATION_CAP; the default (1 GiB) would allow a
+#: bomb of 1 GiB of text.
+CSV_MAX_BYTES = 4 * 2**20
 
 KINDS = ("checkpoint", "idx", "idx.gz", "csv", "csv.gz", "pendigits", "mnist")
 
@@ -306,7 +311,7 @@ def _read(kind: str, folder: Path, data: bytes):
     if kind.startswith("csv"):
         path = folder / f"case.{kind}"
         path.write_bytes(data)
-        return datasets.load_csv(path)
+        return datasets.load_csv(path, max_bytes=CSV_MAX_BYTES)
     if kind == "pendigits":
         sub = folder / "pendigits"
         sub.mkdir()

@@ -16,11 +16,7 @@ EXAMPLES = int(os.environ.get("PURENN_FUZZ_EXAMPLES", "3"))
 #: Crafted files still not refused as they must be: ``(kind, crafted file) ->
 #: the defect``; each runs as xfail(strict=True) in test_every_crafted_file_is_refused
 #: (a fix makes it XPASS, a failure) and the drawn cases skip it.
-KNOWN: dict[tuple[str, str], str] = {
-    ("csv", "gzip bomb"): "load_csv reads a gzip stream behind a .csv name: 36 KB on disk "
-    "become 25 MB of text and about 530 MB of memory to parse (max_bytes bounds the text, "
-    "not the parser's memory)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 @pytest.mark.parametrize("kind", _corrupt.KINDS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import tracemalloc
 from pathlib import Path
 
 import attrs
@@ -474,6 +475,33 @@ def test_csv_gzip_bomb_stops_at_the_cap(tmp_path):
     with pytest.raises(CorruptFileError, match="gzip"):
         path.write_bytes(gzip.compress(b"0,1\n" * 100)[:-12])
         load_csv(path)
+
+
+def test_csv_memory_is_a_small_multiple_of_the_text(tmp_path):
+    # what docs/reliability.md promises: about 12x the text at peak (two bytes of
+    # text per cell become eight of float64, copied a few times); a list of
+    # line strings would cost over 20x for a file of short lines
+    path = _write(tmp_path / "short.csv", "0,1,2\n" * 200_000)
+    tracemalloc.start()
+    try:
+        x, y = load_csv(path, header=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert x.shape == (200_000, 2) and y.shape == (200_000,)
+    assert peak < 14 * path.stat().st_size, peak / path.stat().st_size
+
+
+def test_csv_line_endings_and_blank_lines(tmp_path):
+    text = "a,b\r\n0,1\r\n\r\n   \n1,2\r2,3\n"
+    x, y = load_csv(_write(tmp_path / "a.csv", text))
+    assert x.ravel().tolist() == [1, 2, 3] and y.tolist() == [0, 1, 2]
+    with pytest.raises(CorruptFileError, match="line 7: expected 2 comma-separated"):
+        load_csv(_write(tmp_path / "b.csv", text + "3\n"))
+    with pytest.raises(CorruptFileError, match="line 5 column 2: expected a number; got 'x'"):
+        load_csv(_write(tmp_path / "c.csv", text.replace("1,2", "1,x")))
+    with pytest.raises(ValueError, match="expected data rows after the header"):
+        load_csv(_write(tmp_path / "d.csv", "a,b\n\n  \n"))
 
 
 @pytest.mark.parametrize(

@@ -674,3 +674,34 @@ def test_a_failed_epoch_file_still_updates_last(tmp_path):
     assert info.value.filename == str(run / "epoch_0002.npz")
     assert "last.npz" not in str(info.value).split(":")[0]
     assert purenn.load(run / "last.npz").extra["epoch"] == 2
+
+
+def test_huge_epochs_and_a_non_path_checkpoint_dir_are_refused_before_training(tmp_path):
+    params = purenn.init(purenn.Network(2, [purenn.Dense(2, "softmax")]), rng=0)
+    data = (np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1]))
+    opt = optim.sgd(0.1)
+    for epochs in (training.MAX_EPOCHS + 1, 2**63):
+        with pytest.raises(ValueError, match="epochs must be at most 1,000,000"):
+            purenn.fit(params, data, optimizer=opt, epochs=epochs, batch_size=2, rng=0, verbose=0)
+    with pytest.raises(ValueError, match="initial_epoch must be at most"):
+        purenn.fit(
+            params,
+            data,
+            optimizer=opt,
+            epochs=2,
+            initial_epoch=2**63,
+            batch_size=2,
+            rng=0,
+            verbose=0,
+        )
+    with pytest.raises(TypeError, match=r"checkpoint_dir must be a str or os\.PathLike"):
+        purenn.fit(
+            params,
+            data,
+            optimizer=opt,
+            epochs=1,
+            batch_size=2,
+            rng=0,
+            verbose=0,
+            checkpoint_dir=np.array(1.0),
+        )

@@ -503,3 +503,23 @@ def test_gradient_check_error_is_an_assertion_error():
     assert issubclass(gc.GradientCheckError, AssertionError)
     err = _raises(GradcheckScale(dx_error=0.01))
     assert err.layer == repr(GradcheckScale(dx_error=0.01)) and err.index is not None
+
+
+def test_seeds_max_entries_and_fn_are_checked_by_gradcheck():
+    for seed in (np.zeros(3), {"a": 1}, 1.5, True, "0"):
+        with pytest.raises(TypeError, match="seed must be an int >= 0"):
+            gc.check_activation("relu", seed=seed)
+    with pytest.raises(ValueError, match="seed must be an int >= 0; got -1"):
+        gc.check_loss("cross_entropy", (3,), seed=-1)
+    for bad in (np.array(1.0), {}, 2.5):
+        with pytest.raises(TypeError, match="max_entries must be a positive int"):
+            gc.check_layer(pn.Dense(3), 4, max_entries=bad)
+    with pytest.raises(ValueError, match="max_entries must be a positive int; got 0"):
+        gc.check_input_grad(lambda v: float(v.sum()), np.ones(3), np.ones(3), max_entries=0)
+    params = {"w": np.ones(2)}
+    for fn in (3, {"w": 1}, np.ones(2)):
+        with pytest.raises(TypeError, match="fn must be a function of a params tree"):
+            gc.numeric_grads(fn, params)
+        with pytest.raises(TypeError, match="fn must be a function of a params tree"):
+            gc.check_function_grads(fn, params, params)
+    assert gc.check_layer(pn.Dense(3), 4, seed=np.int64(3), max_entries=np.int64(8))

@@ -164,3 +164,12 @@ def test_evaluate_refuses_bad_data():
         metrics.evaluate(params, x.astype(np.float64), y)
     with pytest.raises(ValueError, match="batch_size"):
         metrics.evaluate(params, x, y, batch_size=0)
+
+
+def test_scores_of_a_non_numeric_dtype_are_refused():
+    y = np.array([0, 1])
+    objects = np.array([[None, None], [None, None]], dtype=object)
+    for scores in (objects, np.array([["a", "b"]] * 2)):
+        with pytest.raises(TypeError, match="must hold real scores or one-hot labels; got dtype"):
+            metrics.accuracy(y, scores)
+    assert metrics.accuracy(y, np.array([[True, False], [False, True]])) == 1.0

@@ -436,3 +436,17 @@ def test_update_refuses_params_that_do_not_match_their_spec():
         opt.init({"a": {"w": np.ones(2, np.float16)}})
     with pytest.raises(ValueError, match="params mix dtypes"):
         opt.init({"a": np.ones(2, np.float32), "b": np.ones(2, np.float64)})
+
+
+def test_norms_refuse_leaves_that_are_not_float_arrays():
+    for tree, what in (
+        ({"a": 1}, "int"),
+        ({"a": 1.5}, "float"),
+        ({"a": np.array(["x"])}, "dtype <U1"),
+        ({"a": np.ones(2, complex)}, "dtype complex128"),
+        ({"b": {"w": np.ones(2, np.int64)}}, "dtype int64"),
+    ):
+        with pytest.raises(TypeError, match=f"leaf '.*' is {what}"):
+            optim.global_norm(tree)
+        with pytest.raises(TypeError, match="grads must hold float arrays"):
+            optim.clip_by_global_norm(tree, 0.5)

@@ -130,3 +130,13 @@ def test_layer_diagnostics_figure_from_a_recorded_history():
     assert len(fig.axes[2].get_lines()) == 1  # the output layer is not counted
     with pytest.raises(ValueError, match="LayerDiagnostics"):
         plots.layer_diagnostics({k: v for k, v in history.items() if "." not in k})
+
+
+def test_first_layer_weights_refuses_an_image_shape_that_is_no_shape():
+    params = nn.init(nn.Network(4, [nn.Dense(3, "softmax")]), rng=0)
+    for bad in (1.5, "ab", (2.0, 2)):
+        with pytest.raises(TypeError, match="image_shape must be an int or a tuple of ints"):
+            plots.first_layer_weights(params, image_shape=bad)
+    with pytest.raises(ValueError, match="pass image_shape=\\(h, w\\) with h \\* w == 4"):
+        plots.first_layer_weights(params, image_shape=np.int64(4))
+    assert isinstance(plots.first_layer_weights(params, image_shape=(2, 2)), Figure)

@@ -240,3 +240,24 @@ def test_batches_validate_eagerly_and_never_use_global_rng(data, monkeypatch):
         batches(x, y, 4, rng="seed")
     with pytest.raises(ValueError, match="n >= 1"):
         batches(x[:0], y[:0], 4)
+
+
+def test_flatten_images_keeps_an_empty_batch():
+    out = flatten_images(np.zeros((0, 3, 2), np.float32))
+    assert out.shape == (0, 6) and out.dtype == np.float32
+
+
+def test_fitted_state_refuses_what_it_could_not_apply():
+    for bad in ("abc", [[1], [1, 2]], np.array([None]), np.array([True])):
+        with pytest.raises(TypeError, match="std must be an array of real numbers"):
+            Standardizer(mean=np.zeros(1), std=bad)
+    with pytest.raises(ValueError, match="std must be > 0 everywhere"):
+        Standardizer(mean=np.zeros(2), std=np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match="mean must be finite; got 1 NaN/inf"):
+        Standardizer(mean=np.array([np.nan, 0.0]), std=np.ones(2))
+    with pytest.raises(ValueError, match=r"same shape.*\(3,\) and \(2,\)"):
+        Standardizer(mean=np.zeros(3), std=np.ones(2))
+    with pytest.raises(ValueError, match="data_min and data_max must have the same shape"):
+        MinMaxScaler(data_min=np.zeros(3), data_max=np.ones(2))
+    with pytest.raises(TypeError, match="data_max must be an array of real numbers"):
+        MinMaxScaler(data_min=np.zeros(1), data_max="x")

@@ -109,3 +109,12 @@ def test_option_errors():
         make_circles(10, rng=0, factor=1.0)
     with pytest.raises(ValueError, match="periods"):
         make_sine(10, rng=0, periods=0)
+
+
+@pytest.mark.parametrize("make", [make_circles, make_moons, make_sine, make_spiral, make_xor])
+def test_a_huge_n_is_refused_before_any_allocation(make):
+    from purenn.datasets import MAX_TOY_SAMPLES
+
+    for n in (MAX_TOY_SAMPLES + 1, 10**12, 2**63):
+        with pytest.raises(ValueError, match=r"at most 10,000,000; got .*MAX_TOY_SAMPLES"):
+            make(n, rng=0)

@@ -21,11 +21,19 @@ from purenn.datasets._idx import read_idx
 from purenn.datasets._images import load_fashion_mnist, load_mnist
 from purenn.datasets._paths import cache_dir, search_dirs
 from purenn.datasets._pendigits import load_pendigits
-from purenn.datasets._toy import make_circles, make_moons, make_sine, make_spiral, make_xor
+from purenn.datasets._toy import (
+    MAX_TOY_SAMPLES,
+    make_circles,
+    make_moons,
+    make_sine,
+    make_spiral,
+    make_xor,
+)
 from purenn.preprocessing import batches, train_val_split
 
 __all__ = [
     "MAX_CSV_BYTES",
+    "MAX_TOY_SAMPLES",
     "CorruptFileError",
     "batches",
     "DataNotFoundError",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import decimal
 import io
+import itertools
 import os
 import re
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +91,10 @@ def load_csv(
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be >= 1; got {max_bytes}")
     text = _read_text(path, int(max_bytes))
-    lines = text.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    first = next((i for i, line in enumerate(_lines(text)) if line.strip()), None)
     if first is None:
         raise ValueError(f"{path}: expected CSV rows; the file is empty. Check the path.")
-    first_cells = [c.strip() for c in lines[first].split(",")]
+    first_cells = [c.strip() for c in _line(text, first).split(",")]
     has_header = header is True or (header == "infer" and not all(map(_is_number, first_cells)))
     n_cols = len(first_cells)
     if isinstance(label_column, str):
@@ -120,14 +121,13 @@ def load_csv(
             f"{path}: expected a label column and at least one feature column; got "
             f"{n_cols} column. Is the file comma-separated?"
         )
-    body_start = first + 1 if has_header else first
-    data = _parse_body(path, lines, body_start, n_cols)
-    data = _exact(path, lines, body_start, data)
+    body = _Body(path, text, first + 1 if has_header else first, n_cols)
+    data = body.exact(body.parse())
     bad = np.argwhere(~np.isfinite(data))
     if bad.size:
         row, col = (int(v) for v in bad[0])
         raise CorruptFileError(
-            f"{path} line {_line_of(lines, body_start, row)} column {col + 1}: expected a "
+            f"{path} line {body.line_of(row)} column {col + 1}: expected a "
             f"finite number; got {data[row, col]}. Fix or remove that row."
         )
     labels = data[:, label_index]
@@ -135,13 +135,13 @@ def load_csv(
     if len(nonint) or (labels.size and labels.min() < 0):
         row = int(nonint[0]) if len(nonint) else int(np.argmin(labels))
         raise CorruptFileError(
-            f"{path} line {_line_of(lines, body_start, row)}: expected a non-negative integer "
+            f"{path} line {body.line_of(row)}: expected a non-negative integer "
             f"label in column {label_index + 1}; got {labels[row]}. Is label_column right?"
         )
     if labels.dtype.kind == "f" and labels.size and labels.max() >= 2.0**63:
         row = int(np.argmax(labels))
         raise CorruptFileError(
-            f"{path} line {_line_of(lines, body_start, row)}: label {labels[row]:g} in column "
+            f"{path} line {body.line_of(row)}: label {labels[row]:g} in column "
             f"{label_index + 1} is beyond int64 (the labels' dtype). Is label_column right?"
         )
     x = np.delete(data, label_index, axis=1)
@@ -202,75 +202,99 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _line_of(lines: list[str], start: int, row: int) -> int:
-    """The 1-based line number of data row ``row`` (blank lines are skipped)."""
-    seen = -1
-    for i in range(start, len(lines)):
-        if lines[i].strip():
-            seen += 1
-            if seen == row:
-                return i + 1
-    return len(lines)
+def _lines(text: str) -> io.StringIO:
+    """The lines of ``text`` one at a time (``\n``, ``\r\n`` or ``\r`` ends a line,
+    as in the csv module), without holding a list of them: a file of millions of
+    short lines would cost many times its size as Python strings."""
+    return io.StringIO(text, newline=None)
 
 
-def _parse_body(path: Path, lines: list[str], start: int, n_cols: int) -> np.ndarray:
-    body = "\n".join(lines[start:])
-    if not body.strip():
-        raise ValueError(f"{path}: expected data rows after the header; got none.")
-    try:
-        data = np.loadtxt(
-            io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None
+def _line(text: str, index: int) -> str:
+    """Line ``index`` (0-based) of ``text``."""
+    return next(itertools.islice(_lines(text), index, None))
+
+
+class _Body:
+    """The data rows of a CSV text: the non-blank lines from line ``start`` on,
+    each of ``n_cols`` cells, read lazily."""
+
+    def __init__(self, path: Path, text: str, start: int, n_cols: int) -> None:
+        self.path, self.text, self.start, self.n_cols = path, text, start, n_cols
+
+    def rows(self) -> Iterator[tuple[int, str]]:
+        """``(1-based line number, line)`` of every data row, in order."""
+        lines = itertools.islice(_lines(self.text), self.start, None)
+        for number, line in enumerate(lines, self.start + 1):
+            if line.strip():
+                yield number, line
+
+    def line_of(self, row: int) -> int:
+        """The 1-based line number of data row ``row``."""
+        return next(itertools.islice(self.rows(), row, None))[0]
+
+    def load(self, dtype: type) -> np.ndarray:
+        return np.loadtxt(
+            (line for _, line in self.rows()), delimiter=",", dtype=dtype, ndmin=2, comments=None
         )
-    except ValueError:
-        data = None
-    if data is not None and data.shape[1:] == (n_cols,):
-        return data
-    # Slow path, only for a broken file: find the first bad line and say what is wrong.
-    for i in range(start, len(lines)):
-        if not lines[i].strip():
-            continue
-        cells = lines[i].split(",")
-        if len(cells) != n_cols:
-            raise CorruptFileError(
-                f"{path} line {i + 1}: expected {n_cols} comma-separated columns (as on line "
-                f"{start + 1 if start else 1}); got {len(cells)}. Fix or remove that row."
-            )
-        for j, cell in enumerate(cells):
-            if not _is_number(cell.strip()):
+
+    def parse(self) -> np.ndarray:
+        if next(self.rows(), None) is None:
+            raise ValueError(f"{self.path}: expected data rows after the header; got none.")
+        try:
+            data = self.load(np.float64)
+        except ValueError:
+            data = None
+        if data is not None and data.shape[1:] == (self.n_cols,):
+            return data
+        # Slow path, only for a broken file: find the first bad line and say what is wrong.
+        for number, line in self.rows():
+            cells = line.split(",")
+            if len(cells) != self.n_cols:
                 raise CorruptFileError(
-                    f"{path} line {i + 1} column {j + 1}: expected a number; got "
-                    f"{cell.strip()!r}. Fix that cell (or pass header=True if line {i + 1} "
-                    "is a header)."
+                    f"{self.path} line {number}: expected {self.n_cols} comma-separated columns "
+                    f"(as on line {self.start + 1}); got {len(cells)}. Fix or "
+                    "remove that row."
                 )
-    raise CorruptFileError(f"{path}: could not parse the CSV data; expected {n_cols} columns.")
+            for j, cell in enumerate(cells):
+                if not _is_number(cell.strip()):
+                    raise CorruptFileError(
+                        f"{self.path} line {number} column {j + 1}: expected a number; got "
+                        f"{cell.strip()!r}. Fix that cell (or pass header=True if line "
+                        f"{number} is a header)."
+                    )
+        raise CorruptFileError(
+            f"{self.path}: could not parse the CSV data; expected {self.n_cols} columns."
+        )
 
-
-def _exact(path: Path, lines: list[str], start: int, data: np.ndarray) -> np.ndarray:
-    """``data`` (parsed as float64), or the same values as exact int64 when some
-    integer is too large for float64 to hold; refuse a value float64 changed."""
-    big = np.abs(data) >= _EXACT_FLOAT_INT
-    if not big.any():
+    def exact(self, data: np.ndarray) -> np.ndarray:
+        """``data`` (parsed as float64), or the same values as exact int64 when some
+        integer is too large for float64 to hold; refuse a value float64 changed."""
+        big = np.abs(data) >= _EXACT_FLOAT_INT
+        if not big.any():
+            return data
+        try:
+            return self.load(np.int64)
+        except (ValueError, OverflowError):
+            pass  # not all plain int64 literals: keep float64 if it holds every value
+        wanted = {int(r) for r in np.flatnonzero(big.any(axis=1))}
+        for row, (number, line) in enumerate(self.rows()):
+            if row not in wanted:
+                continue
+            cells = line.split(",")
+            for col in np.flatnonzero(big[row]):
+                cell, value = cells[col].strip(), float(data[row, col])
+                # a cell written as a float (1e39) is rounded as floats are; one written
+                # as an integer must come back as that integer
+                if _INTEGER_CELL.fullmatch(cell) and decimal.Decimal(cell) != decimal.Decimal(
+                    value
+                ):
+                    raise CorruptFileError(
+                        f"{self.path} line {number} column {col + 1}: {cell} cannot be held "
+                        f"exactly: float64 keeps integers exactly only up to 2**53 (it would "
+                        f"read {value!r}), and int64 is used only when every cell is an integer "
+                        "within int64. Fix that cell, or store it as text elsewhere."
+                    )
         return data
-    body = "\n".join(lines[start:])
-    try:
-        return np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.int64, ndmin=2, comments=None)
-    except (ValueError, OverflowError):
-        pass  # not all plain int64 literals: keep float64 if it holds every value
-    rows = [line for line in lines[start:] if line.strip()]
-    for row, col in np.argwhere(big):
-        cell = rows[row].split(",")[col].strip()
-        # a cell written as a float (1e39) is rounded as floats are; one written
-        # as an integer must come back as that integer
-        if _INTEGER_CELL.fullmatch(cell) and decimal.Decimal(cell) != decimal.Decimal(
-            float(data[row, col])
-        ):
-            raise CorruptFileError(
-                f"{path} line {_line_of(lines, start, int(row))} column {col + 1}: {cell} "
-                f"cannot be held exactly: float64 keeps integers exactly only up to 2**53 "
-                f"(it would read {float(data[row, col])!r}), and int64 is used only when every "
-                "cell is an integer within int64. Fix that cell, or store it as text elsewhere."
-            )
-    return data
 
 
 def _cast(path: Path, x: np.ndarray, dtype: npt.DTypeLike | None) -> np.ndarray:

@@ -25,9 +25,18 @@ from purenn._checks import (
     positive_int,
 )
 
-__all__ = ["make_circles", "make_moons", "make_sine", "make_spiral", "make_xor"]
+__all__ = ["MAX_TOY_SAMPLES", "make_circles", "make_moons", "make_sine", "make_spiral", "make_xor"]
 
 Pair = tuple[np.ndarray, np.ndarray]
+
+MAX_TOY_SAMPLES = 10_000_000
+"""The largest ``n`` a toy generator takes (160 MB of float64 inputs): toy
+problems are small, and a mistyped huge ``n`` is refused with a message
+instead of failing inside NumPy's allocator."""
+
+
+def _check_n(n: object) -> int:
+    return positive_int(n, "n", MAX_TOY_SAMPLES, " (purenn.datasets.MAX_TOY_SAMPLES)")
 
 
 def _per_class(n: int, classes: int, what: str) -> np.ndarray:
@@ -76,7 +85,7 @@ def make_spiral(
         TypeError, ValueError: for a bad ``n``, ``noise``, ``classes``, ``turns``,
             ``dtype`` or ``rng``.
     """
-    n = positive_int(n, "n")
+    n = _check_n(n)
     noise = nonnegative_float(noise, "noise")
     classes = positive_int(classes, "classes")
     if classes < 2:
@@ -111,7 +120,7 @@ def make_moons(
     Returns:
         ``(x, y)``: ``x`` ``(n, 2)`` in about [-1, 2] x [-0.5, 1], ``y`` int64 ``(n,)`` in {0, 1}.
     """
-    n = positive_int(n, "n")
+    n = _check_n(n)
     noise = nonnegative_float(noise, "noise")
     dtype = float_dtype(dtype)
     rng = as_generator(rng)
@@ -145,7 +154,7 @@ def make_circles(
     Returns:
         ``(x, y)``: ``x`` ``(n, 2)``, ``y`` int64 ``(n,)`` in {0, 1} (1 = inner circle).
     """
-    n = positive_int(n, "n")
+    n = _check_n(n)
     noise = nonnegative_float(noise, "noise")
     factor = positive_float(factor, "factor")
     if factor >= 1:
@@ -181,7 +190,7 @@ def make_xor(
     Returns:
         ``(x, y)``: ``x`` ``(n, 2)``, ``y`` int64 ``(n,)`` in {0, 1}.
     """
-    n = positive_int(n, "n")
+    n = _check_n(n)
     noise = nonnegative_float(noise, "noise")
     dtype = float_dtype(dtype)
     rng = as_generator(rng)
@@ -214,7 +223,7 @@ def make_sine(
         ``(x, y)``: ``x`` ``(n, 1)`` and ``y`` ``(n, 1)`` (the shape the MSE loss
         takes), both in ``dtype``.
     """
-    n = positive_int(n, "n")
+    n = _check_n(n)
     noise = nonnegative_float(noise, "noise")
     periods = positive_float(periods, "periods")
     dtype = float_dtype(dtype)
