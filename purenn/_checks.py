@@ -25,6 +25,27 @@ def show(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class TooDeepError(ValueError):
+    """A tree nested deeper than ``purenn.tree.MAX_TREE_DEPTH`` (a ValueError:
+    a bad value, not a wrong kind of object)."""
+
+
+def too_deep(name: str, path: str, limit: int) -> TooDeepError:
+    """The error for a tree argument ``name`` whose dicts (or lists, or records)
+    nest deeper than ``limit`` levels; ``path`` is where the walk stopped.
+
+    Walkers count levels as they recurse and raise this when the count passes
+    the limit (a compare per node, no second walk), long before Python's own
+    recursion limit turns into a RecursionError. Use it as
+    ``if depth > limit: raise too_deep(name, path, limit)``.
+    """
+    return TooDeepError(
+        f"{name} is nested more than {limit} levels deep (purenn.tree.MAX_TREE_DEPTH) at "
+        f"{show(path, 60)}; params, gradient and state trees are a few levels deep: pass "
+        "nested dicts of arrays, not a structure that nests without end"
+    )
+
+
 def as_path(value: object, name: str = "path") -> Path:
     """``value`` as a ``Path``; a clear TypeError naming ``name`` for anything
     that is not a ``str`` or ``os.PathLike`` (pathlib's own message names no

@@ -42,9 +42,6 @@ FUZZ = settings(
 #: skip them; test_known_defects_still_fail runs each as xfail(strict=True), so
 #: a fix turns it into an XPASS failure and the entry must go.
 KNOWN: dict[tuple[str, str, str], str] = {
-    ("callbacks.read_only", "tree", "tree: 2000 deep"): "callbacks.read_only walks a tree "
-    "by recursion: a dict nested 2000 deep escapes as RecursionError (no depth limit, no "
-    "TypeError naming the tree)",
     ("metrics.accuracy", "y_pred", "object array"): "metrics.accuracy compares an object "
     "array's entries (None > None) instead of refusing a non-integer dtype",
     ("preprocessing.flatten_images", "x", "empty batch"): "flatten_images reshapes an empty "
