@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from purenn._checks import as_shape, positive_float, positive_int
+from purenn._checks import as_shape, positive_float, positive_int, show
 from purenn.activations import Activation, get_activation
 from purenn.base import Context, Layer
 from purenn.core import loss as network_loss
@@ -304,7 +304,7 @@ def _verdict(
 def _require_float64(a: Any, path: str) -> None:
     if not isinstance(a, np.ndarray) or a.dtype != np.float64:
         raise TypeError(
-            f"gradient checks run in float64; {path!r} is "
+            f"gradient checks run in float64; {show(path)} is "
             f"{getattr(a, 'dtype', type(a).__name__)}. Use arrays of dtype np.float64 "
             "(purenn.init(spec, rng, dtype=np.float64) for a network)"
         )
