@@ -12,17 +12,39 @@ import attrs
 import numpy as np
 
 
-def show(value: object, limit: int = 80) -> str:
-    """``repr(value)`` for a message, cut to ``limit`` characters (an int of 10,000
-    digits has no repr at all: Python refuses to convert it; a dict nested
-    thousands deep exhausts the recursion limit)."""
+def show(value: object, limit: int | None = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (None: not cut),
+    and never an error (an int of 10,000 digits has no repr at all: Python refuses
+    to convert it; a dict nested thousands deep exhausts the recursion limit)."""
     try:
         text = repr(value)
     except ValueError:
         return f"<an int of {value.bit_length()} bits>" if isinstance(value, int) else "<?>"
     except RecursionError:
         return f"<a {type(value).__name__} nested too deep to print>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TooDeepError(ValueError):
+    """A tree nested deeper than ``purenn.tree.MAX_TREE_DEPTH`` (a ValueError:
+    a bad value, not a wrong kind of object)."""
+
+
+def too_deep(name: str, path: str, limit: int) -> TooDeepError:
+    """The error for an argument ``name`` (a tree, a stored schedule, a checkpoint
+    extra) whose dicts (or lists, or records) nest deeper than ``limit`` levels;
+    ``path`` is where the walk stopped.
+
+    Walkers count levels as they recurse and raise this when the count passes
+    the limit (a compare per node, no second walk), long before Python's own
+    recursion limit turns into a RecursionError. Use it as
+    ``if depth > limit: raise too_deep(name, path, limit)``.
+    """
+    return TooDeepError(
+        f"{name} is nested more than {limit} levels deep (purenn.tree.MAX_TREE_DEPTH) at "
+        f"{show(path, 60)}; params, gradient and state trees, stored schedules and "
+        "checkpoint extras nest only a few levels: pass one that does not nest without end"
+    )
 
 
 def as_path(value: object, name: str = "path") -> Path:

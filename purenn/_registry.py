@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import attrs
 
+from purenn._checks import show
+
 
 class ClassRegistry:
     """A name -> class table of one kind (``"layer"``, ``"loss"``, ``"record"``).
@@ -32,7 +34,7 @@ class ClassRegistry:
         """
         if not isinstance(cls, type) or (base is not None and not issubclass(cls, base)):
             wanted = f"a subclass of purenn.{base.__name__}" if base else "a class"
-            raise TypeError(f"{self.decorator[1:]} expects {wanted}; got {cls!r}")
+            raise TypeError(f"{self.decorator[1:]} expects {wanted}; got {show(cls)}")
         if not attrs.has(cls) or (frozen and cls.__setattr__ is object.__setattr__):
             raise TypeError(
                 f"{self.decorator[1:]} expects a{' frozen' if frozen else 'n'} attrs class; "
@@ -57,9 +59,10 @@ class ClassRegistry:
         """
         cls = self._classes.get(name) if isinstance(name, str) else None
         if cls is None:
+            named = name if isinstance(name, str) else show(name)
             raise ValueError(
-                f"unknown {self.kind} type {name!r}; registered: {', '.join(self._classes)}. "
-                f"If {name} is your own {self.kind}, import the module that defines it (with "
+                f"unknown {self.kind} type {show(name)}; registered: {', '.join(self._classes)}. "
+                f"If {named} is your own {self.kind}, import the module that defines it (with "
                 f"{self.decorator}) before loading"
             )
         return cls

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from purenn._checks import show
 from purenn.initializers import INITIALIZERS
 
 __all__ = [
@@ -93,10 +94,12 @@ def register_activation(
             functions (a module registering the same pair again is fine).
     """
     if not isinstance(name, str) or not name:
-        raise TypeError(f"an activation name must be a non-empty string; got {name!r}")
+        raise TypeError(f"an activation name must be a non-empty string; got {show(name)}")
     for what, fn in (("forward", forward), ("backward", backward)):
         if not callable(fn):
-            raise TypeError(f"register_activation({name!r}): {what} must be a function; got {fn!r}")
+            raise TypeError(
+                f"register_activation({name!r}): {what} must be a function; got {show(fn)}"
+            )
     if not isinstance(in_place, bool):
         raise TypeError(f"register_activation({name!r}): in_place must be True or False")
     if weight_init not in INITIALIZERS:
@@ -136,7 +139,7 @@ def get_activation(name: str) -> Activation:
     if entry is None:
         known = ", ".join(repr(k) for k in _REGISTRY)
         raise ValueError(
-            f"unknown activation {name!r}; known: {known}. A custom activation must be "
+            f"unknown activation {show(name)}; known: {known}. A custom activation must be "
             "registered with purenn.register_activation(name, forward, backward) first "
             "(import the module that registers it)"
         )

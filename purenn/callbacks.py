@@ -50,7 +50,7 @@ from typing import Any, ClassVar, NamedTuple
 import attrs
 import numpy as np
 
-from purenn._checks import float_field, int_field, positive_float
+from purenn._checks import float_field, int_field, positive_float, show
 from purenn.checkpoint import load, save
 from purenn.tree import SPEC_KEY, tree_items, tree_map
 
@@ -92,7 +92,7 @@ _SNAPSHOT = re.compile(r"^snapshot_(\d+)\.npz$")
 def _stop(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    raise TypeError(f"Feedback.stop must be a reason (a str) or None; got {value!r}")
+    raise TypeError(f"Feedback.stop must be a reason (a str) or None; got {show(value)}")
 
 
 def _values(value: Any) -> dict:
@@ -366,7 +366,7 @@ class Hooks:
 def _mode(monitor: str, mode: str) -> bool:
     """True when lower is better."""
     if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
+        raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {show(mode)}")
     if mode == "auto":
         return not monitor.endswith(("accuracy", "acc", "f1", "score"))
     return mode == "min"
@@ -391,7 +391,9 @@ def _monitored(history: Mapping, monitor: str, who: str) -> list[float]:
 
 def _check_monitor(instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, str) or not value:
-        raise TypeError(f"{type(instance).__name__}.monitor must be a history key; got {value!r}")
+        raise TypeError(
+            f"{type(instance).__name__}.monitor must be a history key; got {show(value)}"
+        )
 
 
 def _better(value: float, best: float | None, minimize: bool, min_delta: float) -> bool:

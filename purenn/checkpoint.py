@@ -48,12 +48,12 @@ from typing import Any
 import attrs
 import numpy as np
 
-from purenn._checks import as_path
+from purenn._checks import as_path, show, too_deep
 from purenn._registry import ClassRegistry
 from purenn.base import ArraySpec
 from purenn.fileio import atomic_write
 from purenn.network import Network
-from purenn.tree import SPEC_KEY, STATE_KEY, tree_leaves
+from purenn.tree import MAX_TREE_DEPTH, SPEC_KEY, STATE_KEY, tree_leaves
 
 FORMAT = "purenn-checkpoint"
 FORMAT_VERSION = 1
@@ -141,7 +141,7 @@ def _records() -> ClassRegistry:
 def storable(value: Any) -> bool:
     """Whether :func:`save` can store ``value`` as an extra (no file is written)."""
     try:
-        _Encoder().encode(value, "value")
+        _Encoder().encode(value, "value", 2)  # as deep as an extra: one level below save's
     except (TypeError, ValueError):
         return False
     return True
@@ -160,7 +160,10 @@ class _Encoder:
         self.arrays: dict[str, np.ndarray] = {}
         self.records = _records()
 
-    def encode(self, value: Any, path: str) -> Any:
+    def encode(self, value: Any, path: str, depth: int = 1) -> Any:
+        """``value`` as JSON; ``path`` names it in messages (``"extra/history"``) and
+        ``depth`` is its level: a dict, list or record at most at level
+        :data:`purenn.tree.MAX_TREE_DEPTH` (the top one at level 1)."""
         if value is None or isinstance(value, bool | str):
             return value
         if isinstance(value, numbers.Integral) and not isinstance(value, np.generic):
@@ -175,15 +178,17 @@ class _Encoder:
             return {_TAG: "network", "spec": value.to_dict()}
         if isinstance(value, np.random.Generator):
             state = value.bit_generator.state
-            return {_TAG: "generator", "state": self.encode(state, path)}
+            return {_TAG: "generator", "state": self.encode(state, path, depth + 1)}
+        if depth > MAX_TREE_DEPTH:  # only containers are left to nest
+            raise too_deep(path.split("/", 1)[0], path, MAX_TREE_DEPTH)
         if isinstance(value, list | tuple):
-            return [self.encode(v, f"{path}/{i}") for i, v in enumerate(value)]
+            return [self.encode(v, f"{path}/{i}", depth + 1) for i, v in enumerate(value)]
         if isinstance(value, dict):
             out = {}
             for key, v in value.items():
                 if not isinstance(key, str):
                     raise TypeError(
-                        f"checkpoint dicts need string keys; {path!r} has key {key!r} "
+                        f"checkpoint dicts need string keys; {path!r} has key {show(key)} "
                         f"({type(key).__name__})"
                     )
                 if key == _TAG or "/" in key:
@@ -191,11 +196,11 @@ class _Encoder:
                         f"{path!r} has key {key!r}; checkpoint keys may not contain '/' "
                         f"or be {_TAG!r}: rename it"
                     )
-                out[key] = self.encode(v, f"{path}/{key}")
+                out[key] = self.encode(v, f"{path}/{key}", depth + 1)
             return out
         if self.records.holds(type(value)):
             fields = {
-                f.name: self.encode(getattr(value, f.name), f"{path}/{f.name}")
+                f.name: self.encode(getattr(value, f.name), f"{path}/{f.name}", depth + 1)
                 for f in attrs.fields(type(value))
             }
             return {_TAG: "record", "class": type(value).__name__, "fields": fields}
@@ -550,10 +555,16 @@ def _compare(tree: Any, ref: dict, where: str, dtype: list, top: bool = False) -
     return None
 
 
-def _check_trees(value: Any, where: str, fail: Any, spec: Network, dtype: np.dtype) -> None:
+def _check_trees(
+    value: Any, where: str, fail: Any, spec: Network, dtype: np.dtype, depth: int = 1
+) -> None:
     """Check every tree that carries a spec (params, moments) against it;
     ``fail(message)`` makes the exception to raise. Trees of the checkpoint's
-    own network ``spec`` must have its params' ``dtype``."""
+    own network ``spec`` must have its params' ``dtype``. ``depth`` is the level
+    of ``value``: a dict, list or record at most at level :data:`MAX_TREE_DEPTH`."""
+    nests = isinstance(value, dict | list | tuple) or attrs.has(type(value))
+    if nests and depth > MAX_TREE_DEPTH:
+        raise fail(str(too_deep(where.split("/", 1)[0], where, MAX_TREE_DEPTH)))
     if isinstance(value, dict):
         own = value.get(SPEC_KEY)
         if isinstance(own, Network):
@@ -562,13 +573,13 @@ def _check_trees(value: Any, where: str, fail: Any, spec: Network, dtype: np.dty
                 raise fail(problem)
             return
         for k, v in value.items():
-            _check_trees(v, f"{where}/{k}", fail, spec, dtype)
+            _check_trees(v, f"{where}/{k}", fail, spec, dtype, depth + 1)
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            _check_trees(v, f"{where}/{i}", fail, spec, dtype)
+            _check_trees(v, f"{where}/{i}", fail, spec, dtype, depth + 1)
     elif attrs.has(type(value)):
         for f in attrs.fields(type(value)):
-            _check_trees(getattr(value, f.name), f"{where}/{f.name}", fail, spec, dtype)
+            _check_trees(getattr(value, f.name), f"{where}/{f.name}", fail, spec, dtype, depth + 1)
 
 
 def load(path: str | os.PathLike) -> Checkpoint:

@@ -47,7 +47,7 @@ import attrs
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from purenn._checks import MAX_SAMPLE_SIZE, float_field, int_field, one_of, plain_number
+from purenn._checks import MAX_SAMPLE_SIZE, float_field, int_field, one_of, plain_number, show
 from purenn.activations import activation_validator, get_activation
 from purenn.base import Context, Layer, Shape, register_layer
 from purenn.initializers import INITIALIZERS
@@ -93,12 +93,12 @@ def _pair_of(minimum: int):
         if not ok:
             raise TypeError(
                 f"{type(instance).__name__}.{attribute.name} must be an int or a pair of "
-                f"{what}, e.g. 3 or (3, 3); got {value!r}"
+                f"{what}, e.g. 3 or (3, 3); got {show(value)}"
             )
         if min(value) < minimum or max(value) > MAX_SAMPLE_SIZE:
             raise ValueError(
                 f"{type(instance).__name__}.{attribute.name} must hold {what} up to "
-                f"{MAX_SAMPLE_SIZE:,}; got {value!r}"
+                f"{MAX_SAMPLE_SIZE:,}; got {show(value)}"
             )
 
     return check
@@ -808,9 +808,13 @@ def _to_shape(value: Any) -> Any:
 
 
 def _check_target(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, tuple):  # the converter made lists and ints tuples
+        raise TypeError(
+            "Reshape.shape must be an int or a tuple of ints, e.g. (1, 28, 28) or (-1,); got "
+            f"{type(value).__name__} {show(value, 40)}"
+        )
     ok = (
-        isinstance(value, tuple)
-        and value
+        value
         and all(
             isinstance(v, int) and not isinstance(v, bool) and (0 < v <= MAX_SAMPLE_SIZE or v == -1)
             for v in value
@@ -821,7 +825,7 @@ def _check_target(instance: Any, attribute: attrs.Attribute, value: Any) -> None
         raise ValueError(
             "Reshape.shape must be a non-empty tuple of positive ints (up to "
             f"{MAX_SAMPLE_SIZE:,}), at most one of them -1 (worked out from the input), "
-            f"e.g. (1, 28, 28) or (-1,); got {value!r}"
+            f"e.g. (1, 28, 28) or (-1,); got {show(value)}"
         )
 
 

@@ -304,7 +304,7 @@ def _verdict(
 def _require_float64(a: Any, path: str) -> None:
     if not isinstance(a, np.ndarray) or a.dtype != np.float64:
         raise TypeError(
-            f"gradient checks run in float64; {path!r} is "
+            f"gradient checks run in float64; {show(path)} is "
             f"{getattr(a, 'dtype', type(a).__name__)}. Use arrays of dtype np.float64 "
             "(purenn.init(spec, rng, dtype=np.float64) for a network)"
         )

@@ -409,9 +409,9 @@ def describe(loss: Loss) -> str:
     """How messages name a loss: ``'mse'`` for a built-in with its defaults, else its repr
     (also for an object that is no attrs class: a message must never fail)."""
     if not attrs.has(type(loss)):
-        return repr(loss)
+        return show(loss, None)
     name = loss_to_dict(loss)
-    return repr(name) if isinstance(name, str) else repr(loss)
+    return repr(name) if isinstance(name, str) else show(loss, None)
 
 
 def loss_from_dict(data: Any) -> Loss:
@@ -423,10 +423,10 @@ def loss_from_dict(data: Any) -> Loss:
     if isinstance(data, str):
         return as_loss(data)
     if not isinstance(data, dict) or "type" not in data:
-        raise ValueError(f"a loss must be a name or a dict with a 'type'; got {data!r}")
+        raise ValueError(f"a loss must be a name or a dict with a 'type'; got {show(data)}")
     fields = dict(data)
     cls = loss_class(fields.pop("type"))
     try:
         return cls(**fields)
     except TypeError as err:
-        raise ValueError(f"malformed {cls.__name__} loss {data!r}: {err}") from err
+        raise ValueError(f"malformed {cls.__name__} loss {show(data)}: {err}") from err

@@ -52,6 +52,7 @@ from purenn._checks import (
     float_validator,
     plain_float,
     positive_float,
+    show,
 )
 from purenn.checkpoint import register_record
 from purenn.core import check_params
@@ -102,7 +103,7 @@ def _check_lr_field(instance: Any, attribute: attrs.Attribute, value: Any) -> No
         raise TypeError(
             f"{field_name(instance, attribute)} must be a float or a schedule (a callable "
             "step -> lr, e.g. purenn.schedules.CosineDecay(0.1, 1000)); got "
-            f"{value!r} ({type(value).__name__})"
+            f"{show(value)} ({type(value).__name__})"
         )
     float_validator(0.0)(instance, attribute, value)
 
@@ -275,7 +276,7 @@ def _check_count(count: Any, cls: str) -> int:
     if isinstance(count, bool) or not isinstance(count, numbers.Integral):
         raise TypeError(
             f"{cls}.count must be an int >= 0 (the number of updates applied); got "
-            f"{count!r} ({type(count).__name__})"
+            f"{show(count)} ({type(count).__name__})"
         )
     if count < 0:
         raise ValueError(f"{cls}.count must be an int >= 0; got {count}")

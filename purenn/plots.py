@@ -72,6 +72,7 @@ from purenn._checks import (
     check_flag,
     check_optional_flag,
     positive_int,
+    show,
     to_float,
 )
 from purenn.fileio import atomic_write
@@ -647,7 +648,7 @@ def _check_samples(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int] | None]:
     """Validate misclassified samples; return x as (m, h, w) or (m, 16), labels, shape."""
     if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}; got {kind!r}")
+        raise ValueError(f"kind must be one of {_KINDS}; got {show(kind)}")
     if not isinstance(x, np.ndarray):
         raise TypeError(f"x must be a numpy array of samples; got {type(x).__name__}")
     if x.dtype.kind not in "iuf":
@@ -701,7 +702,9 @@ def _check_samples(
             for s in image_shape
         )
     ):
-        raise ValueError(f"image_shape must be (height, width) positive ints; got {image_shape!r}")
+        raise ValueError(
+            f"image_shape must be (height, width) positive ints; got {show(image_shape)}"
+        )
     shape = (int(image_shape[0]), int(image_shape[1]))
     if int(np.prod(x.shape[1:])) != shape[0] * shape[1]:
         raise ValueError(

@@ -240,7 +240,7 @@ def minmax_fit(x: npt.ArrayLike, feature_range: tuple[float, float] = (0.0, 1.0)
     pair = tuple(feature_range) if isinstance(feature_range, tuple | list) else None
     if pair is None or len(pair) != 2 or not all(_real(v) for v in pair):
         raise TypeError(
-            f"minmax_fit expects feature_range as (low, high) numbers; got {feature_range!r}."
+            f"minmax_fit expects feature_range as (low, high) numbers; got {show(feature_range)}."
         )
     lo, hi = (to_float(v) for v in pair)  # an int past float range: inf, refused below
     # hi - lo must be finite too: it scales every value
@@ -510,7 +510,7 @@ def batches(
     batch_size = positive_int(batch_size, "batch_size")
     gen = None if rng is None else as_generator(rng)
     if not isinstance(drop_last, (bool, np.bool_)):
-        raise TypeError(f"batches: drop_last must be True or False; got {drop_last!r}.")
+        raise TypeError(f"batches: drop_last must be True or False; got {show(drop_last)}.")
     n = xa.shape[0]
     stop = n - n % batch_size if drop_last else n
     order = None if gen is None else gen.permutation(n)

@@ -21,8 +21,9 @@ from typing import Any
 
 import attrs
 
-from purenn._checks import bool_field, float_field, int_field
+from purenn._checks import bool_field, float_field, int_field, show, too_deep
 from purenn.checkpoint import register_record
+from purenn.tree import MAX_TREE_DEPTH
 
 __all__ = [
     "Constant",
@@ -53,7 +54,7 @@ def _factor_field(**kwargs: Any) -> Any:
 
 def _step(step: Any) -> int:
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-        raise ValueError(f"a schedule takes the step count, an int >= 0; got {step!r}")
+        raise ValueError(f"a schedule takes the step count, an int >= 0; got {show(step)}")
     return int(step)
 
 
@@ -211,16 +212,26 @@ def to_dict(schedule: Any) -> dict:
     Raises:
         TypeError: for a schedule that is not one of :data:`SCHEDULES` (a plain
             function cannot be stored; wrap its logic in a schedule class).
+        ValueError: for schedules wrapped in each other more than
+            :data:`purenn.tree.MAX_TREE_DEPTH` deep.
     """
+    return _to_dict(schedule, "schedule", 1)
+
+
+def _to_dict(schedule: Any, path: str, depth: int) -> dict:
+    if depth > MAX_TREE_DEPTH:
+        raise too_deep("schedule", path, MAX_TREE_DEPTH)
     if type(schedule) not in SCHEDULES.values():
         raise TypeError(
-            f"only purenn.schedules values can be stored as JSON; got {schedule!r}. "
+            f"only purenn.schedules values can be stored as JSON; got {show(schedule)}. "
             f"Use one of {', '.join(SCHEDULES)}"
         )
     out: dict[str, Any] = {"type": type(schedule).__name__}
     for field in attrs.fields(type(schedule)):
         value = getattr(schedule, field.name)
-        out[field.name] = to_dict(value) if type(value) in SCHEDULES.values() else value
+        if type(value) in SCHEDULES.values():
+            value = _to_dict(value, f"{path}/{field.name}", depth + 1)
+        out[field.name] = value
     return out
 
 
@@ -228,16 +239,27 @@ def from_dict(data: dict) -> Any:
     """Rebuild a schedule from :func:`to_dict`'s output (validators run again).
 
     Raises:
-        ValueError: for an unknown type or malformed fields.
+        ValueError: for an unknown type or malformed fields, or dicts nested more
+            than :data:`purenn.tree.MAX_TREE_DEPTH` deep.
     """
-    if not isinstance(data, dict) or data.get("type") not in SCHEDULES:
+    return _from_dict(data, "data", 1)
+
+
+def _from_dict(data: Any, path: str, depth: int) -> Any:
+    if depth > MAX_TREE_DEPTH:
+        raise too_deep("data", path, MAX_TREE_DEPTH)
+    kind = data.get("type") if isinstance(data, dict) else None
+    if not isinstance(kind, str) or kind not in SCHEDULES:  # a dict "type" is unhashable
         raise ValueError(
-            f"not a stored schedule: {data!r}; expected a dict with 'type' one of "
+            f"not a stored schedule: {show(data)}; expected a dict with 'type' one of "
             f"{', '.join(SCHEDULES)}"
         )
     fields = {k: v for k, v in data.items() if k != "type"}
-    fields = {k: from_dict(v) if isinstance(v, dict) else v for k, v in fields.items()}
+    fields = {
+        k: _from_dict(v, f"{path}/{k}", depth + 1) if isinstance(v, dict) else v
+        for k, v in fields.items()
+    }
     try:
         return SCHEDULES[data["type"]](**fields)
     except TypeError as err:
-        raise ValueError(f"malformed {data['type']} schedule {data!r}: {err}") from err
+        raise ValueError(f"malformed {data['type']} schedule {show(data)}: {err}") from err

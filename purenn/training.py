@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from purenn._checks import as_generator, as_path, positive_int
+from purenn._checks import as_generator, as_path, positive_int, show
 from purenn.callbacks import Hooks
 from purenn.checkpoint import save, storable
 from purenn.core import TrainPass, check_inputs, train_pass
@@ -283,7 +283,7 @@ def _check_optimizer(optimizer: Any) -> None:
     ):
         raise TypeError(
             "optimizer must have init(params) and update(grads, state, params), e.g. "
-            f"purenn.optim.adam(1e-3); got {optimizer!r}"
+            f"purenn.optim.adam(1e-3); got {show(optimizer)}"
         )
 
 
@@ -309,7 +309,7 @@ def _check_stopping(
 ) -> tuple[int | None, float]:
     """``(patience, min_delta)`` checked against ``monitor`` and the validation data."""
     if monitor not in ("val_loss", "val_accuracy"):
-        raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy'; got {monitor!r}")
+        raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy'; got {show(monitor)}")
     if patience is not None:
         patience = positive_int(patience, "patience")
         if not has_val:
@@ -320,9 +320,9 @@ def _check_stopping(
             "has no accuracy: use monitor='val_loss'"
         )
     if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real):
-        raise TypeError(f"min_delta must be a float >= 0; got {min_delta!r}")
+        raise TypeError(f"min_delta must be a float >= 0; got {show(min_delta)}")
     if not math.isfinite(min_delta) or min_delta < 0:
-        raise ValueError(f"min_delta must be a finite float >= 0; got {min_delta!r}")
+        raise ValueError(f"min_delta must be a finite float >= 0; got {show(min_delta)}")
     return patience, float(min_delta)
 
 
@@ -334,7 +334,7 @@ instead of training (and growing the history) without end."""
 
 def _check_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{name} must be an int; got {show(value)} ({type(value).__name__})")
     if value < lo:
         raise ValueError(f"{name} must be >= {lo}; got {value}")
     if hi is not None and value > hi:
@@ -548,7 +548,7 @@ def fit(
         val = _check_data(params, val, "val")
     loss_fn = params[SPEC_KEY].loss
     if augment is not None and not callable(augment):
-        raise TypeError(f"augment must be a function (xb, rng) -> xb; got {augment!r}")
+        raise TypeError(f"augment must be a function (xb, rng) -> xb; got {show(augment)}")
     _check_optimizer(optimizer)
     rng = as_generator(rng)
     epochs = _check_int(epochs, "epochs", 0, MAX_EPOCHS)
@@ -574,7 +574,9 @@ def fit(
         ("drop_last", drop_last),
     ):
         if not isinstance(value, bool | np.bool_):
-            raise TypeError(f"{flag} must be True or False; got {value!r} ({type(value).__name__})")
+            raise TypeError(
+                f"{flag} must be True or False; got {show(value)} ({type(value).__name__})"
+            )
     checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     verbose = _check_int(int(verbose) if isinstance(verbose, bool) else verbose, "verbose", 0)
     group = ProcessGroup() if group is None else group

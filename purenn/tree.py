@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from purenn._checks import nonnegative_float
+from purenn._checks import TooDeepError, nonnegative_float, too_deep
 
 SPEC_KEY = "spec"
 """The reserved key under which a params tree carries its network spec."""
@@ -39,6 +39,15 @@ STATE_KEY = "state"
 """The reserved key under which a params tree carries its layers' state
 (``{"batchnorm_0": {"mean": ..., "var": ..., "count": ...}, ...}``), when it has any."""
 _STATIC = (SPEC_KEY, STATE_KEY)
+MAX_TREE_DEPTH = 64
+"""The deepest a params, gradient or state tree may nest: levels of dicts, the
+top-level dict being level 1 (``{"dense_0": {"w": w}}`` is 2 deep; a network of
+residual or parallel containers a few more). Deeper trees are refused with a
+``ValueError`` naming the argument, the path and this limit, by every function
+that walks a tree (the helpers here, and so every optimizer, norm, clipping,
+gradient check and checkpoint), instead of a ``RecursionError`` from Python's
+recursion limit (1000 frames by default; 64 leaves room for the caller's own
+frames and for what a walk calls)."""
 
 Tree = dict[str, Any]
 
@@ -59,16 +68,18 @@ def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
     Raises:
         TypeError: if ``fn`` is not callable or a tree is not a dict.
         ValueError: if the trees differ in keys (the state entry aside) or in
-            their spec.
+            their spec, or nest deeper than :data:`MAX_TREE_DEPTH`.
     """
     if not callable(fn):
         raise TypeError(f"tree_map expects a callable fn(leaf, ...); got {type(fn).__name__}")
     if not isinstance(tree, dict):
         raise TypeError(f"tree_map expects a dict tree; got {type(tree).__name__}")
-    return _map(fn, tree, rest, "")
+    return _map(fn, tree, rest, "", 1)
 
 
-def _map(fn: Callable[..., Any], tree: Tree, rest: tuple[Tree, ...], path: str) -> Tree:
+def _map(fn: Callable[..., Any], tree: Tree, rest: tuple[Tree, ...], path: str, depth: int) -> Tree:
+    if depth > MAX_TREE_DEPTH:
+        raise too_deep("tree", path, MAX_TREE_DEPTH)
     keys = tree.keys()
     for other in rest:
         if type(other) is not dict or (
@@ -90,7 +101,9 @@ def _map(fn: Callable[..., Any], tree: Tree, rest: tuple[Tree, ...], path: str) 
                     )
             out[key] = value
         elif type(value) is dict:
-            out[key] = _map(fn, value, tuple(other[key] for other in rest), _join(path, key))
+            out[key] = _map(
+                fn, value, tuple(other[key] for other in rest), _join(path, key), depth + 1
+            )
         elif rest:
             out[key] = fn(value, *[other[key] for other in rest])
         else:
@@ -127,6 +140,7 @@ def tree_items(tree: Tree) -> list[tuple[str, Any]]:
 
     Raises:
         TypeError: if ``tree`` is not a dict.
+        ValueError: if it nests deeper than :data:`MAX_TREE_DEPTH`.
     """
     if not isinstance(tree, dict):
         raise TypeError(
@@ -134,18 +148,20 @@ def tree_items(tree: Tree) -> list[tuple[str, Any]]:
             f"got {type(tree).__name__}"
         )
     items: list[tuple[str, Any]] = []
-    _collect(tree, "", items)
+    _collect(tree, "", items, 1)
     return items
 
 
-def _collect(tree: Tree, path: str, items: list[tuple[str, Any]]) -> None:
+def _collect(tree: Tree, path: str, items: list[tuple[str, Any]], depth: int) -> None:
+    if depth > MAX_TREE_DEPTH:
+        raise too_deep("tree", path, MAX_TREE_DEPTH)
     for key in sorted(tree):
         if key in _STATIC:
             continue
         where = f"{path}/{key}" if path else key
         value = tree[key]
         if isinstance(value, dict):
-            _collect(value, where, items)
+            _collect(value, where, items, depth + 1)
         else:
             items.append((where, value))
 
@@ -161,7 +177,7 @@ def state_items(tree: Tree) -> list[tuple[str, Any]]:
     state = tree.get(STATE_KEY) if isinstance(tree, dict) else None
     items: list[tuple[str, Any]] = []
     if isinstance(state, dict):
-        _collect(state, "", items)
+        _collect(state, "", items, 2)  # the state sits one level down
     return items
 
 
@@ -211,6 +227,7 @@ def tree_allclose(a: Tree, b: Tree, *, rtol: float = 1e-7, atol: float = 0.0) ->
 
     Raises:
         TypeError, ValueError: for an ``rtol`` or ``atol`` that is not a finite float >= 0.
+        ValueError: for trees nested deeper than :data:`MAX_TREE_DEPTH`.
     """
     rtol, atol = nonnegative_float(rtol, "rtol"), nonnegative_float(atol, "atol")
 
@@ -219,6 +236,8 @@ def tree_allclose(a: Tree, b: Tree, *, rtol: float = 1e-7, atol: float = 0.0) ->
 
     try:
         closes = tree_leaves(tree_map(close, a, b))
+    except TooDeepError:
+        raise
     except ValueError:
         return False
     return all(closes) and _states_agree(a, b, close)
@@ -226,13 +245,19 @@ def tree_allclose(a: Tree, b: Tree, *, rtol: float = 1e-7, atol: float = 0.0) ->
 
 def tree_equal(a: Tree, b: Tree) -> bool:
     """True when the trees have the same structure, spec, state and bit-identical
-    leaves."""
+    leaves.
+
+    Raises:
+        ValueError: for trees nested deeper than :data:`MAX_TREE_DEPTH`.
+    """
 
     def same(x: np.ndarray, y: np.ndarray) -> bool:
         return x.dtype == y.dtype and np.array_equal(x, y)
 
     try:
         equal = tree_leaves(tree_map(same, a, b))
+    except TooDeepError:
+        raise
     except ValueError:
         return False
     return all(equal) and _states_agree(a, b, same)
@@ -251,7 +276,8 @@ def tree_check_like(tree: Tree, reference: Tree, what: str) -> None:
 
     Raises:
         TypeError: if ``tree`` or ``reference`` is not a dict.
-        ValueError: naming the first leaf whose shape or dtype differs.
+        ValueError: naming the first leaf whose shape or dtype differs, or for
+            trees nested deeper than :data:`MAX_TREE_DEPTH`.
     """
     if not isinstance(tree, dict):
         raise TypeError(f"{what} must be a dict tree like params; got {type(tree).__name__}")
@@ -260,12 +286,13 @@ def tree_check_like(tree: Tree, reference: Tree, what: str) -> None:
             f"reference must be a dict tree (such as params); got {type(reference).__name__}"
         )
     if STATE_KEY in tree and STATE_KEY in reference:
-        _check_like(reference[STATE_KEY], tree[STATE_KEY], what, STATE_KEY)
+        _check_like(reference[STATE_KEY], tree[STATE_KEY], what, STATE_KEY, 2)
     _check_like(
         {k: v for k, v in reference.items() if k != STATE_KEY},
         {k: v for k, v in tree.items() if k != STATE_KEY},
         what,
         "",
+        1,
     )
     if STATE_KEY in tree and STATE_KEY not in reference:
         raise ValueError(
@@ -274,7 +301,9 @@ def tree_check_like(tree: Tree, reference: Tree, what: str) -> None:
         )
 
 
-def _check_like(ref: Tree, tree: Any, what: str, path: str) -> None:
+def _check_like(ref: Tree, tree: Any, what: str, path: str, depth: int) -> None:
+    if depth > MAX_TREE_DEPTH:
+        raise too_deep(what, path, MAX_TREE_DEPTH)
     if isinstance(tree, dict) and SPEC_KEY in ref and SPEC_KEY in tree:
         mine, theirs = ref[SPEC_KEY], tree[SPEC_KEY]
         if theirs is not mine and theirs != mine:  # say so before listing key differences
@@ -294,7 +323,7 @@ def _check_like(ref: Tree, tree: Any, what: str, path: str) -> None:
                     f"params' spec {value!r}"
                 )
         elif isinstance(value, dict):
-            _check_like(value, other, what, where)
+            _check_like(value, other, what, where, depth + 1)
         else:
             shape, dtype = getattr(other, "shape", None), getattr(other, "dtype", None)
             if shape != value.shape or dtype != value.dtype:

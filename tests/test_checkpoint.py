@@ -225,6 +225,30 @@ def test_save_refuses_what_it_cannot_store_without_pickle(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
+def _nested(levels: int) -> dict:
+    """``levels`` dicts, one array at the bottom: ``{"a": {"a": ... {"w": w}}}``."""
+    tree: dict = {"w": np.arange(3.0)}
+    for _ in range(levels - 1):
+        tree = {"a": tree}
+    return tree
+
+
+def test_extras_nested_past_the_tree_depth_limit_are_refused(tmp_path):
+    limit = purenn.tree.MAX_TREE_DEPTH
+    params = network()
+    # an extra sits one level below the extras dict: limit - 1 levels of its own fit
+    assert checkpoint.storable(_nested(limit - 1))
+    purenn.save(tmp_path / "ok.npz", params, deep=_nested(limit - 1))
+    back = purenn.load(tmp_path / "ok.npz").extra["deep"]
+    assert purenn.tree_equal(back, _nested(limit - 1))
+    for levels in (limit, 2000):
+        assert not checkpoint.storable(_nested(levels))
+        assert not checkpoint.storable([_nested(levels)])
+        with pytest.raises(ValueError, match=r"cannot save .*extra is nested more than 64 levels"):
+            purenn.save(tmp_path / "x.npz", params, deep=_nested(levels))
+    assert not (tmp_path / "x.npz").exists()
+
+
 # --------------------------------------------------------------------------- atomicity
 
 

@@ -41,11 +41,7 @@ FUZZ = settings(
 #: ``(area.function, argument, hostile tag) -> the defect``. The drawn cases
 #: skip them; test_known_defects_still_fail runs each as xfail(strict=True), so
 #: a fix turns it into an XPASS failure and the entry must go.
-KNOWN: dict[tuple[str, str, str], str] = {
-    ("callbacks.read_only", "tree", "tree: 2000 deep"): "callbacks.read_only walks a tree "
-    "by recursion: a dict nested 2000 deep escapes as RecursionError (no depth limit, no "
-    "TypeError naming the tree)",
-}
+KNOWN: dict[tuple[str, str, str], str] = {}
 
 
 def _known(case: dict) -> bool:
@@ -290,3 +286,58 @@ def test_search_dirs_refuses_system_dirs_that_are_no_list_of_paths():
 def test_init_refuses_a_dtype_numpy_cannot_parse_with_a_type_error():
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         purenn.init(_fuzz.VALID["spec"](), rng=0, dtype={"a": 1})
+
+
+def _deep_hostile():
+    return _fuzz._deep(2000)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d: purenn.Dense(3, d),
+        lambda d: purenn.Conv2D(2, d),
+        lambda d: purenn.optim.sgd(d),
+        lambda d: purenn.optim.SGDState(count=d),
+        lambda d: purenn.register_activation(d, np.tanh, np.tanh),
+        lambda d: purenn.register_layer(d),
+        lambda d: purenn.callbacks.EarlyStopping(mode=d),
+        lambda d: purenn.callbacks.Feedback(stop=d),
+        lambda d: purenn.preprocessing.minmax_fit(_fuzz.VALID["x"](), feature_range=d),
+        lambda d: purenn.datasets.load_mnist(download=d),
+        lambda d: purenn.fit(
+            _fuzz.VALID["params"](),
+            (_fuzz._x(), _fuzz._y()),
+            optimizer=optim.sgd(0.1),
+            batch_size=4,
+            rng=0,
+            epochs=d,
+        ),
+        lambda d: purenn.losses.loss_class(d),
+        lambda d: purenn.losses.loss_from_dict(d),
+    ],
+    ids=[
+        "Dense.activation",
+        "Conv2D.kernel_size",
+        "sgd.lr",
+        "SGDState.count",
+        "register_activation",
+        "register_layer",
+        "EarlyStopping.mode",
+        "Feedback.stop",
+        "minmax_fit",
+        "load_mnist",
+        "fit.epochs",
+        "loss_class",
+        "loss_from_dict",
+    ],
+)
+def test_messages_show_a_deeply_nested_value_without_recursion_error(scratch, call):
+    with pytest.raises((TypeError, ValueError), match="nested too deep to print"):
+        call(_deep_hostile())
+
+
+def test_losses_describe_a_deeply_nested_value_without_recursion_error():
+    assert purenn.losses.describe(_deep_hostile()) == "<a dict nested too deep to print>"
+    long = purenn.losses.Huber(delta=0.123456789)
+    assert purenn.losses.describe(long) == repr(long)  # not cut

@@ -273,3 +273,16 @@ def test_global_avg_pool_matches_torch():
     ty.backward(_t(dy))
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12)
+
+
+def test_reshape_refuses_a_non_shape_by_its_type_before_printing_it():
+    deep: dict = {"w": 1}
+    for _ in range(2000):
+        deep = {"a": deep}
+    with pytest.raises(
+        TypeError, match=r"Reshape.shape must be an int or a tuple of ints.* got dict"
+    ):
+        pn.Reshape(deep)
+    with pytest.raises(ValueError, match=r"Reshape.shape .* got <a tuple nested too deep"):
+        pn.Reshape((deep,))
+    assert pn.Reshape([2, -1]).shape == (2, -1)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+import purenn
 from purenn import schedules as S
 
 
@@ -112,3 +113,31 @@ def test_from_dict_refuses_unknown_or_malformed_data():
         S.from_dict({"type": "Constant", "rate": 1})
     with pytest.raises(TypeError, match=r"only purenn\.schedules"):
         S.to_dict(lambda t: 0.1)
+
+
+def _chain(levels: int) -> S.Scaled | S.Constant:
+    """``levels`` schedules wrapped in each other: ``Scaled(Scaled(... Constant(0.1)))``."""
+    schedule = S.Constant(0.1)
+    for _ in range(levels - 1):
+        schedule = S.Scaled(schedule, 0.5)
+    return schedule
+
+
+def test_schedules_nested_past_the_depth_limit_are_refused_not_a_recursion_error():
+    limit = purenn.tree.MAX_TREE_DEPTH
+    assert S.from_dict(S.to_dict(_chain(limit))) == _chain(limit)  # at the limit: works
+    deep = r"nested more than 64 levels deep \(purenn.tree.MAX_TREE_DEPTH\) at '{}/after/after"
+    with pytest.raises(ValueError, match=deep.format("schedule")):
+        S.to_dict(_chain(limit + 1))
+    stored = S.to_dict(_chain(limit))
+    with pytest.raises(ValueError, match=deep.format("data")):
+        S.from_dict({"type": "Scaled", "after": stored, "scale": 0.5})
+    hostile: dict = {"w": 1.0}
+    for _ in range(2000):
+        hostile = {"a": hostile}
+    with pytest.raises(TypeError, match=r"only purenn\.schedules .* got <a dict nested too deep"):
+        S.to_dict(hostile)
+    with pytest.raises(ValueError, match="not a stored schedule: <a dict nested too deep"):
+        S.from_dict(hostile)
+    with pytest.raises(ValueError, match="not a stored schedule"):
+        S.from_dict({"type": {}})  # unhashable: no bare "unhashable type" TypeError

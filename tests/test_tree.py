@@ -152,3 +152,58 @@ def test_tree_check_like_messages(params):
         ValueError, match=r"moments\['dense_0/w'\] .* got shape None and dtype None"
     ):
         pn.tree_check_like(wrong_kind, params, "moments")
+
+
+def _nested(levels: int) -> dict:
+    """A tree of ``levels`` dicts, one array at the bottom: ``{"a": {"a": ... {"w": w}}}``."""
+    tree: dict = {"w": np.zeros(1)}
+    for _ in range(levels - 1):
+        tree = {"a": tree}
+    return tree
+
+
+@pytest.mark.parametrize(
+    "walk",
+    [
+        pn.tree_items,
+        pn.tree_leaves,
+        pn.tree_zeros_like,
+        lambda t: pn.tree_map(np.negative, t),
+        lambda t: pn.tree_map(np.add, t, t),
+        lambda t: pn.tree_equal(t, t),
+        lambda t: pn.tree_allclose(t, t),
+        lambda t: pn.tree_check_like(t, t, "grads"),
+        lambda t: pn.optim.global_norm(t),
+        lambda t: pn.callbacks.read_only(t),
+        lambda t: pn.tree.state_items({pn.STATE_KEY: t}),
+    ],
+    ids=[
+        "tree_items",
+        "tree_leaves",
+        "tree_zeros_like",
+        "tree_map",
+        "tree_map2",
+        "tree_equal",
+        "tree_allclose",
+        "tree_check_like",
+        "global_norm",
+        "read_only",
+        "state_items",
+    ],
+)
+def test_a_tree_deeper_than_the_limit_is_a_value_error_naming_it(walk):
+    walk(_nested(pn.tree.MAX_TREE_DEPTH - 1))  # one level to spare (state sits one down): works
+    deep = r"is nested more than 64 levels deep \(purenn.tree.MAX_TREE_DEPTH\) at 'a/a/a"
+    with pytest.raises(ValueError, match=deep):
+        walk(_nested(2001))
+
+
+def test_a_tree_at_exactly_the_depth_limit_works():
+    tree = _nested(pn.tree.MAX_TREE_DEPTH)
+    assert len(pn.tree_items(tree)) == 1
+    assert pn.tree_equal(pn.tree_map(np.copy, tree), tree)
+    pn.tree_check_like(pn.tree_zeros_like(tree), tree, "grads")
+    with pytest.raises(ValueError, match="tree is nested more than"):
+        pn.tree_items({"top": tree})
+    with pytest.raises(ValueError, match="grads is nested more than"):
+        pn.tree_check_like({"top": tree}, {"top": tree}, "grads")

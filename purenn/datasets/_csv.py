@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from purenn._checks import as_path
+from purenn._checks import as_path, show
 from purenn.datasets._errors import CorruptFileError
 
 __all__ = ["MAX_CSV_BYTES", "load_csv"]
@@ -78,7 +78,7 @@ def load_csv(
     path = as_path(path, "path")
     if header not in ("infer", True, False, None):
         raise ValueError(
-            f"header must be 'infer', True, False or None; got {header!r}. "
+            f"header must be 'infer', True, False or None; got {show(header)}. "
             "Use header=True when the first line names the columns."
         )
     if isinstance(label_column, bool) or not isinstance(label_column, (int, str)):
@@ -87,7 +87,7 @@ def load_csv(
             f"got {type(label_column).__name__}."
         )
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int | np.integer):
-        raise TypeError(f"max_bytes must be an int; got {max_bytes!r}")
+        raise TypeError(f"max_bytes must be an int; got {show(max_bytes)}")
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be >= 1; got {max_bytes}")
     text = _read_text(path, int(max_bytes))

@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from purenn._checks import show
 from purenn.datasets._download import MirrorsFailedError, download_first
 from purenn.datasets._errors import CorruptFileError, DataNotFoundError
 from purenn.datasets._idx import read_idx_hashed
@@ -186,7 +187,7 @@ def load_idx_dataset(
 ) -> tuple[Split, Split]:
     """Find (or download), read and verify the four files of an IDX data set."""
     if not isinstance(download, bool):
-        raise TypeError(f"download must be True or False; got {download!r}.")
+        raise TypeError(f"download must be True or False; got {show(download)}.")
     flat_only = [Path(d) for d in ds.system_dirs]
     roots = search_dirs(data_dir, flat_only)
     names = [(f.stem + ".gz", f.stem) for f in ds.files]

@@ -25,6 +25,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from purenn._checks import show
 from purenn.datasets._download import (
     MirrorsFailedError,
     download_first,
@@ -204,7 +205,7 @@ def load_pendigits(
         CorruptFileError: A file is malformed or fails its counts or checksum.
     """
     if not isinstance(download, bool):
-        raise TypeError(f"download must be True or False; got {download!r}.")
+        raise TypeError(f"download must be True or False; got {show(download)}.")
     src = PENDIGITS
     bundled = [] if src.bundled is None else [src.bundled]
     roots = [*search_dirs(data_dir), *bundled]
