@@ -217,7 +217,12 @@ def scaled_optimizer(optimizer: Any, scale: float) -> Any:
     from purenn.schedules import Scaled
 
     lr = optimizer.lr
-    new_lr = lr * scale if isinstance(lr, float) else Scaled(lr, scale)
+    if isinstance(lr, float):
+        new_lr = lr * scale
+    elif isinstance(lr, Scaled):  # one factor, however many cuts: the nesting stays flat
+        new_lr = Scaled(lr.after, lr.scale * scale)
+    else:
+        new_lr = Scaled(lr, scale)
     return attrs.evolve(optimizer, lr=new_lr)
 
 

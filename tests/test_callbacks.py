@@ -324,3 +324,12 @@ def test_diagnostics_off_costs_nothing_and_changes_nothing():
     assert purenn.tree_equal(p_diag, p_plain)
     assert h_diag["train_loss"] == h_plain["train_loss"]
     assert not any("." in k for k in h_plain)
+
+
+def test_repeated_cuts_of_a_schedule_stay_one_scaled_schedule():
+    opt = optim.sgd(S.CosineDecay(0.1, 100))
+    for _ in range(200):  # far past MAX_TREE_DEPTH cuts: to_dict and save still work
+        opt = C.scaled_optimizer(opt, 0.9)
+    assert isinstance(opt.lr, S.Scaled) and isinstance(opt.lr.after, S.CosineDecay)
+    assert opt.lr.scale == pytest.approx(0.9**200)
+    assert S.from_dict(S.to_dict(opt.lr)) == opt.lr
