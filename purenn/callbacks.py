@@ -144,6 +144,11 @@ def read_only(tree: dict) -> dict:
     (no data copied): a callback can look, and an attempt to write raises."""
 
     def view(a: np.ndarray) -> np.ndarray:
+        if not isinstance(a, np.ndarray):
+            raise TypeError(
+                f"read_only takes a tree of NumPy arrays; got a leaf {show(a, 40)} "
+                f"({type(a).__name__})"
+            )
         v = a.view()
         v.flags.writeable = False
         return v

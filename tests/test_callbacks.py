@@ -333,3 +333,8 @@ def test_repeated_cuts_of_a_schedule_stay_one_scaled_schedule():
     assert isinstance(opt.lr, S.Scaled) and isinstance(opt.lr.after, S.CosineDecay)
     assert opt.lr.scale == pytest.approx(0.9**200)
     assert S.from_dict(S.to_dict(opt.lr)) == opt.lr
+
+
+def test_read_only_refuses_a_leaf_that_is_not_an_array():
+    with pytest.raises(TypeError, match=r"tree of NumPy arrays; got a leaf 1 \(int\)"):
+        C.read_only({"a": 1})

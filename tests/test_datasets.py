@@ -539,3 +539,21 @@ def test_csv_float_dtypes_refuse_overflow(tmp_path):
     with pytest.raises(ValueError, match="float32"):
         load_csv(path, header=False, dtype=np.float32)
     assert load_csv(path, header=False, dtype=np.float64)[0].max() == 1e39
+
+
+def test_pendigits_bad_gzip_and_too_much_text_are_refused(tmp_path):
+    good = (_pendigits.BUNDLED_DIR / "pendigits.tes.gz").read_bytes()
+    flipped = bytearray(good)
+    flipped[266] ^= 0x5A  # deflate's "invalid distance too far back"
+    (tmp_path / "flipped.gz").write_bytes(bytes(flipped))
+    with pytest.raises(CorruptFileError, match="not valid gzip data"):
+        parse_pendigits(tmp_path / "flipped.gz")
+    (tmp_path / "plain.gz").write_bytes(gzip.decompress(good))
+    with pytest.raises(CorruptFileError, match=r"named \.gz but not a gzip file"):
+        parse_pendigits(tmp_path / "plain.gz")
+    (tmp_path / "bomb.gz").write_bytes(gzip.compress(b"0," * 16 + b"0\n" * 2**22))
+    with pytest.raises(CorruptFileError, match="more than 4,194,304 bytes of text"):
+        parse_pendigits(tmp_path / "bomb.gz")
+    (tmp_path / "big").write_bytes(b"0\n" * 2**22)
+    with pytest.raises(CorruptFileError, match="more than 4,194,304 bytes of text"):
+        parse_pendigits(tmp_path / "big")

@@ -7,7 +7,6 @@ import io
 import itertools
 import os
 import re
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy.typing as npt
 
 from purenn._checks import as_path, show
 from purenn.datasets._errors import CorruptFileError
+from purenn.datasets._gzip import GZIP_MAGIC, gunzip
 
 __all__ = ["MAX_CSV_BYTES", "load_csv"]
 
@@ -157,8 +157,8 @@ def _read_text(path: Path, max_bytes: int) -> str:
         if os.fstat(f.fileno()).st_size > max_bytes:
             raise ValueError(too_big)
         raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        raw = _gunzip(path, raw, max_bytes, too_big)
+    if raw[:2] == GZIP_MAGIC:
+        raw = gunzip(path, raw, max_bytes, too_big)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -166,32 +166,6 @@ def _read_text(path: Path, max_bytes: int) -> str:
             f"{path}: expected UTF-8 text; got a non-text byte at offset {e.start}. "
             "Is this really a CSV file?"
         ) from None
-
-
-def _gunzip(path: Path, raw: bytes, max_bytes: int, too_big: str) -> bytes:
-    """Decompress every gzip member of ``raw``, stopping as soon as the output
-    would pass ``max_bytes`` (a decompression bomb costs at most that)."""
-    out = bytearray()
-    rest = raw
-    try:
-        while rest:
-            unzip = zlib.decompressobj(wbits=31)
-            chunk = unzip.decompress(rest, max_bytes + 1 - len(out))
-            while True:
-                out += chunk
-                if len(out) > max_bytes:
-                    raise ValueError(too_big)
-                if unzip.eof or not unzip.unconsumed_tail:
-                    break
-                chunk = unzip.decompress(unzip.unconsumed_tail, max_bytes + 1 - len(out))
-            if not unzip.eof:
-                raise EOFError("the gzip stream is truncated")
-            rest = unzip.unused_data.lstrip(b"\0")  # members may be padded with zeros
-    except (zlib.error, EOFError) as e:
-        raise CorruptFileError(
-            f"{path}: not valid gzip data ({e}). Delete it and fetch it again."
-        ) from None
-    return bytes(out)
 
 
 def _is_number(cell: str) -> bool:

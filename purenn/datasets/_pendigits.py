@@ -17,7 +17,6 @@ found, before any download, and is verified like any other copy.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 from pathlib import Path
@@ -32,12 +31,16 @@ from purenn.datasets._download import (
     download_zip_members,
 )
 from purenn.datasets._errors import CorruptFileError, DataNotFoundError
+from purenn.datasets._gzip import GZIP_MAGIC, gunzip
 from purenn.datasets._paths import cache_dir, find_files, not_found_message, search_dirs
 
 __all__ = ["BUNDLED_DIR", "PENDIGITS", "load_pendigits", "parse_pendigits"]
 
 N_FEATURES = 16
 N_CLASSES = 10
+#: The most text a pendigits file may hold (after decompression): about six
+#: times the UCI training file, so a damaged or crafted file costs no more.
+MAX_TEXT_BYTES = 4 * 2**20
 
 
 @attrs.frozen
@@ -116,17 +119,25 @@ def parse_pendigits(path: str | os.PathLike[str]) -> Split:
 
     Raises:
         CorruptFileError: On a row without 17 fields, a non-integer cell, a value
-            out of range, or no rows at all; the message gives the line number.
+            out of range, or no rows at all (the message gives the line number);
+            on bad gzip data or more than :data:`MAX_TEXT_BYTES` of text.
     """
     path = Path(path)
     fix = "Delete the file and fetch it again, or fix that line."
+    too_big = (
+        f"{path}: more than {MAX_TEXT_BYTES:,} bytes of text (the UCI training file has "
+        f"637 KB); this is not a pendigits file. {fix}"
+    )
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size > MAX_TEXT_BYTES:
+            raise CorruptFileError(too_big)
+        raw = f.read()
+    if path.suffix == ".gz":
+        if raw[:2] != GZIP_MAGIC:
+            raise CorruptFileError(f"{path}: named .gz but not a gzip file. {fix}")
+        raw = gunzip(path, raw, MAX_TEXT_BYTES, too_big, CorruptFileError)
     try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
         text = raw.decode("ascii")
-    except (OSError, EOFError) as e:
-        raise CorruptFileError(f"{path}: not a readable gzip file ({e}). {fix}") from None
     except UnicodeDecodeError as e:
         raise CorruptFileError(
             f"{path}: not a pendigits text file: non-ASCII byte at offset {e.start}. {fix}"
