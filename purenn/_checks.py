@@ -50,12 +50,15 @@ def too_deep(name: str, path: str, limit: int) -> TooDeepError:
 def as_path(value: object, name: str = "path") -> Path:
     """``value`` as a ``Path``; a clear TypeError naming ``name`` for anything
     that is not a ``str`` or ``os.PathLike`` (pathlib's own message names no
-    argument)."""
+    argument), and a ValueError for an empty one (which pathlib reads as ".",
+    the current folder)."""
     if not isinstance(value, str | os.PathLike):
         raise TypeError(
             f"{name} must be a str or os.PathLike (a file path); got {type(value).__name__} "
             f"{show(value, 40)}"
         )
+    if not os.fspath(value):
+        raise ValueError(f"{name} is empty; pass a file or folder path")
     return Path(value)
 
 

@@ -275,10 +275,12 @@ def tree_check_like(tree: Tree, reference: Tree, what: str) -> None:
     dtypes); a tree without one (optimizer moments) matches either way.
 
     Raises:
-        TypeError: if ``tree`` or ``reference`` is not a dict.
+        TypeError: if ``tree`` or ``reference`` is not a dict, or ``what`` not a str.
         ValueError: naming the first leaf whose shape or dtype differs, or for
             trees nested deeper than :data:`MAX_TREE_DEPTH`.
     """
+    if not isinstance(what, str):
+        raise TypeError(f"what must be a str naming the tree; got {type(what).__name__}")
     if not isinstance(tree, dict):
         raise TypeError(f"{what} must be a dict tree like params; got {type(tree).__name__}")
     if not isinstance(reference, dict):

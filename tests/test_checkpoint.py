@@ -283,3 +283,14 @@ def test_resume_kwargs_need_a_fit_checkpoint(tmp_path):
     purenn.save(tmp_path / "ck.npz", network())
     with pytest.raises(ValueError, match="cannot resume training"):
         purenn.load(tmp_path / "ck.npz").resume_kwargs()
+
+
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch):
+    from purenn.datasets import read_idx
+
+    monkeypatch.chdir(tmp_path)
+    params = purenn.init(purenn.Network(2, [purenn.Dense(2, "softmax")]), rng=0)
+    for call in (lambda: purenn.save("", params), lambda: purenn.load(""), lambda: read_idx("")):
+        with pytest.raises(ValueError, match="path is empty; pass a file or folder path"):
+            call()
+    assert list(tmp_path.iterdir()) == []

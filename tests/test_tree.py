@@ -207,3 +207,9 @@ def test_a_tree_at_exactly_the_depth_limit_works():
         pn.tree_items({"top": tree})
     with pytest.raises(ValueError, match="grads is nested more than"):
         pn.tree_check_like({"top": tree}, {"top": tree}, "grads")
+
+
+def test_tree_check_like_wants_a_name_for_the_tree():
+    params = {"a": np.zeros(2)}
+    with pytest.raises(TypeError, match="what must be a str naming the tree; got dict"):
+        pn.tree_check_like(params, params, {"a": {"a": {}}})
