@@ -818,6 +818,6 @@ def run(args: argparse.Namespace, data: Data) -> dict[str, Any]:
         args,
         f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}, "
         f"{metrics['test_errors']} errors){val_text}; trained {len(history['epoch'])} epochs "
-        f"in {train_seconds:.1f}s. Files and figures in {out}",
+        f"in {train_seconds:.1f}s. {'Files and figures' if args.figures else 'Files'} in {out}",
     )
     return {**metrics, "run_dir": str(out)}

@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     _say(
         args,
         f"{score} after {metrics['epochs_run']} epochs in {train_seconds:.1f}s. "
-        f"Files and figures in {out}",
+        f"{'Files and figures' if args.figures else 'Files'} in {out}",
     )
     return {**metrics, "run_dir": str(out)}
 

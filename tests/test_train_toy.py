@@ -71,3 +71,10 @@ def test_bad_options_are_usage_errors(capsys):
             script.main(argv)
         assert err.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_the_last_line_names_figures_only_when_they_were_drawn(tmp_path, capsys):
+    args = ["--dataset", "moons", "--n", "40", "--epochs", "1", "--no-figures"]
+    _script().main([*args, "--out", str(tmp_path / "a")])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith(f"Files in {tmp_path / 'a'}") and "figures" not in last
