@@ -18,6 +18,9 @@ Every peer runs in its own fresh process (this script again, with the hidden
     purenn_mpi2   purenn.parallel on 2 MPI ranks (mpiexec -n 2, one BLAS thread each on
                   2 cores): each rank takes half of every batch of 128, one allreduce
                   of the gradients per step, then sgd_step (issue 17)
+    purenn_mpi2_nocomm  the same 2 ranks with the allreduce left out (each rank's share-scaled
+                  gradients, not summed, go to sgd_step): not training one model, but
+                  the ceiling that no way of exchanging the gradients can pass
     gemm          the step's matrix products alone on the same shapes: the GEMM-only bound
     jax           JAX, one jitted step per batch (only when jax is installed)
     tutorial_f64  the tutorial loop in float64
@@ -101,6 +104,7 @@ PEERS = {
     "purenn": "purenn public API loop, float32",
     "purenn_fit": "purenn.fit, float32",
     "purenn_mpi2": "purenn.parallel, 2 MPI ranks, float32",
+    "purenn_mpi2_nocomm": "2 MPI ranks, no allreduce: the ceiling, float32",
     "gemm": "GEMM-only bound, float32",
     "jax": "JAX jitted step, float32",
     "tutorial_f64": "tutorial NumPy loop, float64",
@@ -114,7 +118,7 @@ WORKLOADS = {
     "mlp": tuple(p for p in PEERS if not p.startswith("cnn_")),
     "cnn": ("cnn_purenn", "cnn_purenn_mpi2", "cnn_torch"),
 }
-MPI_PEERS = {"purenn_mpi2": 2, "cnn_purenn_mpi2": 2}  # peer -> ranks (mpiexec -n)
+MPI_PEERS = {"purenn_mpi2": 2, "purenn_mpi2_nocomm": 2, "cnn_purenn_mpi2": 2}  # peer -> ranks
 REFERENCE = {"mlp": "torch", "cnn": "cnn_torch"}  # the peer each ratio is taken against
 IMAGE_SHAPE = (1, 28, 28)
 CNN_LR = 0.05
@@ -424,10 +428,15 @@ def make_cnn_torch(x, y, batch, seed):
     return _torch_sgd_step(model, x, y, batch, CNN_LR)
 
 
-def _mpi_sgd_step(params, x, y, batch: int, lr: float, workspace=None):
+def _mpi_sgd_step(params, x, y, batch: int, lr: float, workspace=None, exchange: bool = True):
     """purenn.parallel's step on this rank: its half of batch ``i``, the summed
     gradient through one allreduce (``MPIGroup.train_pass``), ``sgd_step``. The
-    loss returned is this rank's half's."""
+    loss returned is this rank's half's.
+
+    ``exchange=False`` leaves the allreduce out: the rank's own gradients,
+    scaled by its share as ``train_pass`` scales them, go to ``sgd_step``, so
+    the ranks drift apart; what it times is every part of the step except the
+    exchange (``purenn_mpi2_nocomm``)."""
     import purenn as pn
     from purenn import parallel
 
@@ -436,9 +445,14 @@ def _mpi_sgd_step(params, x, y, batch: int, lr: float, workspace=None):
     def step(i):
         nonlocal params
         xb, yb = group.part(x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch])
-        result = group.train_pass(params, xb, yb, rng=None, workspace=workspace)
-        params = pn.sgd_step(params, result.grads, lr)
-        return result.loss
+        if exchange:
+            loss, grads, _ = group.train_pass(params, xb, yb, rng=None, workspace=workspace)
+        else:
+            loss, grads, _ = pn.train_pass(params, xb, yb, rng=None, workspace=workspace)
+            share = len(xb) / batch
+            grads = pn.tree_map(lambda g: g * share, grads)
+        params = pn.sgd_step(params, grads, lr)
+        return loss
 
     return step
 
@@ -450,9 +464,11 @@ def _mlp_params(arch, dtype, seed):
     return pn.init(pn.Network(arch[0], layers), rng=seed, dtype=dtype)
 
 
-def make_purenn_mpi(x, y, batch, seed):
-    """The MLP workload on this rank of an MPI job (``purenn_mpi2``)."""
-    return _mpi_sgd_step(_mlp_params(arch_of(None), x.dtype, seed), x, y, batch, LR)
+def make_purenn_mpi(x, y, batch, seed, exchange: bool = True):
+    """The MLP workload on this rank of an MPI job (``purenn_mpi2``; without the
+    allreduce, ``purenn_mpi2_nocomm``)."""
+    params = _mlp_params(arch_of(None), x.dtype, seed)
+    return _mpi_sgd_step(params, x, y, batch, LR, exchange=exchange)
 
 
 def make_cnn_purenn_mpi(x, y, batch, seed):
@@ -477,7 +493,7 @@ def time_mpi_loop(peer: str, x, y, steps: int, warmup: int, seed: int) -> dict |
         step = make_cnn_purenn_mpi(images, y, BATCH, seed)
         n_grad = 225_034
     else:
-        step = make_purenn_mpi(x, y, BATCH, seed)
+        step = make_purenn_mpi(x, y, BATCH, seed, exchange=peer != "purenn_mpi2_nocomm")
         n_grad = sum(a * b + b for a, b in itertools.pairwise(arch_of(None)))
     for i in range(warmup):
         step(i)
@@ -940,6 +956,7 @@ PAIRED = (
     ("purenn_fit", "purenn"),
     ("purenn_f64", "tutorial_f64"),
     ("purenn_mpi2", "purenn"),
+    ("purenn_mpi2_nocomm", "purenn"),
 )
 CNN_PAIRED = (("cnn_purenn_mpi2", "cnn_torch"), ("cnn_purenn", "cnn_torch"))
 

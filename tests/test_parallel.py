@@ -367,7 +367,9 @@ def _bench():
     return module
 
 
-@pytest.mark.parametrize("peer", ["purenn_mpi2", "cnn_purenn_mpi2", "allreduce"])
+@pytest.mark.parametrize(
+    "peer", ["purenn_mpi2", "purenn_mpi2_nocomm", "cnn_purenn_mpi2", "allreduce"]
+)
 def test_bench_mpi_workers_print_one_json_result(peer):
     mpiexec = _need_mpi()
     cmd = [mpiexec, "-n", "2", sys.executable, str(BENCH), "--worker", peer, "--quick",
