@@ -97,6 +97,23 @@ def as_generator(rng: object, name: str = "rng") -> np.random.Generator:
     )
 
 
+def as_seed(value: object, name: str = "seed") -> int:
+    """``value`` as a Python int >= 0, what NumPy's seeding takes.
+
+    Checked here rather than left to ``np.random.SeedSequence``, which accepts
+    sequences too and crashes the interpreter on one nested thousands deep.
+
+    Raises:
+        TypeError: for anything but an int (bools included).
+        ValueError: for a negative int.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= 0; got {show(value)} ({type(value).__name__})")
+    if value < 0:
+        raise ValueError(f"{name} must be an int >= 0; got {show(value)}")
+    return int(value)
+
+
 MAX_SAMPLE_SIZE = 2**31 - 1
 """The most values one sample may have anywhere in a network (its input, any
 layer's output), and so the largest size field of a layer spec (units, filters,

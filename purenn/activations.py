@@ -105,7 +105,7 @@ def register_activation(
     if weight_init not in INITIALIZERS:
         raise ValueError(
             f"register_activation({name!r}): weight_init must be one of "
-            f"{', '.join(map(repr, INITIALIZERS))}; got {weight_init!r}"
+            f"{', '.join(map(repr, INITIALIZERS))}; got {show(weight_init)}"
         )
     entry = Activation(name, forward, backward, in_place, weight_init)
     known = _REGISTRY.get(name)

@@ -58,7 +58,7 @@ def _as_images(
         if len(shape) not in (2, 3):
             raise ValueError(
                 f"{fn}: image_shape must be (h, w) or (c, h, w) of positive ints; "
-                f"got {image_shape!r}."
+                f"got {show(image_shape)}."
             )
         chw = shape if len(shape) == 3 else (1, *shape)
         if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != int(np.prod(chw)):

@@ -54,6 +54,7 @@ from typing import Any, ClassVar, NamedTuple
 import attrs
 import numpy as np
 
+from purenn._checks import show
 from purenn._registry import ClassRegistry
 
 Shape = tuple[int, ...]
@@ -332,7 +333,9 @@ def layer_from_dict(data: Any) -> Layer:
         TypeError: for fields the layer class does not take.
     """
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-        raise ValueError(f"a layer must be a dict with its class name under 'type'; got {data!r}")
+        raise ValueError(
+            f"a layer must be a dict with its class name under 'type'; got {show(data)}"
+        )
     fields = {k: _from_json(v) for k, v in data.items() if k != "type"}
     return layer_class(data["type"])(**fields)
 

@@ -99,7 +99,7 @@ def _values(value: Any) -> dict:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise TypeError(f"Feedback.values must be a dict of history values; got {value!r}")
+        raise TypeError(f"Feedback.values must be a dict of history values; got {show(value)}")
     return dict(value)
 
 
@@ -264,7 +264,7 @@ class Hooks:
         for cb in callbacks:
             if not callable(cb):
                 raise TypeError(
-                    f"each callback must be callable as cb(epoch, params, history); got {cb!r}"
+                    f"each callback must be callable as cb(epoch, params, history); got {show(cb)}"
                 )
             if getattr(cb, "scales_lr", False) and not _scalable(optimizer):
                 raise TypeError(

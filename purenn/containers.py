@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from purenn._checks import one_of
+from purenn._checks import one_of, show
 from purenn.activations import activation_validator, get_activation
 from purenn.base import Context, Layer, Shape, is_registered_layer, layer_names, register_layer
 from purenn.workspace import FRESH, empty_like
@@ -49,13 +49,13 @@ def _as_chain(value: Any, what: str) -> tuple:
     if isinstance(value, Layer):
         return (value,)
     if isinstance(value, str) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{what} must be a layer or a sequence of layers; got {value!r}")
+        raise TypeError(f"{what} must be a layer or a sequence of layers; got {show(value)}")
     layers = tuple(value)
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
             raise TypeError(
                 f"{what}[{i}] must be a layer spec (an instance of a purenn.Layer subclass "
-                f"such as Conv2D(16, 3)); got {layer!r} ({type(layer).__name__})"
+                f"such as Conv2D(16, 3)); got {show(layer)} ({type(layer).__name__})"
             )
         if not is_registered_layer(type(layer)):
             raise TypeError(
@@ -85,7 +85,7 @@ class _Chain(NamedTuple):
             if not ok or not out:
                 raise TypeError(
                     f"{self.label}{name} ({type(layer).__name__}).output_shape({shapes[-1]}) "
-                    f"must return a tuple of positive ints; got {out!r}"
+                    f"must return a tuple of positive ints; got {show(out)}"
                 )
             shapes.append(out)
         return shapes
@@ -445,7 +445,7 @@ def _as_branches(value: Any) -> tuple:
     if isinstance(value, str) or isinstance(value, Layer) or not hasattr(value, "__iter__"):
         raise TypeError(
             "Parallel.branches must be a sequence of branches (each a layer or a sequence "
-            f"of layers), e.g. [[Dense(8)], Dense(8)]; got {value!r}"
+            f"of layers), e.g. [[Dense(8)], Dense(8)]; got {show(value)}"
         )
     branches = tuple(_as_chain(b, f"Parallel.branches[{i}]") for i, b in enumerate(value))
     if len(branches) < 2:

@@ -115,7 +115,7 @@ def _check_padding(instance: Any, attribute: attrs.Attribute, value: Any) -> Non
         if value not in ("valid", "same"):
             raise ValueError(
                 f"{type(instance).__name__}.padding must be 'valid', 'same', an int >= 0 "
-                f"or a pair of them; got {value!r}"
+                f"or a pair of them; got {show(value)}"
             )
         return
     _pair_of(0)(instance, attribute, value)

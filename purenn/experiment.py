@@ -57,7 +57,7 @@ import attrs
 import numpy as np
 
 from purenn import optim, parallel, schedules
-from purenn._checks import check_flag
+from purenn._checks import as_seed, check_flag
 from purenn.activations import activation_names, get_activation
 from purenn.augment import augment_images, crop_images, flip_images
 from purenn.checkpoint import save
@@ -441,8 +441,12 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.ra
 def rng_streams(seed: int) -> tuple[np.random.Generator, ...]:
     """The three independent Generators a run of ``--seed seed`` draws from:
     ``(split, initial weights, training)`` (``scripts/baselines.py`` gives its
-    PyTorch twin of a run the same split, initial weights and batches)."""
-    return _streams(seed)
+    PyTorch twin of a run the same split, initial weights and batches).
+
+    Raises:
+        TypeError, ValueError: unless ``seed`` is an int >= 0.
+    """
+    return _streams(as_seed(seed))
 
 
 def load_data(

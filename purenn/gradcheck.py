@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from purenn._checks import as_shape, positive_float, positive_int, show
+from purenn._checks import as_seed, as_shape, positive_float, positive_int, show
 from purenn.activations import Activation, get_activation
 from purenn.base import Context, Layer
 from purenn.core import loss as network_loss
@@ -328,15 +328,6 @@ def _tolerances(eps: Any, rtol: Any, floor: Any) -> tuple[float, float, float]:
     return positive_float(eps, "eps"), positive_float(rtol, "rtol"), positive_float(floor, "floor")
 
 
-def _check_seed(seed: Any) -> int:
-    """``seed`` as a Python int >= 0 (what seeds the checks' Generators)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int >= 0; got {show(seed)} ({type(seed).__name__})")
-    if seed < 0:
-        raise ValueError(f"seed must be an int >= 0; got {seed}")
-    return int(seed)
-
-
 def _check_max_entries(max_entries: Any) -> int | None:
     return None if max_entries is None else positive_int(max_entries, "max_entries")
 
@@ -412,7 +403,7 @@ def check_function_grads(
     """
     _check_callable(fn, "fn", "a function of a params tree returning a float")
     eps, rtol, floor = _tolerances(eps, rtol, floor)
-    max_entries, seed = _check_max_entries(max_entries), _check_seed(seed)
+    max_entries, seed = _check_max_entries(max_entries), as_seed(seed)
     owner = _owner_in(params)
     want = dict(tree_items(params))
     got = dict(tree_items(analytic)) if isinstance(analytic, dict) else {}
@@ -470,7 +461,7 @@ def check_input_grad(
     """
     _check_callable(fn, "fn", "a function of one array returning a float")
     eps, rtol, floor = _tolerances(eps, rtol, floor)
-    max_entries, seed = _check_max_entries(max_entries), _check_seed(seed)
+    max_entries, seed = _check_max_entries(max_entries), as_seed(seed)
     _require_float64(x, name)
     indices = _entries(x.shape, max_entries, np.random.default_rng(seed))
     numeric, kink = _differences(fn, x, eps, indices, float(fn(x)))
@@ -554,7 +545,7 @@ def check_grads(
         ValueError, TypeError: from purenn for malformed inputs (dropout without an rng).
     """
     eps, rtol, floor = _tolerances(eps, rtol, floor)
-    max_entries, seed = _check_max_entries(max_entries), _check_seed(seed)
+    max_entries, seed = _check_max_entries(max_entries), as_seed(seed)
     dtype = params_dtype(params)
     if dtype != np.float64:
         raise TypeError(
@@ -1383,7 +1374,7 @@ def check_layer(
         ValueError: if the layer's ``output_shape`` refuses ``input_shape``.
     """
     eps, rtol, floor = _tolerances(eps, rtol, floor)
-    max_entries, seed = _check_max_entries(max_entries), _check_seed(seed)
+    max_entries, seed = _check_max_entries(max_entries), as_seed(seed)
     if not isinstance(layer, Layer):
         raise TypeError(
             f"check_layer expects an instance of a purenn.Layer subclass; got "
@@ -1472,7 +1463,7 @@ def check_activation(
         ValueError: for an unregistered name.
     """
     eps, rtol, floor = _tolerances(eps, rtol, floor)
-    seed = _check_seed(seed)
+    seed = as_seed(seed)
     act = activation if isinstance(activation, Activation) else get_activation(activation)
     label = f"activation {act.name!r}"
     shape = as_shape(shape, "shape")
@@ -1632,7 +1623,7 @@ def check_loss(
         TypeError, ValueError: for an unknown loss name or targets it refuses.
     """
     eps, rtol, floor = _tolerances(eps, rtol, floor)
-    seed = _check_seed(seed)
+    seed = as_seed(seed)
     loss = loss if isinstance(loss, Loss) else as_loss(loss)
     label = f"loss {loss!r}"
     out_shape = as_shape(out_shape, "out_shape")

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from purenn._checks import as_shape, check_sample_size
+from purenn._checks import as_shape, check_sample_size, show
 from purenn.base import (
     ArraySpec,
     Layer,
@@ -31,13 +31,13 @@ def _as_shape(value: Any) -> Shape:
 
 def _as_layers(value: Any) -> tuple:
     if isinstance(value, str) or not hasattr(value, "__iter__"):
-        raise TypeError(f"Network.layers must be a sequence of layer specs; got {value!r}")
+        raise TypeError(f"Network.layers must be a sequence of layer specs; got {show(value)}")
     layers = tuple(value)
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
             raise TypeError(
                 f"Network.layers[{i}] must be a layer spec (an instance of a purenn.Layer "
-                f"subclass such as Dense(10)); got {layer!r} ({type(layer).__name__})"
+                f"subclass such as Dense(10)); got {show(layer)} ({type(layer).__name__})"
             )
         if not is_registered_layer(type(layer)):
             raise TypeError(
@@ -82,7 +82,7 @@ def _shape_tree(tree: Any, where: str, state: bool) -> Any:
     if type(tree) is not dict or not tree:
         raise TypeError(
             f"{where}.{method} must return a non-empty dict of shapes (nested dicts allowed); "
-            f"got {tree!r}"
+            f"got {show(tree)}"
         )
     out = {}
     for key, value in tree.items():
@@ -107,7 +107,7 @@ def _shape_tree(tree: Any, where: str, state: bool) -> Any:
             raise TypeError(
                 f"{where}.{method}()[{key!r}] must be a shape, a tuple of ints >= 0"
                 + (" (or ArraySpec(shape, np.int64) for a counter)" if state else "")
-                + f"; got {value!r}"
+                + f"; got {show(value)}"
                 + (f" of dtype {dtype}" if dtype is not None else "")
             )
         shape = tuple(int(d) for d in value)
@@ -145,7 +145,7 @@ def _shapes(input_shape: Shape, layers: tuple, names: list[str]) -> tuple[Shape,
         if not ok:
             raise TypeError(
                 f"{name} ({type(layer).__name__}).output_shape({shapes[-1]}) must return a "
-                f"tuple of positive ints; got {out!r}"
+                f"tuple of positive ints; got {show(out)}"
             )
         check_sample_size(out, f"{name} ({type(layer).__name__}): the output shape")
         shapes.append(out)

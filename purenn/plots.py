@@ -172,7 +172,8 @@ def _series(history: Mapping, key: str, n: int, *, optional: bool, unit: bool) -
             continue
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise TypeError(
-                f"history[{key!r}][{i}] must be a number or None; got {v!r} ({type(v).__name__})"
+                f"history[{key!r}][{i}] must be a number or None; got {show(v)} "
+                f"({type(v).__name__})"
             )
         out[i] = float(v)
     if unit and np.any((out < 0) | (out > 1)):
@@ -201,7 +202,7 @@ def _epochs(history: object) -> np.ndarray:
         raise ValueError("history['epoch'] is empty; there is nothing to plot before epoch 1")
     for i, e in enumerate(epochs):
         if isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 1:
-            raise ValueError(f"history['epoch'] must hold 1-based ints; got {e!r} at index {i}")
+            raise ValueError(f"history['epoch'] must hold 1-based ints; got {show(e)} at index {i}")
     out = np.asarray(epochs, dtype=np.int64)
     if np.any(np.diff(out) <= 0):
         raise ValueError(f"history['epoch'] must be increasing; got {list(epochs)}")
@@ -213,7 +214,7 @@ def _best_epoch(history: Mapping, epochs: np.ndarray) -> int | None:
     if best is None:
         return None
     if isinstance(best, bool) or not isinstance(best, numbers.Integral):
-        raise TypeError(f"history['best_epoch'] must be an int or None; got {best!r}")
+        raise TypeError(f"history['best_epoch'] must be an int or None; got {show(best)}")
     if int(best) not in epochs:
         raise ValueError(
             f"history['best_epoch'] = {best} is not one of the recorded epochs "
@@ -931,7 +932,7 @@ def load_misclassified(path: str | os.PathLike) -> dict:
     shape = arrays.get("image_shape")
     if shape is not None:
         if shape.dtype.kind not in "iu" or shape.shape != (2,):
-            raise ValueError(f"{p}: 'image_shape' must be 2 ints; got {shape!r}")
+            raise ValueError(f"{p}: 'image_shape' must be 2 ints; got {show(shape)}")
         shape = (int(shape[0]), int(shape[1]))
     kind = str(kind)
     _, t, pr, shape = _check_samples(arrays["x"], arrays["y_true"], arrays["y_pred"], kind, shape)

@@ -50,7 +50,7 @@ try:  # scikit-learn is optional: its base classes and validators when installed
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     HAVE_SKLEARN = False
 
-from purenn._checks import is_finite_real
+from purenn._checks import is_finite_real, show
 from purenn.callbacks import EarlyStopping
 from purenn.core import forward, init, predict, train_pass
 from purenn.layers import Dense
@@ -166,7 +166,7 @@ def _seed(random_state: Any) -> np.random.Generator:
         return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
     raise ValueError(
         f"random_state must be None, an int, a numpy Generator or a RandomState; got "
-        f"{random_state!r}"
+        f"{show(random_state)}"
     )
 
 
@@ -223,31 +223,31 @@ class _MLP(BaseEstimator):
         for name in ("max_iter", "n_iter_no_change"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                problems.append(f"{name} must be a positive int; got {value!r}")
+                problems.append(f"{name} must be a positive int; got {show(value)}")
         for name in ("alpha", "tol"):
             value = getattr(self, name)
             if not is_finite_real(value) or value < 0:
-                problems.append(f"{name} must be a float >= 0; got {value!r}")
+                problems.append(f"{name} must be a float >= 0; got {show(value)}")
         lr = self.learning_rate_init
         if not is_finite_real(lr) or lr <= 0:
-            problems.append(f"learning_rate_init must be a positive float; got {lr!r}")
+            problems.append(f"learning_rate_init must be a positive float; got {show(lr)}")
         if not (isinstance(self.validation_fraction, numbers.Real)
                 and 0 < self.validation_fraction < 1):  # fmt: skip
             problems.append(
-                f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}"
+                f"validation_fraction must be in (0, 1); got {show(self.validation_fraction)}"
             )
         for name in ("shuffle", "early_stopping"):
             value = getattr(self, name)
             if not isinstance(value, bool | np.bool_):
-                problems.append(f"{name} must be True or False; got {value!r}")
+                problems.append(f"{name} must be True or False; got {show(value)}")
         verbose = self.verbose
         if not isinstance(verbose, numbers.Integral) or verbose < 0:
-            problems.append(f"verbose must be an int >= 0 (or a bool); got {verbose!r}")
+            problems.append(f"verbose must be an int >= 0 (or a bool); got {show(verbose)}")
         bs = self.batch_size
         if bs != "auto" and not (isinstance(bs, numbers.Integral) and bs >= 1):
-            problems.append(f"batch_size must be 'auto' or a positive int; got {bs!r}")
+            problems.append(f"batch_size must be 'auto' or a positive int; got {show(bs)}")
         if self.dtype not in ("float32", "float64"):
-            problems.append(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}")
+            problems.append(f"dtype must be 'float32' or 'float64'; got {show(self.dtype)}")
         if problems:
             raise ValueError("; ".join(problems))
         self._hidden()

@@ -26,6 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import purenn
+import purenn.experiment
+import purenn.sklearn
 from purenn import metrics, optim, preprocessing
 
 EXAMPLES = int(os.environ.get("PURENN_FUZZ_EXAMPLES", "3"))
@@ -315,6 +317,12 @@ def _deep_hostile():
         ),
         lambda d: purenn.losses.loss_class(d),
         lambda d: purenn.losses.loss_from_dict(d),
+        lambda d: purenn.Network(4, [d]),
+        lambda d: purenn.Residual([d]),
+        lambda d: purenn.Parallel([[d]]),
+        lambda d: purenn.callbacks.Hooks([d], optim.sgd(0.1), {}),
+        lambda d: purenn.experiment.rng_streams(d),
+        lambda d: purenn.sklearn.MLPClassifier(random_state=d).fit(_fuzz._x(), _fuzz._y()),
     ],
     ids=[
         "Dense.activation",
@@ -330,11 +338,30 @@ def _deep_hostile():
         "fit.epochs",
         "loss_class",
         "loss_from_dict",
+        "Network.layers",
+        "Residual.layers",
+        "Parallel.branches",
+        "Hooks.callbacks",
+        "rng_streams",
+        "MLPClassifier.random_state",
     ],
 )
 def test_messages_show_a_deeply_nested_value_without_recursion_error(scratch, call):
     with pytest.raises((TypeError, ValueError), match="nested too deep to print"):
         call(_deep_hostile())
+
+
+def test_a_deeply_nested_list_seed_is_refused_before_numpy_sees_it():
+    """np.random.SeedSequence takes sequences, and one nested this deep
+    overflows the C stack: the interpreter dies. The seed is checked first."""
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(TypeError, match="seed must be an int >= 0"):
+        purenn.experiment.rng_streams(deep)
+    with pytest.raises(ValueError, match="seed must be an int >= 0; got <an int of"):
+        purenn.experiment.rng_streams(-(10**5000))
+    assert len(purenn.experiment.rng_streams(3)) == 3
 
 
 def test_losses_describe_a_deeply_nested_value_without_recursion_error():

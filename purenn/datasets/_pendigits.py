@@ -157,7 +157,7 @@ def parse_pendigits(path: str | os.PathLike[str]) -> Split:
         except ValueError:
             bad = next(c for c in cells if not c.strip().lstrip("+-").isdigit())
             raise CorruptFileError(
-                f"{path} line {lineno}: expected integers; got {bad.strip()!r}. {fix}"
+                f"{path} line {lineno}: expected integers; got {show(bad.strip())}. {fix}"
             ) from None
         if not all(0 <= v <= 100 for v in row[:-1]) or not 0 <= row[-1] < N_CLASSES:
             raise CorruptFileError(
