@@ -97,6 +97,23 @@ def as_generator(rng: object, name: str = "rng") -> np.random.Generator:
     )
 
 
+def as_array(value: object, name: str) -> np.ndarray:
+    """``np.asarray(value)``, refusing what NumPy cannot make one array of (a
+    ragged nested list, one nested deeper than NumPy's 64 dimensions) with a
+    message naming the argument instead of NumPy's.
+
+    Raises:
+        TypeError: for such a value.
+    """
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise TypeError(
+            f"{name} must be an array, or a nested list of numbers of one shape; got "
+            f"{show(value)} ({type(value).__name__}), which is not one array"
+        ) from err
+
+
 def as_seed(value: object, name: str = "seed") -> int:
     """``value`` as a Python int >= 0, what NumPy's seeding takes.
 
@@ -177,7 +194,8 @@ def float_dtype(dtype: object) -> np.dtype:
     """Return ``dtype`` as float32 or float64, refusing any other dtype."""
     try:
         dt = np.dtype(dtype)  # type: ignore[call-overload]
-    except (TypeError, ValueError) as err:  # NumPy's ValueError: a dict or list it cannot parse
+    # NumPy's ValueError: a dict or list it cannot parse; RecursionError: a deep one
+    except (TypeError, ValueError, RecursionError) as err:
         raise TypeError(f"dtype must be float32 or float64; got {show(dtype)}") from err
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64; got {dt}")

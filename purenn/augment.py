@@ -26,7 +26,7 @@ import numbers
 import numpy as np
 import numpy.typing as npt
 
-from purenn._checks import as_generator, as_shape, is_finite_real, show
+from purenn._checks import as_array, as_generator, as_shape, is_finite_real, show
 
 __all__ = [
     "MAX_WARP",
@@ -47,7 +47,7 @@ def _as_images(
     x: npt.ArrayLike, image_shape: tuple[int, ...] | None, fn: str
 ) -> tuple[np.ndarray, tuple[int, int, int]]:
     """``x`` as an array plus its per-image ``(channels, h, w)``."""
-    arr = np.asarray(x)
+    arr = as_array(x, f"{fn}: x")
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise TypeError(
             f"{fn} expects numeric images (uint8 or float); got dtype {arr.dtype}. "
@@ -403,7 +403,7 @@ def augment_strokes(
         TypeError: On a bad ``rng`` or non-numeric ``x``.
         ValueError: On a bad shape, NaN/inf, or out-of-range limits.
     """
-    arr = np.asarray(x)
+    arr = as_array(x, "augment_strokes: x")
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise TypeError(
             f"augment_strokes expects numeric pen coordinates; got dtype {arr.dtype}. "

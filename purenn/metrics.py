@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from purenn._checks import MAX_CLASSES, check_flag, positive_int
+from purenn._checks import MAX_CLASSES, as_array, check_flag, positive_int
 from purenn._checks import num_classes as check_num_classes
 from purenn.core import check_inputs, logits
 from purenn.tree import SPEC_KEY
@@ -140,7 +140,7 @@ def precision_recall_f1(confusion: np.ndarray) -> dict[str, np.ndarray]:
     Raises:
         ValueError: for a non-square matrix or negative counts.
     """
-    cm = np.asarray(confusion)
+    cm = as_array(confusion, "confusion")
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
         raise ValueError(f"confusion must be a square (k, k) matrix; got shape {cm.shape}")
     if cm.dtype.kind not in "iuf" or (cm < 0).any():

@@ -67,6 +67,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from purenn._checks import (
+    as_array,
     as_path,
     as_shape,
     check_flag,
@@ -616,10 +617,7 @@ def confusion_matrix(
 
 
 def _check_confusion(cm: object) -> np.ndarray:
-    try:
-        arr = np.asarray(cm)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"cm must be a (k, k) array of counts; got {type(cm).__name__}") from err
+    arr = as_array(cm, "cm")
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
         raise ValueError(
             f"cm must be a square (k, k) matrix with k >= 1 (rows = true, cols = predicted); "
@@ -659,7 +657,7 @@ def _check_samples(
     m = x.shape[0]
     labels = []
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
-        y = np.asarray(y)
+        y = as_array(y, name)
         if y.dtype.kind not in "iu":
             raise TypeError(f"{name} must hold int class indices; got dtype {y.dtype}")
         if y.shape != (m,):
@@ -1051,8 +1049,8 @@ def _points(spec, x: object, y: object, dims: int) -> tuple[np.ndarray, np.ndarr
             f"decision_boundary draws networks on {dims}-D inputs; this one takes "
             f"{spec.input_shape}"
         )
-    x = np.asarray(x)
-    y = np.asarray(y)
+    x = as_array(x, "x")
+    y = as_array(y, "y")
     if x.ndim != 2 or x.shape[1] != dims or x.shape[0] == 0:
         raise ValueError(f"x must have shape (n, {dims}) with n >= 1; got {x.shape}")
     if y.shape[0] != x.shape[0]:

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from purenn._checks import (
+    as_array,
     as_generator,
     check_flag,
     num_classes,
@@ -53,10 +54,7 @@ def _real(value: object) -> bool:
 def _frozen(a: npt.ArrayLike, name: str) -> np.ndarray:
     """A read-only float64 copy, so fitted state cannot change behind its owner's
     back; anything but finite real numbers is refused, naming the field."""
-    try:
-        arr = np.asarray(a)
-    except ValueError as err:  # a ragged nested list
-        raise TypeError(f"{name} must be an array of real numbers; got {show(a)}") from err
+    arr = as_array(a, name)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise TypeError(
             f"{name} must be an array of real numbers; got dtype {arr.dtype} ({show(a, 40)})"
@@ -87,7 +85,7 @@ def _positive(instance: object, attribute: attrs.Attribute, value: np.ndarray) -
 
 def _features(x: object, name: str, fn: str) -> np.ndarray:
     """``x`` as a numeric, non-empty, finite array of shape ``(n, ...)``."""
-    arr = np.asarray(x)
+    arr = as_array(x, f"{fn}: {name}")
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise TypeError(
             f"{fn} expects {name} as a numeric array (int or float); got dtype {arr.dtype}. "
@@ -307,7 +305,7 @@ def one_hot(y: npt.ArrayLike, k: int, dtype: npt.DTypeLike = np.float32) -> np.n
             ``k`` is above :data:`purenn.metrics.MAX_CLASSES`.
     """
     k = num_classes(k, "one_hot: k")
-    arr = np.asarray(y)
+    arr = as_array(y, "one_hot: y")
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
         raise TypeError(
             f"one_hot expects integer labels; got dtype {arr.dtype}. If they are whole "
@@ -343,7 +341,7 @@ def flatten_images(x: npt.ArrayLike) -> np.ndarray:
     Raises:
         ValueError: If ``x`` has fewer than 2 dimensions.
     """
-    arr = np.asarray(x)
+    arr = as_array(x, "flatten_images: x")
     if arr.ndim < 2:
         raise ValueError(
             f"flatten_images expects images of shape (n, h, w) or (n, c, h, w); got {arr.shape}."
@@ -365,7 +363,7 @@ def scale_images(x: npt.ArrayLike, dtype: npt.DTypeLike = np.float32) -> np.ndar
     Raises:
         TypeError: If ``x`` is not ``uint8`` or ``dtype`` is not a float dtype.
     """
-    arr = np.asarray(x)
+    arr = as_array(x, "scale_images: x")
     if arr.dtype != np.uint8:
         raise TypeError(
             f"scale_images expects uint8 pixels 0..255; got dtype {arr.dtype}. If the images "
@@ -380,7 +378,7 @@ def scale_images(x: npt.ArrayLike, dtype: npt.DTypeLike = np.float32) -> np.ndar
 
 
 def _labels_and_length(x: object, y: object, fn: str) -> tuple[np.ndarray, np.ndarray]:
-    xa, ya = np.asarray(x), np.asarray(y)
+    xa, ya = as_array(x, f"{fn}: x"), as_array(y, f"{fn}: y")
     if xa.ndim < 1 or xa.shape[0] == 0:
         raise ValueError(f"{fn} expects x of shape (n, ...) with n >= 1; got {xa.shape}.")
     if ya.ndim not in (1, 2) or ya.shape[0] != xa.shape[0]:

@@ -187,6 +187,15 @@ def _deep(depth: int) -> dict:
     return tree
 
 
+def _deep_list(depth: int) -> list:
+    """``[[[...]]]``: NumPy's seeding crashes the interpreter on it, repr and
+    ``==`` raise RecursionError."""
+    nested: list = []
+    for _ in range(depth):
+        nested = [nested]
+    return nested
+
+
 #: Well-formed values by argument name (factories: every case gets fresh ones).
 VALID: dict[str, Callable[[], Any]] = {
     "params": _params,
@@ -279,6 +288,7 @@ HOSTILE: list[tuple[str, Callable[[], Any]]] = [
     ("np.float16", lambda: np.float16(1)),
     ("empty list", lambda: []),
     ("list", lambda: [1, 2]),
+    ("ragged list", lambda: [[1.0, 2.0], [3.0]]),
     ("empty dict", lambda: {}),
     ("dict", lambda: {"a": 1}),
     ("object", object),
@@ -327,6 +337,7 @@ HOSTILE: list[tuple[str, Callable[[], Any]]] = [
     ("tree: no spec", lambda: {k: v for k, v in _params().items() if k != purenn.SPEC_KEY}),
     ("tree: spec a string", lambda: {**_params(), purenn.SPEC_KEY: "Network"}),
     ("tree: 2000 deep", lambda: _deep(2000)),
+    ("list: 100,000 deep", lambda: _deep_list(100_000)),
     ("a path that does not exist", lambda: "no/such/dir/file.npz"),
 ]
 HOSTILE_TAGS = [tag for tag, _ in HOSTILE]

@@ -351,6 +351,24 @@ def test_messages_show_a_deeply_nested_value_without_recursion_error(scratch, ca
         call(_deep_hostile())
 
 
+def test_every_array_argument_refuses_a_ragged_or_deep_list_cleanly(scratch):
+    """Every argument that takes an array, given a list NumPy cannot make one
+    array of: a clean refusal (or a right result), never NumPy's own message."""
+    failures, cases = [], 0
+    for area, name, fn in _fuzz.catalog():
+        for p in _fuzz.arguments(fn):
+            factory = _fuzz.VALID.get(p.name)
+            if factory is None or not isinstance(factory(), np.ndarray):
+                continue
+            for tag in ("ragged list", "list: 100,000 deep"):
+                case = _fuzz.run_case(area, name, fn, 1, target=p.name, tag=tag)
+                cases += 1
+                if case["verdict"] not in ("clean", "ok"):
+                    failures.append(f"{area}.{name}({p.name}=<{tag}>): {case['why']}")
+    assert cases > 100
+    assert not failures, "\n".join(failures)
+
+
 def test_a_deeply_nested_list_seed_is_refused_before_numpy_sees_it():
     """np.random.SeedSequence takes sequences, and one nested this deep
     overflows the C stack: the interpreter dies. The seed is checked first."""
