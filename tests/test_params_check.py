@@ -268,8 +268,10 @@ def test_leaves_must_be_plain_arrays_of_one_dtype():
     params = _mlp()
     with pytest.raises(TypeError, match=r"\['dense_0'\]\['b'\] must be a NumPy array; got list"):
         pn.forward(_with(params, "dense_0", b=[0.0, 0.0, 0.0]), X4)
+    with pytest.warns(PendingDeprecationWarning, match="matrix subclass"):  # NumPy's own
+        matrix = np.asmatrix(params["dense_0"]["w"])
     with pytest.raises(TypeError, match="a subclass"):
-        pn.forward(_with(params, "dense_0", w=np.asmatrix(params["dense_0"]["w"])), X4)
+        pn.forward(_with(params, "dense_0", w=matrix), X4)
     mixed = "params mix dtypes: 'dense_0' holds float64, earlier leaves float32"
     with pytest.raises(ValueError, match=mixed):
         pn.forward(_with(params, "dense_0", b=params["dense_0"]["b"].astype(np.float64)), X4)
