@@ -10,7 +10,7 @@ is a handful of pure functions::
 
 from purenn import callbacks, gradcheck, losses, metrics, optim, schedules
 from purenn.activations import register_activation
-from purenn.base import ArraySpec, Context, Layer, register_layer
+from purenn.base import ArraySpec, Context, Layer, Sublayer, register_layer
 from purenn.checkpoint import Checkpoint, load, register_record, save
 from purenn.containers import Parallel, Residual
 from purenn.conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D, Reshape
@@ -73,6 +73,7 @@ __all__ = [
     "Parallel",
     "Reshape",
     "Residual",
+    "Sublayer",
     "TrainPass",
     "TrainingInterrupted",
     "Workspace",

@@ -45,6 +45,10 @@ it makes the arrays once, when the ``Network`` is built)::
 
         def param_shapes(self, in_shape):
             return {"s": in_shape}
+
+A layer made of other layers (a container, such as :class:`purenn.Residual`)
+names them with ``sublayers(in_shape)``, so that ``Network.summary`` lists
+them beneath it.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ __all__ = [
     "Context",
     "Layer",
     "Shape",
+    "Sublayer",
     "is_registered_layer",
     "layer_class",
     "layer_classes",
@@ -128,6 +133,20 @@ def _shapes_of(tree: Any, method: str, layer: Any) -> Any:
     )
 
 
+class Sublayer(NamedTuple):
+    """One of the layers a container is made of (see :meth:`Layer.sublayers`)."""
+
+    path: tuple[str, ...]
+    """The keys from the container's own params dict down to this layer's entry,
+    ``("shortcut", "conv2d_0")``: ``params[container][path[0]][path[1]]``, the
+    same for state. A layer without params is named as if it had them."""
+    layer: Layer
+    """The layer spec."""
+    in_shape: Shape
+    """The per-sample shape this layer is given when the container is given
+    the ``in_shape`` that :meth:`Layer.sublayers` was called with."""
+
+
 class Layer:
     """Base class of layer specs; subclass it with ``@attrs.frozen``.
 
@@ -171,6 +190,13 @@ class Layer:
     fine for small layers, costly for big ones and for ``purenn.load`` of a
     checkpoint naming one).
 
+    A layer made of other layers also defines:
+
+    * ``sublayers(in_shape) -> tuple`` of :class:`Sublayer`: each child with
+      the path of its entry in the container's params and the shape it is
+      given, in the order they run. ``Network.summary`` lists them beneath the
+      container (nested containers beneath theirs).
+
     and may set these class attributes:
 
     * ``draws_randomness`` (default False): the training pass draws from
@@ -213,6 +239,10 @@ class Layer:
         if not self.has_state:
             return None
         return _shapes_of(self.init_state(in_shape, np.dtype(np.float32)), "init_state", self)
+
+    def sublayers(self, in_shape: Shape) -> tuple[Sublayer, ...]:
+        """The layers this one is made of; none (the default) for a plain layer."""
+        return ()
 
     def next_state(self, state: Any, cache: Any, ctx: Context) -> Any:
         raise NotImplementedError(
@@ -289,6 +319,23 @@ def is_registered_layer(cls: type) -> bool:
 def layer_classes() -> tuple[type, ...]:
     """Every registered layer class, in registration order."""
     return _LAYERS.classes()
+
+
+def check_layer_sequence(layers: tuple, what: str) -> tuple:
+    """``layers`` if every item is a spec of a registered layer class; else a
+    ``TypeError`` naming the item as ``what[i]`` (``"Network.layers[2]"``)."""
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"{what}[{i}] must be a layer spec (an instance of a purenn.Layer subclass "
+                f"such as Dense(10)); got {show(layer)} ({type(layer).__name__})"
+            )
+        if not is_registered_layer(type(layer)):
+            raise TypeError(
+                f"{what}[{i}] is a {type(layer).__name__}, which is not registered; "
+                "decorate its class with @purenn.register_layer"
+            )
+    return layers
 
 
 def layer_names(layers: Any) -> tuple[str, ...]:

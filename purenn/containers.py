@@ -33,7 +33,15 @@ import numpy as np
 
 from purenn._checks import one_of, show
 from purenn.activations import activation_validator, get_activation
-from purenn.base import Context, Layer, Shape, is_registered_layer, layer_names, register_layer
+from purenn.base import (
+    Context,
+    Layer,
+    Shape,
+    Sublayer,
+    check_layer_sequence,
+    layer_names,
+    register_layer,
+)
 from purenn.workspace import FRESH, empty_like
 
 __all__ = ["Parallel", "Residual"]
@@ -50,19 +58,7 @@ def _as_chain(value: Any, what: str) -> tuple:
         return (value,)
     if isinstance(value, str) or not hasattr(value, "__iter__"):
         raise TypeError(f"{what} must be a layer or a sequence of layers; got {show(value)}")
-    layers = tuple(value)
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(
-                f"{what}[{i}] must be a layer spec (an instance of a purenn.Layer subclass "
-                f"such as Conv2D(16, 3)); got {show(layer)} ({type(layer).__name__})"
-            )
-        if not is_registered_layer(type(layer)):
-            raise TypeError(
-                f"{what}[{i}] is a {type(layer).__name__}, which is not registered; "
-                "decorate its class with @purenn.register_layer"
-            )
-    return layers
+    return check_layer_sequence(tuple(value), what)
 
 
 class _Chain(NamedTuple):
@@ -223,6 +219,15 @@ class _Branches(Layer):
     @property
     def uses_workspace(self) -> bool:  # type: ignore[override]
         return any(layer.uses_workspace for layer in self._all())
+
+    def sublayers(self, in_shape: Shape) -> tuple[Sublayer, ...]:
+        out = []
+        for key, chain in self._branches():
+            above = () if key is None else (key,)
+            shapes = chain.shapes(in_shape)[:-1]  # what each child is given
+            for name, layer, shape in zip(chain.names, chain.layers, shapes, strict=True):
+                out.append(Sublayer((*above, name), layer, shape))
+        return tuple(out)
 
     def output_shape(self, in_shape: Shape) -> Shape:
         ends = [chain.shapes(in_shape)[-1] for _, chain in self._branches()]

@@ -15,7 +15,8 @@ from purenn.base import (
     ArraySpec,
     Layer,
     Shape,
-    is_registered_layer,
+    Sublayer,
+    check_layer_sequence,
     layer_from_dict,
     layer_names,
     layer_to_dict,
@@ -32,18 +33,7 @@ def _as_shape(value: Any) -> Shape:
 def _as_layers(value: Any) -> tuple:
     if isinstance(value, str) or not hasattr(value, "__iter__"):
         raise TypeError(f"Network.layers must be a sequence of layer specs; got {show(value)}")
-    layers = tuple(value)
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(
-                f"Network.layers[{i}] must be a layer spec (an instance of a purenn.Layer "
-                f"subclass such as Dense(10)); got {show(layer)} ({type(layer).__name__})"
-            )
-        if not is_registered_layer(type(layer)):
-            raise TypeError(
-                f"Network.layers[{i}] is a {type(layer).__name__}, which is not registered; "
-                "decorate its class with @purenn.register_layer"
-            )
+    layers = check_layer_sequence(tuple(value), "Network.layers")
     if not layers:
         raise ValueError("Network.layers is empty; give at least one layer, e.g. [Dense(10)]")
     return layers
@@ -195,16 +185,44 @@ def _copy(tree: Any) -> Any:
 
 def _kind(layer: Layer) -> str:
     """``Dense(units=16, activation='tanh')``: the class and the fields that differ
-    from their defaults."""
+    from their defaults. A container's fields that hold its layers are left out:
+    the summary lists those layers beneath it."""
     parts = []
     for field in attrs.fields(type(layer)):
         value, default = getattr(layer, field.name), field.default
         if default is not attrs.NOTHING and field.converter is not None:
             default = field.converter(default)  # stride=1 is stored as (1, 1)
+        if _holds_layers(value):
+            continue
         if default is attrs.NOTHING or value != default:
             parts.append(f"{field.name}={value!r}")
     text = f"{type(layer).__name__}({', '.join(parts)})"
     return text if len(text) <= _KIND_WIDTH else text[: _KIND_WIDTH - 3] + "..."
+
+
+def _holds_layers(value: Any) -> bool:
+    if isinstance(value, Layer):
+        return True
+    return isinstance(value, tuple) and any(_holds_layers(v) for v in value)
+
+
+def _summary_rows(layer: Layer, in_shape: Shape, depth: int) -> list[tuple[str, ...]]:
+    """The summary's rows for the layers ``layer`` is made of (its
+    :meth:`~purenn.Layer.sublayers`, nested ones beneath theirs), indented by
+    ``depth`` and named by their path in ``layer``'s params."""
+    rows = []
+    for i, item in enumerate(layer.sublayers(in_shape)):
+        if not isinstance(item, Sublayer):
+            raise TypeError(
+                f"{type(layer).__name__}.sublayers must return purenn.Sublayer records "
+                f"(path, layer, in_shape); item {i} is {show(item)} ({type(item).__name__})"
+            )
+        child, shape = item.layer, item.in_shape
+        name = "  " * depth + "/".join(item.path)
+        count = _size(child.param_shapes(shape))
+        rows.append((name, _kind(child), str(child.output_shape(shape)), f"{count:,}"))
+        rows.extend(_summary_rows(child, shape, depth + 1))
+    return rows
 
 
 @attrs.frozen
@@ -291,15 +309,21 @@ class Network:
             dense_1  Dense(units=3, activation=..  (3,)        51
             total                                              99
 
+        A container's layers (its :meth:`~purenn.Layer.sublayers`) follow its
+        row, indented and named by their path in its params
+        (``  shortcut/conv2d_0``); the total counts each parameter once.
+
         Returns:
             The table as one string (no trailing newline), for ``print``.
         """
         counts = self.param_counts()
+        shapes = self._layout.shapes
         rows = [("input", "", str(self.input_shape), "0")]
-        for name, layer, shape in zip(
-            self._layout.names, self.layers, self._layout.shapes[1:], strict=True
+        for name, layer, in_shape, shape in zip(
+            self._layout.names, self.layers, shapes[:-1], shapes[1:], strict=True
         ):
             rows.append((name, _kind(layer), str(shape), f"{counts[name]:,}"))
+            rows.extend(_summary_rows(layer, in_shape, depth=1))
         rows.append(("total", "", "", f"{sum(counts.values()):,}"))
         header = ("layer", "kind", "output", "params")
         widths = [max(len(r[i]) for r in (header, *rows)) for i in range(4)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import attrs
+import pytest
+
 import purenn as nn
 from purenn.tree import tree_leaves
 
@@ -49,3 +52,141 @@ def test_summary_shows_only_non_default_fields_and_thousands():
     assert "Conv2D(filters=8, kernel_size=(3, 3))" in text  # stride=1 is the default
     assert "54,090" in text  # 8 * 26 * 26 * 10 + 10
     assert spec.summary() == spec.summary()  # no randomness leaks into the text
+
+
+def _resnet():
+    block = nn.Residual(
+        [nn.Conv2D(4, 3, padding="same", activation="linear"), nn.BatchNorm()],
+        shortcut=[nn.Conv2D(4, 1, activation="linear")],
+        activation="relu",
+    )
+    return nn.Network((2, 6, 6), [block, nn.Flatten(), nn.Dense(3, "softmax")])
+
+
+def _rows(text):
+    """``{name with its indent: cells}`` of the summary's layer rows."""
+    lines = text.splitlines()[3:]
+    header = text.splitlines()[1]
+    starts = [header.index(word) for word in ("kind", "output")]
+    rows = {}
+    for line in lines:
+        if line.startswith("-"):
+            continue
+        name = line[: starts[0]].rstrip()
+        rows[name] = (line[starts[0] : starts[1]].strip(), *line[starts[1] :].rsplit(None, 1))
+    return rows
+
+
+def test_a_containers_layers_are_listed_beneath_it_by_their_path_in_its_params():
+    spec = _resnet()
+    rows = _rows(spec.summary())
+    assert list(rows) == [
+        "input",
+        "residual_0",
+        "  conv2d_0",
+        "  batchnorm_0",
+        "  shortcut/conv2d_0",
+        "flatten_0",
+        "dense_0",
+        "total",
+    ]
+    # the fields holding the children are left out of the container's kind
+    assert rows["residual_0"] == ("Residual(activation='relu')", "(4, 6, 6)", "96")
+    assert rows["  conv2d_0"][1:] == ("(4, 6, 6)", "76")  # 2 * 9 * 4 + 4
+    assert rows["  batchnorm_0"][1:] == ("(4, 6, 6)", "8")
+    assert rows["  shortcut/conv2d_0"][0].startswith("Conv2D(filters=4, kernel_size=(1, 1)")
+    assert rows["  shortcut/conv2d_0"][1:] == ("(4, 6, 6)", "12")
+    # the children's counts are the container's, and the total counts each once
+    params = nn.init(spec, rng=0)["residual_0"]
+    assert sum(a.size for a in params["conv2d_0"].values()) == 76
+    assert sum(a.size for a in params["shortcut"]["conv2d_0"].values()) == 12
+    assert rows["total"] == ("", f"{sum(spec.param_counts().values()):,}")
+
+
+def test_nested_containers_indent_once_more_per_level():
+    inner = nn.Residual(nn.Dense(3))
+    spec = nn.Network(
+        4,
+        [nn.Parallel([[nn.Dense(3), inner], nn.Dense(2)], join="concat"), nn.Dense(2, "softmax")],
+    )
+    rows = _rows(spec.summary())
+    assert list(rows)[1:6] == [
+        "parallel_0",
+        "  branch_0/dense_0",
+        "  branch_0/residual_0",
+        "    dense_0",
+        "  branch_1/dense_0",
+    ]
+    assert rows["parallel_0"] == ("Parallel(join='concat')", "(5,)", "37")
+    assert rows["  branch_0/residual_0"][1:] == ("(3,)", "12")
+    assert rows["    dense_0"][1:] == ("(3,)", "12")
+    assert rows["  branch_1/dense_0"][1:] == ("(2,)", "10")
+
+
+def test_a_plain_layer_has_no_sublayers():
+    assert nn.Dense(3).sublayers((4,)) == ()
+    assert nn.Conv2D(2, 3).sublayers((1, 5, 5)) == ()
+
+
+def test_sublayers_name_the_paths_and_shapes_the_container_uses():
+    block = _resnet().layers[0]
+    subs = block.sublayers((2, 6, 6))
+    assert [s.path for s in subs] == [("conv2d_0",), ("batchnorm_0",), ("shortcut", "conv2d_0")]
+    assert [s.in_shape for s in subs] == [(2, 6, 6), (4, 6, 6), (2, 6, 6)]
+    assert all(isinstance(s, nn.Sublayer) for s in subs)
+    params = nn.init(_resnet(), rng=0)["residual_0"]
+    for sub in subs:
+        entry = params
+        for key in sub.path:
+            entry = entry[key]
+        assert {k: v.shape for k, v in entry.items()} == sub.layer.param_shapes(sub.in_shape)
+
+
+@nn.register_layer
+@attrs.frozen
+class _Twice(nn.Layer):
+    """A user's container for the summary: ``y = inner(inner'(x))``, two copies
+    of one layer under ``first`` and ``second`` (only shapes and params here)."""
+
+    inner: nn.Layer
+
+    def output_shape(self, in_shape):
+        return self.inner.output_shape(self.inner.output_shape(in_shape))
+
+    def init_params(self, rng, in_shape, dtype):
+        mid = self.inner.output_shape(in_shape)
+        return {
+            "first": self.inner.init_params(rng, in_shape, dtype),
+            "second": self.inner.init_params(rng, mid, dtype),
+        }
+
+    def sublayers(self, in_shape):
+        mid = self.inner.output_shape(in_shape)
+        return (
+            nn.Sublayer(("first",), self.inner, in_shape),
+            nn.Sublayer(("second",), self.inner, mid),
+        )
+
+
+@nn.register_layer
+@attrs.frozen
+class _BadSublayers(nn.Layer):
+    def output_shape(self, in_shape):
+        return in_shape
+
+    def sublayers(self, in_shape):
+        return [("dense_0", nn.Dense(3), in_shape)]
+
+
+def test_a_users_own_container_gets_rows_from_its_sublayers():
+    spec = nn.Network(4, [_Twice(nn.Dense(4, "tanh")), nn.Dense(2, "softmax")])
+    rows = _rows(spec.summary())
+    assert list(rows)[1:4] == ["_twice_0", "  first", "  second"]
+    assert rows["  first"] == ("Dense(units=4, activation='tanh')", "(4,)", "20")
+    assert rows["_twice_0"][1:] == ("(4,)", "40")
+
+
+def test_sublayers_that_are_not_sublayer_records_are_refused_by_name():
+    spec = nn.Network(4, [_BadSublayers(), nn.Dense(2, "softmax")])
+    with pytest.raises(TypeError, match=r"_BadSublayers.sublayers must return purenn.Sublayer"):
+        spec.summary()
