@@ -211,6 +211,10 @@ def test_moments_of_the_wrong_dtype_or_shape_are_refused(saved, tmp_path):
             r"network spec gives \(4, 6\)",
         ),
         "negative": (-nu - 1, r"invalid AdamState at 'extra/opt_state'.*nu\['dense_0/w'\] holds"),
+        "nan": (
+            np.where(np.arange(nu.size).reshape(nu.shape) == 5, np.float32(np.nan), nu),
+            r"invalid AdamState at 'extra/opt_state'.*nu\['dense_0/w'\] holds nan",
+        ),
     }
     for name, (arr, match) in cases.items():
         crafted = {**members, "extra/opt_state/nu/dense_0/w.npy": npy(arr)}

@@ -406,6 +406,26 @@ def test_negative_or_nan_second_moments_are_refused(make, bad):
         type(state)(**{**attrs.asdict(state, recurse=False), "nu": nu})
 
 
+@pytest.mark.parametrize(
+    "opt", [optim.adam(), optim.adamw(), optim.rmsprop(), optim.rmsprop(momentum=0.9)]
+)
+def test_nan_gradients_are_refused_where_the_second_moment_is_made(opt):
+    """Documented (docs/training.md): update builds its new state through the
+    record's validators like any caller, so NaN in the gradients, which makes
+    NaN in ``nu``, is a ValueError naming the leaf; nothing is returned and
+    no input changes. (SGD has no second moment and passes NaN on.)"""
+    params, x, y = small_network()
+    g = purenn.grads(params, x, y, rng=0)
+    g["dense_0"]["w"][2, 3] = np.nan
+    state = opt.update(purenn.grads(params, x, y, rng=1), opt.init(params), params)[1]
+    before = purenn.tree_map(lambda a: a.copy(), state.nu)
+    with pytest.raises(ValueError, match=r"State\.nu\['dense_0/w'\] holds nan"):
+        opt.update(g, state, params)
+    assert purenn.tree_equal(state.nu, before)
+    new, _ = optim.sgd(0.1).update(g, optim.sgd(0.1).init(params), params)
+    assert np.isnan(new["dense_0"]["w"][2, 3]) and np.isfinite(new["dense_1"]["w"]).all()
+
+
 def test_moments_of_the_wrong_kind_shape_or_dtype_are_refused_by_update():
     params, x, y = small_network()
     g = purenn.grads(params, x, y, rng=0)
