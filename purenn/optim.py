@@ -320,8 +320,10 @@ def _second_moments_field(instance: Any, attribute: attrs.Attribute, value: Any)
             if not low >= 0:
                 raise ValueError(
                     f"{type(instance).__name__}.{attribute.name}[{path!r}] holds {low}; a "
-                    "running mean of squared gradients is >= 0 (and finite): the state is "
-                    "corrupt. Make a new one with optimizer.init(params)"
+                    "running mean of squared gradients is >= 0 and never NaN. From update, "
+                    "the gradients held NaN (lower the learning rate, or find the NaN in "
+                    "the data or the loss); otherwise the state is corrupt: make a new one "
+                    "with optimizer.init(params)"
                 )
 
 

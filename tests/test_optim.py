@@ -400,7 +400,9 @@ def test_negative_or_nan_second_moments_are_refused(make, bad):
     state = opt.init(params)
     nu = purenn.tree_map(lambda a: a.copy(), state.nu)
     nu["dense_1"]["b"][1] = bad
-    with pytest.raises(ValueError, match=r"\.nu\['dense_1/b'\] holds .*: the state is corrupt"):
+    with pytest.raises(
+        ValueError, match=r"\.nu\['dense_1/b'\] holds .*otherwise the state is corrupt"
+    ):
         attrs.evolve(state, nu=nu)
     with pytest.raises(ValueError, match=r"nu\['dense_1/b'\] holds"):
         type(state)(**{**attrs.asdict(state, recurse=False), "nu": nu})
@@ -419,7 +421,7 @@ def test_nan_gradients_are_refused_where_the_second_moment_is_made(opt):
     g["dense_0"]["w"][2, 3] = np.nan
     state = opt.update(purenn.grads(params, x, y, rng=1), opt.init(params), params)[1]
     before = purenn.tree_map(lambda a: a.copy(), state.nu)
-    with pytest.raises(ValueError, match=r"State\.nu\['dense_0/w'\] holds nan"):
+    with pytest.raises(ValueError, match=r"State\.nu\['dense_0/w'\] holds nan.*gradients held NaN"):
         opt.update(g, state, params)
     assert purenn.tree_equal(state.nu, before)
     new, _ = optim.sgd(0.1).update(g, optim.sgd(0.1).init(params), params)
