@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import numbers
 import platform
 import sys
 import time
@@ -57,10 +58,10 @@ import attrs
 import numpy as np
 
 from purenn import optim, parallel, schedules
-from purenn._checks import as_seed, check_flag
+from purenn._checks import as_array, as_seed, check_flag, nonnegative_float, positive_int, show
 from purenn.activations import activation_names, get_activation
 from purenn.augment import augment_images, crop_images, flip_images
-from purenn.checkpoint import save
+from purenn.checkpoint import save, storable
 from purenn.containers import Residual
 from purenn.conv import Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D
 from purenn.core import init, predict
@@ -178,6 +179,101 @@ _COMMON_DEFAULTS = {
     "dtype": "float32",
     "seed": 0,
 }
+# the options build_parser adds besides _OPTIONS (no recipe defaults)
+_SCRIPT_OPTIONS = ("dataset", "model", "data_dir", "out", "limit", "figures", "quiet", "workers")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_args(args: object, fn: str, names: Sequence[str] = ()) -> argparse.Namespace:
+    """``args`` as :func:`parse_args` returns it, holding the options ``fn`` reads
+    (every option of the parser when ``names`` is empty)."""
+    if not isinstance(args, argparse.Namespace):
+        raise TypeError(
+            f"{fn}: args must be the argparse.Namespace that parse_args returns; got "
+            f"{type(args).__name__} {show(args, 40)}"
+        )
+    wanted = names or (*_OPTIONS, *_SCRIPT_OPTIONS)
+    missing = [name for name in wanted if not hasattr(args, name)]
+    if missing:
+        raise ValueError(
+            f"{fn}: args lacks the option(s) {missing}; pass the Namespace that "
+            "parse_args(build_parser(...), recipes, argv) returns"
+        )
+    return args
+
+
+def _check_parser(parser: object, fn: str) -> argparse.ArgumentParser:
+    if not isinstance(parser, argparse.ArgumentParser):
+        raise TypeError(
+            f"{fn}: parser must be the argparse.ArgumentParser that build_parser returns; got "
+            f"{type(parser).__name__} {show(parser, 40)}"
+        )
+    return parser
+
+
+def _check_callable(value: object, name: str, signature: str) -> Callable:
+    if not callable(value):
+        raise TypeError(
+            f"{name} must be a function {signature}; got {type(value).__name__} {show(value, 40)}"
+        )
+    return value
+
+
+def _units(value: object, name: str, allow_empty: bool) -> list[int]:
+    """A list or tuple of positive ints (layer widths) as a list of Python ints."""
+    if not isinstance(value, list | tuple) or (not value and not allow_empty):
+        raise TypeError(
+            f"{name} must be a {'' if allow_empty else 'non-empty '}list or tuple of positive "
+            f"ints, e.g. [64, 32]; got {type(value).__name__} {show(value, 40)}"
+        )
+    return [positive_int(v, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
+def _dropout(value: object) -> float:
+    """A dropout rate in [0, 1) (0: no Dropout layers)."""
+    rate = nonnegative_float(value, "dropout")
+    if rate >= 1.0:
+        raise ValueError(f"dropout must be a rate in [0, 1) (0: none); got {rate}")
+    return rate
+
+
+def _class_names(value: object, name: str) -> tuple[str, ...]:
+    """A non-empty list or tuple of distinct str as a tuple."""
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise TypeError(
+            f"{name} must be a non-empty list or tuple of str, one name per class, e.g. "
+            f"('0', '1', ...); got {type(value).__name__} {show(value, 40)}"
+        )
+    if len(set(value)) != len(value):
+        raise ValueError(f"{name} must name each class once; got {show(value, 60)}")
+    return tuple(value)
+
+
+def _xy(x: object, y: object, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` as arrays with the same number n >= 1 of rows."""
+    xa, ya = as_array(x, f"{name}: x"), as_array(y, f"{name}: y")
+    if xa.ndim < 1 or ya.ndim < 1 or len(xa) != len(ya) or not len(xa):
+        raise ValueError(
+            f"{name} needs x (n, ...) and y (n, ...) with the same n >= 1 samples; got shapes "
+            f"{xa.shape} and {ya.shape}"
+        )
+    return xa, ya
+
+
+def _pair(value: object, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)``: a tuple or list of two arrays with one row per sample each."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise TypeError(
+            f"{name} must be a pair (x, y) of inputs and labels; got {type(value).__name__} "
+            f"{show(value, 40)}"
+        )
+    return _xy(value[0], value[1], name)
 
 
 # --------------------------------------------------------------------------- options
@@ -206,10 +302,22 @@ def _recipes(recipes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, An
     over when augmentation is on (say, more epochs); each full recipe carries
     that mapping, possibly empty, under the same key.
     """
+    if not isinstance(recipes, Mapping):
+        raise TypeError(
+            "recipes must be a dict {model: {option: default}}, e.g. {'mlp': {'hidden': [64], "
+            f"...}}; got {type(recipes).__name__} {show(recipes, 40)}"
+        )
     if not recipes:
         raise ValueError("give at least one recipe, e.g. {'mlp': {...}}")
     out = {}
     for model, recipe in recipes.items():
+        if not isinstance(model, str) or not model:
+            raise TypeError(f"recipes' keys must be model names (non-empty str); got {show(model)}")
+        if not isinstance(recipe, Mapping) or not isinstance(recipe.get(WITH_AUGMENT, {}), Mapping):
+            raise TypeError(
+                f"recipe {model!r} must be a dict {{option: default}} (its {WITH_AUGMENT!r} one "
+                f"too); got {show(recipe, 60)}"
+            )
         augmented = dict(recipe.get(WITH_AUGMENT, {}))
         own = {k: v for k, v in recipe.items() if k != WITH_AUGMENT}
         unknown = (set(own) | set(augmented)) - set(_OPTIONS)
@@ -245,7 +353,20 @@ def build_parser(
 
     Returns:
         An :class:`argparse.ArgumentParser`.
+
+    Raises:
+        TypeError, ValueError: for a bad argument or recipe.
     """
+    if not isinstance(dataset, str) or not dataset:
+        raise TypeError(
+            "dataset must be the data set's name, a non-empty str (it names the default "
+            f"--out folder); got {show(dataset, 40)} ({type(dataset).__name__})"
+        )
+    if description is not None and not isinstance(description, str):
+        raise TypeError(
+            f"description must be a str (or None); got {type(description).__name__} "
+            f"{show(description, 40)}"
+        )
     full = _recipes(recipes)
     models = list(full)
     parser = argparse.ArgumentParser(description=description)
@@ -313,12 +434,36 @@ def parse_args(
 ) -> argparse.Namespace:
     """Parse ``argv``, fill unset options from the model's recipe, and check values.
 
-    Errors go through ``parser.error`` (usage message, exit status 2).
+    Errors in ``argv`` go through ``parser.error`` (usage message, exit status 2).
+
+    Args:
+        parser: from :func:`build_parser` with the same ``recipes``.
+        recipes: as for :func:`build_parser`.
+        argv: the command line's arguments, a list or tuple of str (None: ``sys.argv[1:]``).
+
+    Raises:
+        TypeError, ValueError: for a bad ``parser``, ``recipes`` or ``argv`` (not a
+            command-line mistake: a value of the wrong kind from the calling code).
     """
+    _check_parser(parser, "parse_args")
+    full = _recipes(recipes)
+    if argv is not None and (
+        not isinstance(argv, list | tuple) or not all(isinstance(a, str) for a in argv)
+    ):
+        raise TypeError(
+            "argv must be a list or tuple of str, the command line's arguments (None: "
+            f"sys.argv[1:]); got {type(argv).__name__} {show(argv, 40)}"
+        )
     args = parser.parse_args(argv)
+    _check_args(args, "parse_args: parser")
+    if args.model not in full:
+        raise ValueError(
+            f"parse_args: the parser offers model {args.model!r}, which recipes lacks (it has "
+            f"{sorted(full)}): build the parser from the same recipes"
+        )
     if args.workers is not None:
         _start_workers(parser, args, sys.argv[1:] if argv is None else list(argv))
-    recipe = _recipes(recipes)[args.model]
+    recipe = full[args.model]
     if args.augment is None:
         args.augment = recipe["augment"]
     defaults = {**recipe, **recipe[WITH_AUGMENT]} if args.augment else recipe
@@ -356,8 +501,8 @@ _MPI_HINT = 'pip install -e ".[mpi]" (mpi4py and the mpich wheel, which brings m
 
 def _start_workers(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list) -> None:
     """``--workers N``: run this script again as N MPI ranks and exit with their status."""
-    if args.workers < 1:
-        parser.error(f"--workers must be >= 1; got {args.workers}")
+    if not 1 <= args.workers <= parallel.MAX_WORKERS:
+        parser.error(f"--workers must be in 1..{parallel.MAX_WORKERS}; got {args.workers}")
     if parallel.under_mpi():
         parser.error("--workers starts its own MPI ranks; under mpiexec leave it out")
     if args.workers == 1:
@@ -383,6 +528,7 @@ def script_main(main: Callable[[], Any]) -> None:
     """Run a training script's ``main()``; under ``mpiexec``, a rank that fails
     (an exception or a non-zero exit) ends the whole job instead of leaving the
     other ranks waiting (:func:`purenn.parallel.abort_on_error`)."""
+    _check_callable(main, "script_main: main", "main() taking no arguments")
     if not parallel.under_mpi():
         main()
         return
@@ -396,6 +542,9 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- data
+
+
+_KINDS = ("image", "pendigits")  # how purenn.plots draws samples
 
 
 @attrs.frozen(eq=False)
@@ -419,9 +568,82 @@ class Data:
     test: tuple[np.ndarray, np.ndarray]
     test_raw: np.ndarray
     kind: str
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...] = attrs.field(
+        converter=lambda names: _class_names(names, "Data.class_names")
+    )
     augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
     preprocessing: dict[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        """Check everything :func:`run` uses, so a bad field fails here, not after training."""
+        k = len(self.class_names)
+        first = None
+        for name in ("train", "val", "test"):
+            value = getattr(self, name)
+            if value is None and name == "val":
+                continue
+            x, y = _pair(value, f"Data.{name}")
+            if not isinstance(value[0], np.ndarray) or not isinstance(value[1], np.ndarray):
+                raise TypeError(
+                    f"Data.{name} must hold NumPy arrays (x, y); got {type(value[0]).__name__} "
+                    f"and {type(value[1]).__name__}: pass np.asarray(x), np.asarray(y)"
+                )
+            if x.ndim < 2 or x.dtype.kind != "f":
+                raise TypeError(
+                    f"Data.{name}: x must be float inputs (n, *input_shape), as the network "
+                    f"takes them; got {x.dtype} of shape {x.shape}"
+                )
+            if first is None:
+                first = (name, x)
+            elif x.shape[1:] != first[1].shape[1:] or x.dtype != first[1].dtype:
+                raise ValueError(
+                    f"Data.{name}: x must match Data.{first[0]}'s samples {first[1].shape[1:]} "
+                    f"{first[1].dtype}; got {x.shape[1:]} {x.dtype}"
+                )
+            if y.ndim != 1 or y.dtype.kind not in "iu":
+                raise TypeError(
+                    f"Data.{name}: y must be int class indices of shape (n,); got {y.dtype} of "
+                    f"shape {y.shape}"
+                )
+            if y.min() < 0 or y.max() >= k:
+                raise ValueError(
+                    f"Data.{name}: y must hold class indices 0..{k - 1}, one per class name; "
+                    f"got labels {y.min()}..{y.max()}"
+                )
+        if self.kind not in _KINDS:
+            raise ValueError(f"Data.kind must be one of {_KINDS}; got {show(self.kind, 40)}")
+        raw, y_test = self.test_raw, self.test[1]
+        if not isinstance(raw, np.ndarray):
+            raise TypeError(
+                "Data.test_raw must be a NumPy array of the test samples in raw units; got "
+                f"{type(raw).__name__} {show(raw, 40)}"
+            )
+        if raw.ndim < 1 or len(raw) != len(y_test):
+            raise ValueError(
+                f"Data.test_raw must hold the {len(y_test)} test samples in raw units; got shape "
+                f"{raw.shape}"
+            )
+        # the misclassified grid's own checks, run here rather than after training
+        # (purenn.plots imports matplotlib: only when a Data is made, as run() draws)
+        from purenn.plots import _check_samples
+
+        try:
+            _check_samples(raw, y_test, y_test, self.kind, None)
+        except (TypeError, ValueError) as err:
+            raise type(err)(
+                f"Data.test_raw (the test samples for purenn.plots.save_misclassified): {err}"
+            ) from None
+        if self.augment is not None and not callable(self.augment):
+            raise TypeError(
+                "Data.augment must be None or a function augment(xb, rng) -> xb; got "
+                f"{type(self.augment).__name__} {show(self.augment, 40)}"
+            )
+        if not isinstance(self.preprocessing, dict) or not storable(self.preprocessing):
+            raise TypeError(
+                "Data.preprocessing must be a dict that purenn.save can store with the "
+                "checkpoint (numbers, str, lists, dicts, arrays); got "
+                f"{type(self.preprocessing).__name__} {show(self.preprocessing, 40)}"
+            )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -459,16 +681,35 @@ def load_data(
     """
     from purenn.datasets import CorruptFileError, DataNotFoundError
 
+    _check_parser(parser, "load_data")
+    _check_callable(loader, "load_data: loader", "loader(data_dir) -> ((x, y), (x_test, y_test))")
+    _check_args(args, "load_data", ("data_dir", "limit"))
     try:
-        (x, y), (xt, yt) = loader(args.data_dir)
+        loaded = loader(args.data_dir)
     except (DataNotFoundError, CorruptFileError) as err:
         parser.exit(1, f"{parser.prog}: error: {err}\n")
+    if not isinstance(loaded, tuple | list) or len(loaded) != 2:
+        raise TypeError(
+            "load_data: loader must return ((x, y), (x_test, y_test)), as the purenn.datasets "
+            f"loaders do; got {type(loaded).__name__} {show(loaded, 40)}"
+        )
+    x, y = _pair(loaded[0], "load_data: the loader's training split")
+    xt, yt = _pair(loaded[1], "load_data: the loader's test split")
     return limit_samples(x, y, args.limit), limit_samples(xt, yt, args.limit)
 
 
 def limit_samples(x: np.ndarray, y: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``limit`` samples (all when None): ``--limit`` for smoke runs."""
-    return (x, y) if limit is None else (x[:limit], y[:limit])
+    """The first ``limit`` samples (all when None): ``--limit`` for smoke runs.
+
+    Raises:
+        TypeError, ValueError: unless ``x`` and ``y`` are arrays with the same number
+            of rows and ``limit`` is None or an int >= 1.
+    """
+    x, y = _xy(x, y, "limit_samples")
+    if limit is None:
+        return x, y
+    limit = positive_int(limit, "limit")
+    return x[:limit], y[:limit]
 
 
 def split_train_val(
@@ -479,9 +720,10 @@ def split_train_val(
     The split is drawn from ``--seed``'s own stream, so it does not change when
     other options (model, optimizer, epochs) do.
     """
+    _check_args(args, "split_train_val", ("val_fraction", "seed"))
     if not args.val_fraction:
         return (x, y), None
-    rng = _streams(args.seed)[0]
+    rng = _streams(as_seed(args.seed, "args.seed"))[0]
     return train_val_split(x, y, args.val_fraction, rng)
 
 
@@ -494,7 +736,18 @@ def in_raw_units(
     (standardised floats); the returned function undoes the standardisation
     (``x * std + mean``), applies ``augment`` in raw units, and standardises
     again, returning the batch's dtype. Pure: the batch is not written.
+
+    Raises:
+        TypeError: for an ``augment`` that is not callable or a ``scaler`` that is
+            not a :class:`purenn.preprocessing.Standardizer`.
     """
+    _check_callable(augment, "in_raw_units: augment", "augment(raw, rng) -> raw")
+    if not isinstance(scaler, Standardizer):
+        raise TypeError(
+            "in_raw_units: scaler must be the purenn.preprocessing.Standardizer the network's "
+            f"inputs were standardised with (standardize_fit); got {type(scaler).__name__} "
+            f"{show(scaler, 40)}"
+        )
 
     def wrapped(xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         raw = xb.astype(np.float64) * scaler.std + scaler.mean
@@ -528,7 +781,32 @@ def prepare_images(
     side (``crop_images``; after the mirroring, before any distortion).
     """
     flip, distort = check_flag(flip, "flip"), check_flag(distort, "distort")
-    h, w = test[0].shape[1:]
+    _check_args(args, "prepare_images", ("model", "dtype", "augment"))
+    class_names = _class_names(class_names, "prepare_images: class_names")
+    splits = {"test": _pair(test, "prepare_images: test")}
+    if splits["test"][0].ndim != 3:
+        raise ValueError(
+            f"prepare_images expects images (n, h, w); test holds x of shape "
+            f"{splits['test'][0].shape}"
+        )
+    h, w = splits["test"][0].shape[1:]
+    splits["train"] = _pair(train, "prepare_images: train")
+    if val is not None:
+        splits["val"] = _pair(val, "prepare_images: val")
+    for name, (x, _) in splits.items():
+        if x.shape[1:] != (h, w):
+            raise ValueError(
+                f"prepare_images expects {name} images of test's size {h}x{w}, (n, {h}, {w}); "
+                f"got {x.shape}"
+            )
+    if isinstance(crop, bool) or not isinstance(crop, numbers.Integral):
+        raise TypeError(f"prepare_images: crop must be an int >= 0 (0: none); got {show(crop)}")
+    if not 0 <= crop <= max(h, w):
+        raise ValueError(
+            f"prepare_images: crop must be in [0, {max(h, w)}] (the zero pixels padded on each "
+            f"side before a random {h}x{w} window is cut; 0: none); got {show(crop)}"
+        )
+    crop = int(crop)
     shape = (h * w,) if args.model == "mlp" else (1, h, w)
 
     def prep(x: np.ndarray) -> np.ndarray:
@@ -544,11 +822,12 @@ def prepare_images(
                 xb = crop_images(xb, rng, crop, image_shape=(h, w))
             return augment_images(xb, rng, image_shape=(h, w)) if distort else xb
 
+    (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
     return Data(
-        train=(prep(train[0]), train[1]),
-        val=None if val is None else (prep(val[0]), val[1]),
-        test=(prep(test[0]), test[1]),
-        test_raw=test[0],
+        train=(prep(x_train), y_train),
+        val=None if val is None else (prep(splits["val"][0]), splits["val"][1]),
+        test=(prep(x_test), y_test),
+        test_raw=x_test,
         kind="image",
         class_names=tuple(class_names),
         augment=augment,
@@ -572,7 +851,13 @@ def _head(hidden: Sequence[int], activation: str, dropout: float, classes: int) 
 def build_mlp(
     input_dim: int, hidden: Sequence[int], activation: str, dropout: float, classes: int
 ) -> Network:
-    """``input -> [Dense(h, activation) -> Dropout]* -> Dense(classes, softmax)``."""
+    """``input -> [Dense(h, activation) -> Dropout]* -> Dense(classes, softmax)``.
+
+    ``hidden`` is a list of unit counts (possibly empty), ``dropout`` a rate in
+    [0, 1) (0: no Dropout layers), ``classes`` an int >= 1.
+    """
+    hidden, dropout = _units(hidden, "hidden", allow_empty=True), _dropout(dropout)
+    classes = positive_int(classes, "classes")
     return Network(input_dim, _head(hidden, activation, dropout, classes))
 
 
@@ -583,7 +868,10 @@ def build_cnn(
     dropout: float,
     classes: int,
 ) -> Network:
-    """``conv32(3x3) -> pool2 -> conv64(3x3) -> pool2 -> flatten -> MLP head``."""
+    """``conv32(3x3) -> pool2 -> conv64(3x3) -> pool2 -> flatten -> MLP head``
+    (the head as :func:`build_mlp`'s)."""
+    hidden, dropout = _units(hidden, "hidden", allow_empty=True), _dropout(dropout)
+    classes = positive_int(classes, "classes")
     layers = [
         Conv2D(32, 3, activation=activation),
         MaxPool2D(2),
@@ -613,7 +901,10 @@ def build_resnet(
 
     The convolutions before a BatchNorm are linear (the BatchNorm carries the
     ReLU, in one pass). ``docs/results.md`` writes the runs' networks out.
+    ``widths`` is a non-empty list of channel counts.
     """
+    widths, dropout = _units(widths, "widths", allow_empty=False), _dropout(dropout)
+    classes = positive_int(classes, "classes")
     layers: list = [
         Conv2D(widths[0], 3, padding="same", activation="linear"),
         BatchNorm(activation="relu"),
@@ -640,7 +931,16 @@ def build_resnet(
 
 
 def make_optimizer(args: argparse.Namespace, steps_per_epoch: int) -> Any:
-    """The optimizer of ``--optimizer`` with the ``--schedule`` of ``--lr`` over all steps."""
+    """The optimizer of ``--optimizer`` with the ``--schedule`` of ``--lr`` over all steps
+    (``args.epochs`` times ``steps_per_epoch``, an int >= 1)."""
+    _check_args(args, "make_optimizer", ("optimizer", "schedule", "lr", "weight_decay", "epochs"))
+    steps_per_epoch = positive_int(steps_per_epoch, "steps_per_epoch")
+    for name, options in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+        if getattr(args, name) not in options:
+            raise ValueError(
+                f"make_optimizer: args.{name} must be one of {options}; got "
+                f"{show(getattr(args, name), 40)}"
+            )
     total = max(1, args.epochs * steps_per_epoch)
     if args.schedule == "constant":
         lr: Any = schedules.Constant(args.lr)
@@ -665,6 +965,14 @@ def make_optimizer(args: argparse.Namespace, steps_per_epoch: int) -> Any:
 
 def _spec(args: argparse.Namespace, data: Data) -> Network:
     classes = len(data.class_names)
+    image = args.model in ("cnn", "resnet")
+    if len(data.input_shape) != (3 if image else 1):
+        raise ValueError(
+            f"--model {args.model} takes inputs of shape "
+            f"{'(n, channels, h, w)' if image else '(n, features)'}; data.train holds "
+            f"{data.train[0].shape}. Prepare the data for the model (prepare_images does, "
+            "by args.model)"
+        )
     if args.model == "cnn":
         return build_cnn(data.input_shape, args.hidden, args.activation, args.dropout, classes)
     if args.model == "resnet":
@@ -728,6 +1036,13 @@ def run(args: argparse.Namespace, data: Data) -> dict[str, Any]:
     """
     from purenn.plots import plot_run, save_misclassified
 
+    _check_args(args, "run")
+    if not isinstance(data, Data):
+        raise TypeError(
+            f"run: data must be a purenn.experiment.Data; got {type(data).__name__} "
+            f"{show(data, 40)}"
+        )
+    as_seed(args.seed, "args.seed")
     group = parallel.MPIGroup() if parallel.under_mpi() else None
     root = group is None or group.is_root
     args = argparse.Namespace(**vars(args))  # a copy: the caller's stays as parsed

@@ -244,6 +244,11 @@ class CrossEntropy(Loss):
     def check_targets(self, y: Any, n: int, out_shape: Shape, dtype: np.dtype) -> np.ndarray:
         if not isinstance(y, np.ndarray):
             raise TypeError(f"y must be a NumPy array; got {type(y).__name__}")
+        if len(out_shape) != 1:
+            raise ValueError(
+                f"loss {describe(self)} scores a flat output of k classes per sample, shape "
+                f"(k,); got the output shape {tuple(out_shape)}: end with Flatten() and Dense(k)"
+            )
         (k,) = out_shape
         if y.ndim != 1:
             if y.shape != (n, k):

@@ -48,12 +48,13 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from purenn._checks import positive_int, show
 from purenn.core import TrainPass, train_pass
 from purenn.metrics import evaluate
 from purenn.training import NonFiniteLossError, ProcessGroup
@@ -70,6 +71,7 @@ from purenn.workspace import Workspace
 
 __all__ = [
     "LAUNCHER_VARS",
+    "MAX_WORKERS",
     "THREAD_VARS",
     "MPIGroup",
     "abort_on_error",
@@ -86,6 +88,10 @@ LAUNCHER_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MV2_COMM_WORL
 PMIx, MVAPICH): their presence means the process was started by ``mpiexec``."""
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 """The variables that set BLAS threads; read when numpy is first imported."""
+MAX_WORKERS = 1024
+"""The most local ranks :func:`launch` starts (``--workers``): more than any one
+machine has cores, so a larger count is a typing mistake, refused before
+``mpiexec`` tries to start that many processes."""
 
 _ABORT_GRACE = 0.5  # seconds between printing a failing rank's error and MPI_Abort
 _INSTALL = 'pip install -e ".[mpi]"  (mpi4py and the mpich wheel)'
@@ -133,7 +139,20 @@ class MPIGroup(ProcessGroup):
 
     def __init__(self, comm: Any = None) -> None:
         mpi = _mpi()
-        self.comm = mpi.COMM_WORLD if comm is None else comm
+        if comm is None:
+            comm = mpi.COMM_WORLD
+        elif not isinstance(comm, mpi.Intracomm):
+            raise TypeError(
+                "comm must be an mpi4py intracommunicator, such as MPI.COMM_WORLD or one "
+                f"split from it, or None for MPI.COMM_WORLD; got {type(comm).__name__} "
+                f"{show(comm, 40)}"
+            )
+        elif comm == mpi.COMM_NULL:
+            raise ValueError(
+                "comm is a null communicator (MPI.COMM_NULL): this process is in no group; "
+                "pass MPI.COMM_WORLD, or a communicator this rank belongs to"
+            )
+        self.comm = comm
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
         self._mpi = mpi
@@ -356,8 +375,7 @@ def fit(
         return _single_fit(params, train, group=group, **kwargs)
 
 
-@contextlib.contextmanager
-def abort_on_error(group: MPIGroup | None = None) -> Iterator[MPIGroup]:
+def abort_on_error(group: MPIGroup | None = None) -> contextlib.AbstractContextManager[MPIGroup]:
     """End the whole MPI job when this rank raises inside the block.
 
     A rank that fails alone would leave the others waiting forever in their
@@ -370,8 +388,31 @@ def abort_on_error(group: MPIGroup | None = None) -> Iterator[MPIGroup]:
 
         with parallel.abort_on_error():
             main()
+
+    Args:
+        group: the ranks to abort (None: a new :class:`MPIGroup` of
+            ``MPI.COMM_WORLD``), checked when called, not when the block is entered.
+
+    Raises:
+        TypeError: for a ``group`` that is not an :class:`MPIGroup` (or None).
     """
-    group = MPIGroup() if group is None else group
+    return _aborting(_as_group(group))
+
+
+def _as_group(group: object) -> MPIGroup:
+    """``group`` itself, or a new :class:`MPIGroup` for None; a TypeError otherwise."""
+    if group is None:
+        return MPIGroup()
+    if not isinstance(group, MPIGroup):
+        raise TypeError(
+            f"group must be a purenn.parallel.MPIGroup or None (a group of MPI.COMM_WORLD); "
+            f"got {type(group).__name__} {show(group, 40)}"
+        )
+    return group
+
+
+@contextlib.contextmanager
+def _aborting(group: MPIGroup) -> Iterator[MPIGroup]:
     try:
         yield group
     except NonFiniteLossError:
@@ -409,8 +450,18 @@ def _cores() -> int:
 
 def blas_threads(local_ranks: int, cores: int | None = None) -> int:
     """BLAS threads per rank so that ``local_ranks`` ranks share the cores without
-    oversubscribing them: ``max(1, cores // local_ranks)``."""
-    return max(1, (_cores() if cores is None else cores) // max(1, local_ranks))
+    oversubscribing them: ``max(1, cores // local_ranks)``.
+
+    Args:
+        local_ranks: the ranks on this machine, an int >= 1.
+        cores: the cores they share, an int >= 1 (None: this process's CPU affinity).
+
+    Raises:
+        TypeError, ValueError: unless both are ints >= 1 (``cores`` may be None).
+    """
+    local_ranks = positive_int(local_ranks, "local_ranks")
+    cores = _cores() if cores is None else positive_int(cores, "cores")
+    return max(1, cores // local_ranks)
 
 
 def limit_blas_threads(group: MPIGroup | None = None) -> int | None:
@@ -425,7 +476,7 @@ def limit_blas_threads(group: MPIGroup | None = None) -> int | None:
     Returns:
         The thread count set, or None when nothing was changed.
     """
-    group = MPIGroup() if group is None else group
+    group = _as_group(group)
     if any(var in os.environ for var in THREAD_VARS):
         return None
     node = group.comm.Split_type(group._mpi.COMM_TYPE_SHARED)
@@ -466,14 +517,52 @@ def mpiexec_path() -> str:
     return found
 
 
-def launch(workers: int, command: Sequence[str], *, env: dict[str, str] | None = None) -> int:
+def launch(workers: int, command: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
     """Run ``command`` (e.g. ``[sys.executable, script, *args]``) as ``workers``
     local MPI ranks; wait and return the exit status.
 
     Each rank gets ``blas_threads(workers)`` BLAS threads through
     :data:`THREAD_VARS` (before its numpy is imported), unless ``env`` or the
     environment already sets them.
+
+    Args:
+        workers: the number of ranks, an int from 1 to :data:`MAX_WORKERS`.
+        command: the program and its arguments, a non-empty list or tuple of
+            ``str`` (or ``os.PathLike``).
+        env: the ranks' environment, a mapping of ``str`` to ``str`` (None: this
+            process's).
+
+    Raises:
+        TypeError, ValueError: for a bad argument, before anything is started.
+        FileNotFoundError: when there is no ``mpiexec`` (:func:`mpiexec_path`).
     """
+    workers = positive_int(
+        workers, "workers", MAX_WORKERS, " (purenn.parallel.MAX_WORKERS local ranks): start fewer"
+    )
+    if not isinstance(command, list | tuple) or not command:
+        raise TypeError(
+            "command must be a non-empty list or tuple of str, the program and its "
+            f"arguments, e.g. [sys.executable, 'train.py']; got {type(command).__name__} "
+            f"{show(command, 40)}"
+        )
+    for i, item in enumerate(command):
+        if not isinstance(item, str | os.PathLike):
+            raise TypeError(
+                f"command[{i}] must be a str (or os.PathLike); got {type(item).__name__} "
+                f"{show(item, 40)}: pass every argument as text, e.g. str(value)"
+            )
+    if env is not None:
+        if not isinstance(env, Mapping):
+            raise TypeError(
+                "env must be a mapping of str to str (such as dict(os.environ)) or None; got "
+                f"{type(env).__name__} {show(env, 40)}"
+            )
+        for key, value in env.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise TypeError(
+                    f"env must map str to str; got {show(key, 30)} ({type(key).__name__}): "
+                    f"{show(value, 30)} ({type(value).__name__}). Pass every value as text"
+                )
     run_env = dict(os.environ if env is None else env)
     if not any(var in run_env for var in THREAD_VARS):
         run_env.update(dict.fromkeys(THREAD_VARS, str(blas_threads(workers))))

@@ -415,7 +415,8 @@ def train_val_split(
         order, with the dtypes of ``x`` and ``y``.
 
     Raises:
-        TypeError: On a bad ``rng``, or non-integer 1-D labels with ``stratify``.
+        TypeError: On a bad ``rng``, or with ``stratify`` labels that are neither
+            integers ``(n,)`` nor numeric one-hot ``(n, k)``.
         ValueError: On mismatched lengths, or a fraction leaving either part empty.
     """
     xa, ya = _labels_and_length(x, y, "train_val_split")
@@ -438,7 +439,7 @@ def train_val_split(
             "validation; both parts need at least one sample. Use more data or another fraction."
         )
     if stratify:
-        if ya.ndim == 2:
+        if ya.ndim == 2 and ya.dtype.kind in "biuf":  # one-hot (or scores): argmax
             classes = ya.argmax(axis=1)
         elif ya.dtype.kind in "iu" and ya.dtype != np.bool_:
             classes = ya

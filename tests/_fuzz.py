@@ -15,11 +15,17 @@ Verdicts:
 * ``ok``: the call returned (and, for a hostile value that must be refused,
   that is ``silent``: a silently wrong result);
 * ``clean``: a ``ValueError``/``TypeError`` (or a documented subclass, or
-  ``FileNotFoundError`` for a missing file) raised by purenn's own code with a
+  ``FileNotFoundError`` for a missing file, or ``ImportError`` for a missing
+  optional dependency such as mpi4py) raised by purenn's own code with a
   message;
 * ``unhelpful``: any other exception, one raised inside NumPy's, attrs' or
   another library's frames, or one whose message is an internal one;
 * ``crash``/``hang`` are seen by the runner (a dead worker, a timeout).
+
+Nothing a case does leaves its scratch folder: there is no network
+(:func:`offline`), no process is started (:func:`no_processes`: a call that
+gets as far as starting one stops there, which for a hostile value not known
+to be well formed is ``silent``), and ``sys.argv`` is a program name alone.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import importlib
 import inspect
 import math
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +44,8 @@ from typing import Any
 import numpy as np
 
 import purenn
+import purenn.experiment
+import purenn.parallel
 
 PURENN_DIR = str(Path(purenn.__file__).resolve().parent)
 TESTS_DIR = str(Path(__file__).resolve().parent)
@@ -57,6 +66,8 @@ SUBMODULES = (
     "plots",
     "gradcheck",
     "sklearn",
+    "experiment",
+    "parallel",
 )
 
 # exception classes, not functions to call; their construction is trivial
@@ -99,12 +110,20 @@ INTERNAL_MESSAGES = (
     "positional argument",
     "cannot convert float NaN to integer",
     "cannot convert float infinity to integer",
+    "values to unpack",
+    "cannot unpack non-iterable",
+    "slice indices must be integers",
 )
 
 
 class Deadline(BaseException):
     """Raised by the long run's alarm in a case that runs too long; run_case lets
     it through (it is a hang, not an error of the function)."""
+
+
+class ProcessStart(BaseException):
+    """Raised by :func:`no_processes` where a case would start a process; not
+    an Exception, so nothing in purenn can swallow it."""
 
 
 def catalog() -> list[tuple[str, str, Callable]]:
@@ -196,6 +215,39 @@ def _deep_list(depth: int) -> list:
     return nested
 
 
+def _images(n: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-style ``uint8 (n, 8, 8)`` images and their labels."""
+    return np.random.default_rng(2).integers(0, 256, (n, 8, 8), dtype=np.uint8), _y(n)
+
+
+#: A training script's recipes (purenn.experiment.build_parser): one small MLP.
+_RECIPE = {"hidden": [5], "lr": 0.1, "epochs": 1, "batch_size": 4, "val_fraction": 0.5}
+_ARGV = ["--quiet", "--no-figures"]
+
+
+def _recipes() -> dict:
+    return {"mlp": dict(_RECIPE)}
+
+
+def _parser() -> Any:
+    return purenn.experiment.build_parser("fuzz", "a fuzz run", _recipes())
+
+
+def _args() -> Any:
+    return purenn.experiment.parse_args(_parser(), _recipes(), list(_ARGV))
+
+
+def _data() -> Any:
+    return purenn.experiment.Data(
+        train=(_x(), _y()),
+        val=(_x(), _y()),
+        test=(_x(), _y()),
+        test_raw=np.arange(24, dtype=np.uint8).reshape(6, 4),
+        kind="image",
+        class_names=("a", "b", "c"),
+    )
+
+
 #: Well-formed values by argument name (factories: every case gets fresh ones).
 VALID: dict[str, Callable[[], Any]] = {
     "params": _params,
@@ -266,7 +318,52 @@ VALID: dict[str, Callable[[], Any]] = {
     "callbacks": lambda: [],
     "branches": lambda: [[purenn.Dense(4)], [purenn.Dense(4)]],
     "fn": lambda: lambda v: float(np.sum(v**2)),
+    # purenn.experiment
+    "dataset": lambda: "fuzz",
+    "description": lambda: "a fuzz run",
+    "recipes": _recipes,
+    "parser": _parser,
+    "argv": lambda: list(_ARGV),
+    "args": _args,
+    "loader": lambda: lambda data_dir: ((_x(), _y()), (_x(), _y())),
+    "limit": lambda: 4,
+    "augment": lambda: lambda xb, rng: xb,
+    "scaler": lambda: purenn.preprocessing.standardize_fit(_x()),
+    "val": lambda: (_x(), _y()),
+    "test": lambda: (_x(), _y()),
+    "test_raw": lambda: np.arange(24, dtype=np.uint8).reshape(6, 4),
+    "kind": lambda: "image",
+    "class_names": lambda: ("a", "b", "c"),
+    "input_dim": lambda: 4,
+    "hidden": lambda: [5],
+    "dropout": lambda: 0.25,
+    "classes": lambda: 3,
+    "widths": lambda: [2, 4],
+    "steps_per_epoch": lambda: 3,
+    "main": lambda: lambda: None,
+    # purenn.parallel
+    "local_ranks": lambda: 2,
+    "workers": lambda: 2,
+    "command": lambda: [sys.executable, "-c", "pass"],
 }
+
+#: Well-formed values for an argument whose name means something else in one
+#: function: ``{(module.function, argument): factory}``, before :data:`VALID`.
+VALID_IN: dict[tuple[str, str], Callable[[], Any]] = {
+    ("purenn.experiment.prepare_images", "train"): _images,
+    ("purenn.experiment.prepare_images", "val"): _images,
+    ("purenn.experiment.prepare_images", "test"): _images,
+    ("purenn.experiment.build_cnn", "input_shape"): lambda: (1, 12, 12),
+    ("purenn.experiment.build_resnet", "input_shape"): lambda: (1, 8, 8),
+    ("purenn.experiment.run", "data"): _data,
+}
+
+
+def valid_factory(fn: Callable, name: str) -> Callable[[], Any] | None:
+    """The factory of a well-formed value for ``fn``'s argument ``name``, or None."""
+    where = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
+    return VALID_IN.get((where, name), VALID.get(name))
+
 
 #: Hostile values: ``(tag, factory)``. Tags starting with ``tree:`` are params
 #: trees that disagree with their spec.
@@ -358,6 +455,81 @@ STRICT_PARAMS = {
     "fit",
     "evaluate",
 }
+# 6-row arrays of any dtype: samples (or labels) enough for a function that only selects rows
+_ROWS = {
+    "nan array", "inf array", "float16 array", "float64 array", "int array", "complex array",
+    "bool array", "str array", "object array", "wrong width", "extra axis", "uint64 labels",
+    "negative labels", "label out of range", "float labels", "column labels",
+}  # fmt: skip
+_TREES = {tag for tag, _ in HOSTILE if tag.startswith("tree:")} - {"tree: 2000 deep"}
+_COUNTS = {"np.int64", "huge int", "big int"}
+
+#: For each argument listed, the hostile values that are in fact well formed
+#: there: a call that returns (or, for ``launch``, gets as far as starting a
+#: process) with any other is ``silent``. ``{"area.function": {argument: tags}}``.
+WELL_FORMED: dict[str, dict[str, set[str]]] = {
+    "experiment.build_parser": {
+        "dataset": {"str", "a path that does not exist"},
+        "description": {"str", "empty str", "a path that does not exist", "none"},
+        "recipes": set(),
+    },
+    "experiment.parse_args": {"parser": set(), "recipes": set(), "argv": {"none", "empty list"}},
+    "experiment.load_data": {"parser": set(), "loader": set(), "args": set()},
+    "experiment.limit_samples": {"x": _ROWS, "y": _ROWS, "limit": {"none", *_COUNTS}},
+    "experiment.split_train_val": {"args": set()},
+    "experiment.in_raw_units": {"augment": {"function"}, "scaler": set()},
+    "experiment.prepare_images": {
+        "train": set(),
+        "val": {"none"},
+        "test": set(),
+        "args": set(),
+        "class_names": set(),
+        "flip": {"bool"},
+        "distort": {"bool"},
+        "crop": {"zero", "np.int64"},
+    },
+    "experiment.build_mlp": {
+        "input_dim": {"np.int64"},
+        "hidden": {"empty list", "list"},
+        "activation": set(),
+        "dropout": {"zero"},
+        "classes": {"np.int64"},
+    },
+    "experiment.build_cnn": {
+        "input_shape": set(),
+        "hidden": {"empty list", "list"},
+        "activation": set(),
+        "dropout": {"zero"},
+        "classes": {"np.int64"},
+    },
+    "experiment.build_resnet": {
+        "input_shape": set(),
+        "widths": {"list"},
+        "dropout": {"zero"},
+        "classes": {"np.int64"},
+    },
+    "experiment.make_optimizer": {"args": set(), "steps_per_epoch": _COUNTS},
+    "experiment.run": {"args": set(), "data": set()},
+    "experiment.script_main": {"main": {"function"}},
+    "experiment.rng_streams": {"seed": {"zero", *_COUNTS}},
+    "experiment.Data": {
+        "train": set(),
+        "val": {"none"},
+        "test": set(),
+        # numbers in 6 rows the grid draws: (6, 4) as 2x2 images, (6, 4, 1) as 4x1, (6, 1) 1x1
+        "test_raw": {"float16 array", "float64 array", "int array", "extra axis", "column labels"},
+        "kind": set(),
+        "class_names": set(),
+        "augment": {"none", "function"},
+        "preprocessing": {"empty dict", "dict", *_TREES},
+    },
+    "parallel.MPIGroup": {"comm": {"none"}},
+    "parallel.fit": {"comm": {"none"}},
+    "parallel.abort_on_error": {"group": {"none"}},
+    "parallel.limit_blas_threads": {"group": {"none"}},
+    "parallel.blas_threads": {"local_ranks": _COUNTS, "cores": {"none", *_COUNTS}},
+    "parallel.launch": {"workers": {"np.int64"}, "command": set(), "env": {"none", "empty dict"}},
+}
 MUST_REFUSE_TREE = {
     "tree: missing leaf",
     "tree: extra leaf",
@@ -369,17 +541,30 @@ MUST_REFUSE_TREE = {
 }
 
 
+#: Functions whose ``**kwargs`` are another's keyword arguments: ``fn ->
+#: (the other, names left out)``; their cases fill and corrupt those too.
+PASSES_ON: dict[Callable, tuple[Callable, set[str]]] = {
+    purenn.parallel.fit: (purenn.training.fit, {"group"}),
+}
+
+
 def arguments(fn: Callable) -> list[inspect.Parameter]:
-    """The named parameters of ``fn`` (no ``*args``/``**kwargs``)."""
+    """The named parameters of ``fn`` (no ``*args``/``**kwargs``), with those
+    its ``**kwargs`` pass on (:data:`PASSES_ON`) as keyword-only ones."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return []
-    return [
+    own = [
         p
         for p in sig.parameters.values()
         if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
     ]
+    if fn in PASSES_ON:
+        other, left_out = PASSES_ON[fn]
+        names = {p.name for p in own} | left_out
+        own += [p.replace(kind=p.KEYWORD_ONLY) for p in arguments(other) if p.name not in names]
+    return own
 
 
 def make_case(
@@ -397,7 +582,7 @@ def make_case(
     kwargs: dict[str, Any] = {}
     for p in params:
         if p.default is p.empty:
-            factory = VALID.get(p.name)
+            factory = valid_factory(fn, p.name)
             if factory is None:  # no well-formed value known: a hostile one stands in
                 factory = HOSTILE[int(rng.integers(len(HOSTILE)))][1]
             kwargs[p.name] = factory()
@@ -440,7 +625,7 @@ def classify(err: BaseException) -> tuple[str, str]:
         # an fn to differentiate): purenn is right to let it through
         return "clean", f"{kind} from the caller's own function"
     documented = isinstance(
-        err, ValueError | TypeError | FloatingPointError | FileNotFoundError
+        err, ValueError | TypeError | FloatingPointError | FileNotFoundError | ImportError
     ) or type(err).__module__.startswith("purenn")
     if not documented:
         return "unhelpful", f"{kind} (not a documented error)"
@@ -456,6 +641,33 @@ def classify(err: BaseException) -> tuple[str, str]:
         if internal in message:
             return "unhelpful", f"{kind} with an internal message: {message[:80]}"
     return "clean", kind
+
+
+@contextlib.contextmanager
+def no_processes() -> Any:
+    """No process is started: where one would be (``subprocess``, ``os.fork``,
+    ``os.posix_spawn``, ``os.system``), :class:`ProcessStart` is raised instead,
+    after ``subprocess`` has checked its arguments and environment."""
+    import subprocess
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ProcessStart
+
+    targets = [(subprocess, "_fork_exec")] + [
+        (os, name) for name in ("fork", "posix_spawn", "posix_spawnp", "system")
+    ]
+    with contextlib.suppress(ImportError):  # POSIX: Python 3.10 calls its fork_exec directly
+        import _posixsubprocess
+
+        targets.append((_posixsubprocess, "fork_exec"))
+    saved = [(owner, name, getattr(owner, name)) for owner, name in targets if hasattr(owner, name)]
+    for owner, name, _ in saved:
+        setattr(owner, name, refuse)
+    try:
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
 
 
 @contextlib.contextmanager
@@ -476,6 +688,16 @@ def offline() -> Any:
         socket.create_connection, urllib.request.urlopen = saved
 
 
+def _judge_accepted(case: dict) -> None:
+    """Turn an ``ok`` case ``silent`` if its hostile value had to be refused."""
+    name, target, tag = case["function"], case["argument"], case["value"]
+    if name in STRICT_PARAMS and target in ("params", "a", "tree") and tag in MUST_REFUSE_TREE:
+        case.update(verdict="silent", why=f"accepted a params tree with {tag[6:]}")
+    well_formed = WELL_FORMED.get(f"{case['area']}.{name}", {}).get(target)
+    if well_formed is not None and tag not in well_formed:
+        case.update(verdict="silent", why=f"{case['why'] or 'returned'} with {target}=<{tag}>")
+
+
 def run_case(
     area: str,
     name: str,
@@ -492,19 +714,24 @@ def run_case(
 
     kwargs, target, tag = make_case(fn, seed, target, tag)
     case = {"area": area, "function": name, "seed": seed, "argument": target, "value": tag}
+    argv = sys.argv
     try:
-        with offline(), np.errstate(all="ignore"):
+        sys.argv = ["fuzz"]  # parse_args(argv=None) reads it: a command line of no options
+        with offline(), no_processes(), np.errstate(all="ignore"):
             result = _call(fn, kwargs)
     except (KeyboardInterrupt, SystemExit, Deadline):
         raise
+    except ProcessStart:  # the arguments got through: judged as a call that returned
+        case.update(verdict="ok", why="stopped where it would start a process")
+        _judge_accepted(case)
     except BaseException as err:  # classifying every escape is the point
         verdict, why = classify(err)
         case.update(verdict=verdict, why=why, message=str(err)[:300])
     else:
         case.update(verdict="ok", why="")
-        if name in STRICT_PARAMS and target in ("params", "a", "tree") and tag in MUST_REFUSE_TREE:
-            case.update(verdict="silent", why=f"accepted a params tree with {tag[6:]}")
+        _judge_accepted(case)
         del result
     finally:
+        sys.argv = argv
         plt.close("all")
     return case

@@ -31,7 +31,7 @@ def fit(**flag):
 
 
 def prepare(**flag):
-    return prepare_images((IMAGES, LABELS), None, (IMAGES, LABELS), ARGS, "abc", **flag)
+    return prepare_images((IMAGES, LABELS), None, (IMAGES, LABELS), ARGS, ("a", "b", "c"), **flag)
 
 
 # (call with one flag, the flag's name, whether None means "decide for me")

@@ -397,6 +397,16 @@ def test_check_loss_makes_valid_targets_or_takes_given_ones():
     assert gc.check_loss("mse", (3,), np.zeros((4, 3)), out=out)["out"] <= RTOL
 
 
+def test_cross_entropy_names_an_output_that_is_not_flat():
+    """Found by the long fuzz run once Python's "values to unpack" counted as an
+    internal message: check_loss("cross_entropy", (1, 2)) passed on
+    CrossEntropy.check_targets' "too many values to unpack (expected 1)"."""
+    with pytest.raises(ValueError, match=r"scores a flat output of k classes per sample, shape "
+                       r"\(k,\); got the output shape \(1, 2\)") as err:  # fmt: skip
+        gc.check_loss("cross_entropy", (1, 2))
+    assert "unpack" not in str(err.value)
+
+
 # ---------------------------------------------------------------- whole networks
 
 

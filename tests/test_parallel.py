@@ -223,6 +223,100 @@ def test_part_splits_a_batch_into_contiguous_shares(mpi_group):
     assert xs.shape == (7, 1) and np.shares_memory(xs, x) and ys.tolist() == list(range(7))
 
 
+# --------------------------------------------------------------------------- bad arguments
+# Found by the fuzz sweep (tests/_fuzz.py) once parallel joined its catalog.
+
+
+def test_blas_threads_refuses_counts_that_are_no_positive_ints():
+    """Was: ``'>' not supported between instances of 'NoneType' and 'int'`` for
+    local_ranks=None, ``unsupported operand type(s) for //`` for cores="abc", and
+    1 thread for cores=-1 or local_ranks=1.5."""
+    with pytest.raises(TypeError, match=r"local_ranks must be a positive int; got None"):
+        parallel.blas_threads(None)
+    with pytest.raises(TypeError, match=r"cores must be a positive int; got 'abc' \(str\)"):
+        parallel.blas_threads(2, cores="abc")
+    with pytest.raises(ValueError, match=r"cores must be a positive int; got -1"):
+        parallel.blas_threads(2, cores=-1)
+    with pytest.raises(TypeError, match=r"local_ranks must be a positive int; got 1.5"):
+        parallel.blas_threads(1.5, cores=8)
+    assert parallel.blas_threads(np.int64(2), cores=np.int64(8)) == 4
+
+
+@pytest.fixture
+def fake_mpiexec(tmp_path, monkeypatch):
+    """An mpiexec that records that it ran; the file it writes must stay absent."""
+    ran = tmp_path / "ran"
+    fake = tmp_path / "mpiexec"
+    fake.write_text(f'#!/bin/sh\ntouch "{ran}"\nexit 0\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PURENN_MPIEXEC", str(fake))
+    return ran
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        # was: mpiexec started with "-n None" (or '>' not supported ... without THREAD_VARS)
+        ({"workers": None}, TypeError, r"workers must be a positive int; got None"),
+        ({"workers": True}, TypeError, r"workers must be a positive int; got True"),
+        ({"workers": 0}, ValueError, r"workers must be a positive int; got 0"),
+        # was: mpiexec asked for 10**12 local processes
+        ({"workers": 10**12}, ValueError, r"workers must be at most 1,024; got 1,000,000,000,000"),
+        # was: mpiexec -n 2 a b c (a str is a sequence of one-letter arguments)
+        ({"command": "abc"}, TypeError, r"command must be a non-empty list or tuple of str"),
+        ({"command": []}, TypeError, r"command must be a non-empty list or tuple of str"),
+        # was: subprocess's "expected str, bytes or os.PathLike object, not int"
+        ({"command": ["python", 1]}, TypeError, r"command\[1\] must be a str .*got int 1"),
+        # was: "'int' object is not iterable", and a TypeError from <frozen os> for {"a": {}}
+        ({"env": 5}, TypeError, r"env must be a mapping of str to str .*got int 5"),
+        ({"env": []}, TypeError, r"env must be a mapping of str to str .*got list"),
+        ({"env": {"A": 1}}, TypeError, r"env must map str to str; got 'A' \(str\): 1 \(int\)"),
+    ],
+)
+def test_launch_refuses_bad_arguments_before_starting_anything(
+    fake_mpiexec, kwargs, error, message
+):
+    call = {"workers": 2, "command": ["python", "train.py"], **kwargs}
+    with pytest.raises(error, match=message):
+        parallel.launch(call.pop("workers"), call.pop("command"), **call)
+    assert not fake_mpiexec.exists(), "mpiexec was started"
+    assert parallel.launch(np.int64(2), ("python", Path("train.py")), env={}) == 0
+    assert fake_mpiexec.exists()
+
+
+def test_the_mpi_helpers_refuse_a_group_or_comm_of_another_kind(mpi_group):
+    """Was: AttributeError ("'float' object has no attribute 'Get_rank'") from
+    MPIGroup(comm=1.5) and parallel.fit(comm=...); abort_on_error(group=...)
+    accepted anything until its block was entered; limit_blas_threads(group=...)
+    returned None when the environment set the BLAS threads."""
+    from mpi4py import MPI
+
+    with pytest.raises(TypeError, match=r"comm must be an mpi4py intracommunicator.*got float 1.5"):
+        parallel.MPIGroup(1.5)
+    with pytest.raises(ValueError, match=r"comm is a null communicator \(MPI.COMM_NULL\)"):
+        parallel.MPIGroup(MPI.Intracomm())
+    params, train, _ = _small()
+    with pytest.raises(TypeError, match=r"comm must be an mpi4py intracommunicator.*got dict"):
+        parallel.fit(params, train, comm={}, optimizer=nn.optim.sgd(0.1), epochs=1,
+                     batch_size=8, rng=0)  # fmt: skip
+    want = r"group must be a purenn.parallel.MPIGroup or None .*got ProcessGroup"
+    with pytest.raises(TypeError, match=want):
+        parallel.abort_on_error(nn.training.ProcessGroup())  # refused when called, not entered
+    for env in ({"OMP_NUM_THREADS": "1"}, {}):
+        with pytest.MonkeyPatch.context() as mp:
+            for var in parallel.THREAD_VARS:
+                mp.delenv(var, raising=False)
+            for var, value in env.items():
+                mp.setenv(var, value)
+            with pytest.raises(
+                TypeError, match=r"group must be a purenn.parallel.MPIGroup.*got str"
+            ):
+                parallel.limit_blas_threads("rank 0")
+    assert parallel.MPIGroup(MPI.COMM_SELF).size == 1
+    with parallel.abort_on_error(mpi_group) as group:
+        assert group is mpi_group
+
+
 # --------------------------------------------------------------------------- two ranks
 
 

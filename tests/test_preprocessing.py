@@ -183,6 +183,19 @@ def test_split_one_hot_labels_and_errors(data):
         train_val_split(x, y.astype(float), 0.2, 0)
 
 
+def test_split_refuses_one_hot_labels_that_are_no_numbers(data):
+    """Found by the fuzz sweep through experiment.split_train_val: (n, k) labels of
+    None were argmax-ed, and NumPy's "'>' not supported between instances of
+    'NoneType' and 'NoneType'" came out; str labels were ranked as text."""
+    x, _ = data
+    for labels in (np.full((len(x), 4), None, dtype=object), np.full((len(x), 4), "a")):
+        with pytest.raises(TypeError, match=r"expects integer labels \(n,\) or one-hot \(n, k\); "
+                           rf"got dtype {labels.dtype} of shape \({len(x)}, 4\)"):  # fmt: skip
+            train_val_split(x, labels, 0.2, 0)
+    (_, yt), _ = train_val_split(x, np.eye(4, dtype=bool)[np.arange(len(x)) % 4], 0.5, 0)
+    assert yt.dtype == bool and (yt.sum(axis=1) == 1).all()
+
+
 # --- batches ------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -429,3 +430,268 @@ def test_scripts_print_the_network_summary_at_start(tmp_path, capsys):
     summary = purenn.Network(16, [purenn.Dense(8), purenn.Dense(10, "softmax")]).summary()
     assert summary in printed
     assert printed.index(summary) < printed.index("test accuracy")  # printed before training
+
+
+# --------------------------------------------------------------------------- bad arguments
+# Found by the fuzz sweep (tests/_fuzz.py) once purenn.experiment joined its
+# catalog: each "was" is what the call did before it checked its arguments.
+
+_RECIPES = {"mlp": {"hidden": [4], "lr": 0.1, "epochs": 1, "batch_size": 2}}
+
+
+def _parsed(argv=("--quiet", "--no-figures")):
+    parser = experiment.build_parser("x", "x", _RECIPES)
+    return parser, experiment.parse_args(parser, _RECIPES, list(argv))
+
+
+def _data(**change):
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    y = np.arange(6) % 3
+    fields = dict(train=(x, y), val=None, test=(x, y), test_raw=np.zeros((6, 4), np.uint8),
+                  kind="image", class_names=("a", "b", "c"))  # fmt: skip
+    return experiment.Data(**{**fields, **change})
+
+
+def _images():
+    return np.zeros((6, 8, 8), np.uint8), np.arange(6) % 3
+
+
+def _prepare(**change):
+    kwargs = dict(train=_images(), val=None, test=_images(), args=_parsed()[1],
+                  class_names=("a", "b", "c"))  # fmt: skip
+    return experiment.prepare_images(**{**kwargs, **change})
+
+
+_NOT_ARGS = r"args must be the argparse.Namespace that parse_args returns; got ndarray"
+_BAD_ARGUMENTS = {
+    # was: AttributeError "'numpy.float16' object has no attribute 'items'"
+    "build_parser.recipes": (
+        lambda: experiment.build_parser("x", "x", np.float16(1)),
+        TypeError, r"recipes must be a dict \{model: \{option: default\}\}.*got float16",
+    ),
+    # was: AttributeError "'int' object has no attribute 'get'"
+    "build_parser.recipes a model's recipe": (
+        lambda: experiment.build_parser("x", "x", {"mlp": 1}),
+        TypeError, r"recipe 'mlp' must be a dict \{option: default\}.*got 1",
+    ),
+    # was: accepted, naming the default run folder runs/None-<stamp>
+    "build_parser.dataset": (
+        lambda: experiment.build_parser(None, "x", _RECIPES),
+        TypeError, r"dataset must be the data set's name, a non-empty str .*got None",
+    ),
+    # was: AttributeError "'int' object has no attribute 'parse_args'"
+    "parse_args.parser": (
+        lambda: experiment.parse_args(10**12, _RECIPES, []),
+        TypeError, r"parser must be the argparse.ArgumentParser that build_parser returns",
+    ),
+    # was: the letters parsed as arguments, and the caller's process ended (SystemExit 2)
+    "parse_args.argv a str": (
+        lambda: experiment.parse_args(_parsed()[0], _RECIPES, "--quiet"),
+        TypeError, r"argv must be a list or tuple of str.*got str '--quiet'",
+    ),
+    # was: TypeError "'int' object is not subscriptable" from inside argparse
+    "parse_args.argv ints": (
+        lambda: experiment.parse_args(_parsed()[0], _RECIPES, [1, 2]),
+        TypeError, r"argv must be a list or tuple of str.*got list \[1, 2\]",
+    ),
+    # was: AttributeError "'Dense' object has no attribute 'get'"
+    "parse_args.recipes": (
+        lambda: experiment.parse_args(_parsed()[0], {"mlp": purenn.Dense(3)}, []),
+        TypeError, r"recipe 'mlp' must be a dict",
+    ),
+    # was: TypeError "'numpy.ndarray' object is not callable"
+    "load_data.loader": (
+        lambda: experiment.load_data(_parsed()[0], np.zeros(3), _parsed()[1]),
+        TypeError, r"loader must be a function loader\(data_dir\).*got ndarray",
+    ),
+    # was: TypeError "cannot unpack non-iterable NoneType object"
+    "load_data.loader returning None": (
+        lambda: experiment.load_data(_parsed()[0], lambda data_dir: None, _parsed()[1]),
+        TypeError, r"loader must return \(\(x, y\), \(x_test, y_test\)\).*got NoneType",
+    ),
+    # was: AttributeError "'numpy.ndarray' object has no attribute 'data_dir'"
+    "load_data.args": (
+        lambda: experiment.load_data(_parsed()[0], lambda d: None, np.zeros(2)),
+        TypeError, _NOT_ARGS,
+    ),
+    # was: the last sample silently dropped (x[:-1])
+    "limit_samples.limit negative": (
+        lambda: experiment.limit_samples(np.zeros((6, 4)), np.zeros(6), -1),
+        ValueError, r"limit must be a positive int; got -1",
+    ),
+    # was: NumPy's "only integer scalar arrays can be converted to a scalar index"
+    "limit_samples.limit an array": (
+        lambda: experiment.limit_samples(np.zeros((6, 4)), np.zeros(6), np.ones((6, 5))),
+        TypeError, r"limit must be a positive int; got array",
+    ),
+    # was: returned 6 inputs with 5 labels
+    "limit_samples.y of another length": (
+        lambda: experiment.limit_samples(np.zeros((6, 4)), np.zeros(5), 4),
+        ValueError, r"limit_samples needs x \(n, ...\) and y \(n, ...\) with the same n.*"
+        r"\(6, 4\) and \(5,\)",
+    ),
+    # was: TypeError "'int' object is not subscriptable"
+    "limit_samples.x": (
+        lambda: experiment.limit_samples(10**12, np.zeros(6), 4),
+        ValueError, r"limit_samples needs x \(n, ...\).*got shapes \(\) and \(6,\)",
+    ),
+    # was: AttributeError "'numpy.ndarray' object has no attribute 'val_fraction'"
+    "split_train_val.args": (
+        lambda: experiment.split_train_val(np.zeros((6, 4)), np.zeros(6, int), np.zeros(2)),
+        TypeError, _NOT_ARGS,
+    ),
+    # was: accepted; the returned hook failed inside fit
+    "in_raw_units.augment": (
+        lambda: experiment.in_raw_units(5, None),
+        TypeError, r"in_raw_units: augment must be a function augment\(raw, rng\).*got int 5",
+    ),
+    "in_raw_units.scaler": (
+        lambda: experiment.in_raw_units(lambda raw, rng: raw, None),
+        TypeError, r"scaler must be the purenn.preprocessing.Standardizer.*got NoneType",
+    ),
+    # was: IndexError "invalid index to scalar variable."
+    "prepare_images.train": (
+        lambda: _prepare(train=np.int64(2)),
+        TypeError, r"prepare_images: train must be a pair \(x, y\).*got int64",
+    ),
+    # was: TypeError "'complex' object is not subscriptable"
+    "prepare_images.test": (
+        lambda: _prepare(test=1 + 1j),
+        TypeError, r"prepare_images: test must be a pair \(x, y\).*got complex",
+    ),
+    # was: TypeError "'numpy.float16' object is not iterable"
+    "prepare_images.class_names": (
+        lambda: _prepare(class_names=np.float16(1)),
+        TypeError, r"class_names must be a non-empty list or tuple of str.*got float16",
+    ),
+    # was: three classes named 'a', 'b' and 'c'
+    "prepare_images.class_names a str": (
+        lambda: _prepare(class_names="abc"),
+        TypeError, r"class_names must be a non-empty list or tuple of str.*got str 'abc'",
+    ),
+    # was: accepted without --augment (the crop runs only in training)
+    "prepare_images.crop": (
+        lambda: _prepare(crop="abc"),
+        TypeError, r"prepare_images: crop must be an int >= 0 \(0: none\); got 'abc'",
+    ),
+    "prepare_images.crop too large": (
+        lambda: _prepare(crop=10**12),
+        ValueError, r"crop must be in \[0, 8\] .*got 1000000000000",
+    ),
+    # was: AttributeError "'numpy.ndarray' object has no attribute 'model'"
+    "prepare_images.args": (lambda: _prepare(args=np.zeros(2)), TypeError, _NOT_ARGS),
+    # was: TypeError "'float' object is not iterable"
+    "build_mlp.hidden": (
+        lambda: experiment.build_mlp(4, math.inf, "relu", 0.0, 3),
+        TypeError, r"hidden must be a list or tuple of positive ints, e.g. \[64, 32\]; got float",
+    ),
+    # was: accepted as no dropout
+    "build_mlp.dropout": (
+        lambda: experiment.build_mlp(4, [5], "relu", None, 3),
+        TypeError, r"dropout must be a float >= 0; got None",
+    ),
+    # was: TypeError "'complex' object is not iterable"
+    "build_cnn.hidden": (
+        lambda: experiment.build_cnn((1, 12, 12), 1 + 1j, "relu", 0.0, 3),
+        TypeError, r"hidden must be a list or tuple of positive ints.*got complex",
+    ),
+    # was: KeyError 0
+    "build_resnet.widths": (
+        lambda: experiment.build_resnet((1, 8, 8), {"a": 1}, 0.0, 3),
+        TypeError, r"widths must be a non-empty list or tuple of positive ints.*got dict",
+    ),
+    # was: AttributeError "'numpy.ndarray' object has no attribute 'epochs'"
+    "make_optimizer.args": (
+        lambda: experiment.make_optimizer(np.zeros(2), 3), TypeError, _NOT_ARGS,
+    ),
+    # was: TypeError "unsupported operand type(s) for *: 'int' and 'dict'"; -1 was
+    # accepted as a schedule of one step
+    "make_optimizer.steps_per_epoch": (
+        lambda: experiment.make_optimizer(_parsed()[1], {"a": 1}),
+        TypeError, r"steps_per_epoch must be a positive int; got \{'a': 1\} \(dict\)",
+    ),
+    "make_optimizer.steps_per_epoch negative": (
+        lambda: experiment.make_optimizer(_parsed()[1], -1),
+        ValueError, r"steps_per_epoch must be a positive int; got -1",
+    ),
+    # was: AttributeError "'numpy.float16' object has no attribute 'class_names'"
+    "run.data": (
+        lambda: experiment.run(_parsed()[1], np.float16(1)),
+        TypeError, r"run: data must be a purenn.experiment.Data; got float16",
+    ),
+    # was: TypeError "'int' object is not callable"
+    "script_main.main": (
+        lambda: experiment.script_main(0),
+        TypeError, r"script_main: main must be a function main\(\) taking no arguments; got int",
+    ),
+    # Data accepted every value below; run() failed on it, some after training
+    "Data.train": (
+        lambda: _data(train=None),
+        TypeError, r"Data.train must be a pair \(x, y\) of inputs and labels; got NoneType",
+    ),
+    "Data.test labels out of range": (
+        lambda: _data(test=(np.zeros((6, 4), np.float32), np.arange(6))),
+        ValueError, r"Data.test: y must hold class indices 0..2, one per class name; got "
+        r"labels 0..5",
+    ),
+    "Data.val of other samples": (
+        lambda: _data(val=(np.zeros((6, 5), np.float32), np.zeros(6, int))),
+        ValueError, r"Data.val: x must match Data.train's samples \(4,\) float32; got \(5,\)",
+    ),
+    "Data.kind": (
+        lambda: _data(kind=math.nan),
+        ValueError, r"Data.kind must be one of \('image', 'pendigits'\); got nan",
+    ),
+    "Data.class_names": (
+        lambda: _data(class_names=2**63),
+        TypeError, r"Data.class_names must be a non-empty list or tuple of str.*got int",
+    ),
+    "Data.test_raw": (
+        lambda: _data(test_raw=np.full((6, 4), np.inf)),
+        ValueError, r"Data.test_raw \(the test samples for purenn.plots.save_misclassified\): "
+        r"x contains NaN or inf",
+    ),
+    "Data.test_raw not square": (
+        lambda: _data(test_raw=np.zeros((6, 5))),
+        ValueError, r"Data.test_raw .*cannot infer image_shape from x of shape \(6, 5\)",
+    ),
+    "Data.augment": (
+        lambda: _data(augment=-1),
+        TypeError, r"Data.augment must be None or a function augment\(xb, rng\) -> xb; got int",
+    ),
+    "Data.preprocessing": (
+        lambda: _data(preprocessing=np.zeros(3)),
+        TypeError, r"Data.preprocessing must be a dict that purenn.save can store.*got ndarray",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("finding", sorted(_BAD_ARGUMENTS))
+def test_experiment_refuses_bad_arguments_with_its_own_message(scratch_dir, finding):
+    call, error, message = _BAD_ARGUMENTS[finding]
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.fixture
+def scratch_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # run() writes runs/ here if a case gets that far
+    return tmp_path
+
+
+def test_run_refuses_data_prepared_for_another_model(scratch_dir):
+    """Was: "too many values to unpack (expected 1)" from inside run()."""
+    x, y = np.zeros((6, 1, 2, 2), np.float32), np.arange(6) % 3
+    data = _data(train=(x, y), test=(x, y))
+    with pytest.raises(ValueError, match=r"--model mlp takes inputs of shape \(n, features\); "
+                       r"data.train holds \(6, 1, 2, 2\)"):  # fmt: skip
+        experiment.run(_parsed()[1], data)
+    assert not (scratch_dir / "runs").exists()
+
+
+def test_workers_beyond_the_cap_is_a_usage_error(capsys):
+    parser = experiment.build_parser("x", "x", _RECIPES)
+    with pytest.raises(SystemExit) as exc:
+        experiment.parse_args(parser, _RECIPES, ["--workers", str(10**12)])
+    assert exc.value.code == 2
+    assert "--workers must be in 1..1024; got 1000000000000" in capsys.readouterr().err
