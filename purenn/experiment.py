@@ -625,10 +625,10 @@ class Data:
             )
         # the misclassified grid's own checks, run here rather than after training
         # (purenn.plots imports matplotlib: only when a Data is made, as run() draws)
-        from purenn.plots import _check_samples
+        from purenn.plots import check_samples
 
         try:
-            _check_samples(raw, y_test, y_test, self.kind, None)
+            check_samples(raw, y_test, y_test, self.kind, None)
         except (TypeError, ValueError) as err:
             raise type(err)(
                 f"Data.test_raw (the test samples for purenn.plots.save_misclassified): {err}"

@@ -88,6 +88,7 @@ __all__ = [
     "MAX_RESOLUTION",
     "accuracy_curves",
     "boundary_animation",
+    "check_samples",
     "confusion_matrix",
     "decision_boundary",
     "first_layer_weights",
@@ -642,10 +643,26 @@ def _check_confusion(cm: object) -> np.ndarray:
 # --------------------------------------------------------------------------- samples
 
 
-def _check_samples(
+def check_samples(
     x: object, y_true: object, y_pred: object, kind: object, image_shape: object
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int] | None]:
-    """Validate misclassified samples; return x as (m, h, w) or (m, 16), labels, shape."""
+    """Check samples as :func:`save_misclassified` and :func:`misclassified_grid`
+    take them, so a caller can refuse bad ones before a long run rather than after.
+
+    Args:
+        x: the samples in raw units, ``(m, h, w)`` or ``(m, h*w)`` images for
+            ``kind="image"``, ``(m, 16)`` pen coordinates in 0..100 for ``"pendigits"``.
+        y_true, y_pred: int class indices ``(m,)``.
+        kind: ``"image"`` or ``"pendigits"``.
+        image_shape: ``(h, w)`` for flat images (None: square, or read off ``x``).
+
+    Returns:
+        ``(x, y_true, y_pred, image_shape)``: ``x`` as ``(m, h, w)`` images or
+        ``(m, 16)``, the labels as int64, ``image_shape`` (None for pendigits).
+
+    Raises:
+        TypeError, ValueError: naming what is wrong.
+    """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}; got {show(kind)}")
     if not isinstance(x, np.ndarray):
@@ -754,7 +771,7 @@ def misclassified_grid(
     """
 
     max_samples = positive_int(max_samples, "max_samples")
-    x, y_true, y_pred, _ = _check_samples(x, y_true, y_pred, kind, image_shape)
+    x, y_true, y_pred, _ = check_samples(x, y_true, y_pred, kind, image_shape)
     m = x.shape[0]
     if class_names is not None:
         if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence):
@@ -880,7 +897,7 @@ def save_misclassified(
             ending in ``.npz``.
     """
     out = _check_path(path, ".npz", "save_misclassified")
-    _, t, p, shape = _check_samples(x, y_true, y_pred, kind, image_shape)
+    _, t, p, shape = check_samples(x, y_true, y_pred, kind, image_shape)
     wrong = t != p
     arrays = {
         "x": np.asarray(x)[wrong],
@@ -933,7 +950,7 @@ def load_misclassified(path: str | os.PathLike) -> dict:
             raise ValueError(f"{p}: 'image_shape' must be 2 ints; got {show(shape)}")
         shape = (int(shape[0]), int(shape[1]))
     kind = str(kind)
-    _, t, pr, shape = _check_samples(arrays["x"], arrays["y_true"], arrays["y_pred"], kind, shape)
+    _, t, pr, shape = check_samples(arrays["x"], arrays["y_true"], arrays["y_pred"], kind, shape)
     return {
         "x": arrays["x"],
         "y_true": t,
