@@ -84,6 +84,7 @@ __all__ = [
     "build_mlp",
     "build_resnet",
     "build_parser",
+    "config_of",
     "in_raw_units",
     "limit_samples",
     "load_data",
@@ -538,6 +539,7 @@ def script_main(main: Callable[[], Any]) -> None:
 
 def config_of(args: argparse.Namespace) -> dict[str, Any]:
     """Every option's value as JSON-able data (``--out`` as given: None by default)."""
+    _check_args(args, "config_of")
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(vars(args).items())}
 
 

@@ -509,7 +509,8 @@ def fit(
         initial_epoch: the number of epochs already done (when resuming).
         history: the history of those epochs (when resuming); it is copied, not changed.
         best_params: the best params so far (when resuming with ``val``, if the
-            best epoch came before ``initial_epoch``).
+            best epoch came before ``initial_epoch``); checked against ``params``
+            even without ``val``, where they are not used.
         augment: optional ``augment(xb, rng) -> xb`` applied to every training
             batch before its step (e.g. :func:`purenn.augment.augment_images`
             wrapped to the network's input shape); it gets ``rng``, so runs stay
@@ -715,7 +716,10 @@ def _resume_best(
     restore_best: bool,
     initial_epoch: int,
 ) -> dict | None:
-    """Replay the history's monitored values; the best params so far (checked)."""
+    """Replay the history's monitored values; the best params so far (checked,
+    with or without ``val``: without, they are not used)."""
+    if best_params is not None:
+        tree_check_like(best_params, params, "best_params")
     if not has_val:
         history["best_epoch"] = None
         return None
@@ -724,7 +728,6 @@ def _resume_best(
             tracker.see(value, epoch)
     recorded = history["best_epoch"]
     if best_params is not None:
-        tree_check_like(best_params, params, "best_params")
         if recorded is not None and recorded != tracker.best_epoch:
             raise ValueError(
                 f"best_params come from epoch {recorded} but {tracker.key!r} in the history "

@@ -705,3 +705,21 @@ def test_huge_epochs_and_a_non_path_checkpoint_dir_are_refused_before_training(t
             verbose=0,
             checkpoint_dir=np.array(1.0),
         )
+
+
+def test_best_params_are_checked_even_without_val():
+    """Found by the fuzzer: without ``val``, any ``best_params`` (a number, the
+    params of another network) was ignored unchecked."""
+    (x, y), params = blobs(), model()
+    other = purenn.init(purenn.Network(3, [purenn.Dense(3, "softmax")]), rng=0)
+    run = {"optimizer": optim.sgd(0.1), "epochs": 1, "batch_size": 32, "rng": 0, "verbose": 0}
+    for bad, err, match in [
+        (1.5, TypeError, r"best_params must be a dict tree like params; got float"),
+        (other, ValueError, r"best_params belong to another network"),
+    ]:
+        with pytest.raises(err, match=match):
+            purenn.fit(params, (x, y), best_params=bad, **run)
+    # well-formed best params without val are accepted and not used
+    fitted, history = purenn.fit(params, (x, y), best_params=params, **run)
+    assert history["best_epoch"] is None
+    assert not purenn.tree_equal(fitted, params)
