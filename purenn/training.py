@@ -52,7 +52,7 @@ from purenn.core import TrainPass, check_inputs, train_pass
 from purenn.losses import describe
 from purenn.metrics import evaluate, first_nonfinite
 from purenn.preprocessing import batches
-from purenn.tree import SPEC_KEY, tree_check_like, tree_with_state
+from purenn.tree import SPEC_KEY, tree_check_like, tree_leaves, tree_with_state
 from purenn.workspace import Workspace
 
 __all__ = [
@@ -825,7 +825,28 @@ class _EpochLoop:
                 correct += int(np.count_nonzero(hits))
                 scored += hits.size
             self.good = (params, state)
-            params, state = self.optimizer.update(result.grads, state, params)
+            try:
+                params, state = self.optimizer.update(result.grads, state, params)
+            except ValueError as err:
+                if _all_finite(result.grads):
+                    raise
+                # an optimizer that refuses NaN gradients (Adam's second moment
+                # would be NaN): the same stop, with the same good params, as a NaN loss
+                self.end_bar()
+                raise NonFiniteLossError(
+                    f"the gradients became NaN or infinite at epoch {epoch}, step "
+                    f"{step}/{self.steps} (update {getattr(state, 'count', '?')}), though the "
+                    f"loss was {result.loss:.6g}, and the optimizer refused them (the cause "
+                    "above names the leaf). The learning rate is probably too high: lower it "
+                    "(e.g. by 10x), add "
+                    "clip_norm=, or check the data scaling. The last good params are on this "
+                    "exception as .params",
+                    epoch=epoch,
+                    step=step,
+                    params=params,
+                    opt_state=state,
+                    history=history,
+                ) from err
             # the pass's state (BatchNorm statistics), whatever the optimizer does with it
             params = tree_with_state(params, result.grads)
             self.position = (epoch, step, params, state)
@@ -885,6 +906,13 @@ def _lr(optimizer: Any, state: Any) -> float | None:
     if callable(lr_at) and isinstance(count, int) and count > 0:
         return float(lr_at(count - 1))
     return None
+
+
+def _all_finite(tree: dict) -> bool:
+    """Whether every float leaf of ``tree`` (a gradient tree) is finite."""
+    return all(
+        bool(np.isfinite(leaf).all()) for leaf in tree_leaves(tree) if leaf.dtype.kind == "f"
+    )
 
 
 def _write_checkpoint(

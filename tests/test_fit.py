@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import attrs
 import numpy as np
 import pytest
 
@@ -723,3 +724,48 @@ def test_best_params_are_checked_even_without_val():
     fitted, history = purenn.fit(params, (x, y), best_params=params, **run)
     assert history["best_epoch"] is None
     assert not purenn.tree_equal(fitted, params)
+
+
+@purenn.register_layer
+@attrs.frozen
+class _NaNBackward(purenn.Layer):
+    """The identity forward, NaN backward: gradients go NaN behind a finite loss."""
+
+    def output_shape(self, in_shape):
+        return in_shape
+
+    def forward(self, params, x, ctx):
+        return x, None
+
+    def backward(self, params, cache, dy, ctx):
+        return dy * np.nan, None
+
+
+def _nan_grads_run(optimizer):
+    spec = purenn.Network(5, [purenn.Dense(4), _NaNBackward(), purenn.Dense(3, "softmax")])
+    params = purenn.init(spec, rng=0)
+    x, y = blobs()
+    with pytest.raises(purenn.NonFiniteLossError) as caught:
+        purenn.fit(params, (x, y), optimizer=optimizer, epochs=2, batch_size=32, rng=0, verbose=0)
+    return params, caught.value
+
+
+@pytest.mark.parametrize("make", [optim.adam, optim.adamw, optim.rmsprop])
+def test_nan_gradients_behind_a_finite_loss_stop_fit_with_the_last_good_params(make):
+    """Adam, AdamW and RMSprop refuse NaN gradients (their second moment would be
+    NaN); fit turns that into the NonFiniteLossError a NaN loss gives, carrying
+    the params before the step, instead of a bare ValueError without them."""
+    params, err = _nan_grads_run(make(1e-3))
+    assert (err.epoch, err.step) == (1, 1)
+    assert "gradients became NaN or infinite at epoch 1, step 1/8" in str(err)
+    assert "loss was 1." in str(err)
+    assert isinstance(err.__cause__, ValueError) and "holds nan" in str(err.__cause__)
+    assert purenn.tree_equal(err.params, params)
+    assert err.opt_state.count == 0
+
+
+def test_nan_gradients_under_sgd_stop_fit_at_the_next_loss():
+    params, err = _nan_grads_run(optim.sgd(0.1))
+    assert (err.epoch, err.step) == (1, 2)  # the NaN params give a NaN loss one step later
+    assert "the training loss became nan" in str(err)
+    assert purenn.tree_equal(err.params, params)
