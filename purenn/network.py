@@ -183,16 +183,16 @@ def _copy(tree: Any) -> Any:
     return {k: _copy(v) for k, v in tree.items()} if isinstance(tree, dict) else tree
 
 
-def _kind(layer: Layer) -> str:
+def _kind(layer: Layer, listed: bool) -> str:
     """``Dense(units=16, activation='tanh')``: the class and the fields that differ
-    from their defaults. A container's fields that hold its layers are left out:
-    the summary lists those layers beneath it."""
+    from their defaults. With ``listed`` (the summary lists a container's
+    sublayers beneath it), the fields that hold those layers are left out."""
     parts = []
     for field in attrs.fields(type(layer)):
         value, default = getattr(layer, field.name), field.default
         if default is not attrs.NOTHING and field.converter is not None:
             default = field.converter(default)  # stride=1 is stored as (1, 1)
-        if _holds_layers(value):
+        if listed and _holds_layers(value):
             continue
         if default is attrs.NOTHING or value != default:
             parts.append(f"{field.name}={value!r}")
@@ -206,22 +206,24 @@ def _holds_layers(value: Any) -> bool:
     return isinstance(value, tuple) and any(_holds_layers(v) for v in value)
 
 
-def _summary_rows(layer: Layer, in_shape: Shape, depth: int) -> list[tuple[str, ...]]:
-    """The summary's rows for the layers ``layer`` is made of (its
-    :meth:`~purenn.Layer.sublayers`, nested ones beneath theirs), indented by
-    ``depth`` and named by their path in ``layer``'s params."""
-    rows = []
-    for i, item in enumerate(layer.sublayers(in_shape)):
+def _summary_rows(
+    name: str, layer: Layer, in_shape: Shape, count: int, depth: int
+) -> list[tuple[str, ...]]:
+    """The summary's row for ``layer`` (indented by ``depth``), then those of the
+    layers it is made of (its :meth:`~purenn.Layer.sublayers`, nested ones
+    beneath theirs), each named by its path in ``layer``'s params."""
+    subs = layer.sublayers(in_shape)
+    out_shape = layer.output_shape(in_shape)
+    rows = [("  " * depth + name, _kind(layer, bool(subs)), str(out_shape), f"{count:,}")]
+    for i, item in enumerate(subs):
         if not isinstance(item, Sublayer):
             raise TypeError(
                 f"{type(layer).__name__}.sublayers must return purenn.Sublayer records "
                 f"(path, layer, in_shape); item {i} is {show(item)} ({type(item).__name__})"
             )
         child, shape = item.layer, item.in_shape
-        name = "  " * depth + "/".join(item.path)
         count = _size(child.param_shapes(shape))
-        rows.append((name, _kind(child), str(child.output_shape(shape)), f"{count:,}"))
-        rows.extend(_summary_rows(child, shape, depth + 1))
+        rows.extend(_summary_rows("/".join(item.path), child, shape, count, depth + 1))
     return rows
 
 
@@ -317,13 +319,10 @@ class Network:
             The table as one string (no trailing newline), for ``print``.
         """
         counts = self.param_counts()
-        shapes = self._layout.shapes
         rows = [("input", "", str(self.input_shape), "0")]
-        for name, layer, in_shape, shape in zip(
-            self._layout.names, self.layers, shapes[:-1], shapes[1:], strict=True
-        ):
-            rows.append((name, _kind(layer), str(shape), f"{counts[name]:,}"))
-            rows.extend(_summary_rows(layer, in_shape, depth=1))
+        in_shapes = self._layout.shapes[:-1]  # what each layer is given
+        for name, layer, in_shape in zip(self._layout.names, self.layers, in_shapes, strict=True):
+            rows.extend(_summary_rows(name, layer, in_shape, counts[name], depth=0))
         rows.append(("total", "", "", f"{sum(counts.values()):,}"))
         header = ("layer", "kind", "output", "params")
         widths = [max(len(r[i]) for r in (header, *rows)) for i in range(4)]

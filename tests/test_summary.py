@@ -190,3 +190,22 @@ def test_sublayers_that_are_not_sublayer_records_are_refused_by_name():
     spec = nn.Network(4, [_BadSublayers(), nn.Dense(2, "softmax")])
     with pytest.raises(TypeError, match=r"_BadSublayers.sublayers must return purenn.Sublayer"):
         spec.summary()
+
+
+@nn.register_layer
+@attrs.frozen
+class _Holder(nn.Layer):
+    """A container that does not define sublayers: its summary row keeps the
+    field that holds its child, so nothing is lost."""
+
+    inner: nn.Layer
+
+    def output_shape(self, in_shape):
+        return self.inner.output_shape(in_shape)
+
+
+def test_a_container_without_sublayers_keeps_its_children_in_its_kind():
+    spec = nn.Network(4, [_Holder(nn.Dense(4)), nn.Dense(2, "softmax")])
+    rows = _rows(spec.summary())
+    assert list(rows)[1:3] == ["_holder_0", "dense_0"]
+    assert rows["_holder_0"][0].startswith("_Holder(inner=Dense(units=4")
