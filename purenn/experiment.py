@@ -330,8 +330,42 @@ def _recipes(recipes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, An
         missing = set(_OPTIONS) - set(full)
         if missing:
             raise ValueError(f"recipe {model!r} lacks defaults for {sorted(missing)}")
+        for where, values in ((model, own), (f"{model}/{WITH_AUGMENT}", augmented)):
+            for name, value in values.items():
+                _check_default(where, name, value)
         out[model] = full
     return out
+
+
+def _check_default(where: str, name: str, value: Any) -> None:
+    """A recipe's default for option ``name`` is of the kind the command line
+    gives (an int for ``--epochs``, a list of ints for ``--hidden``, one of the
+    choices, ...); its range is checked with the command line's, by parse_args."""
+    kwargs = _OPTIONS[name][0]
+    if "choices" in kwargs:
+        ok = isinstance(value, str) and value in kwargs["choices"]  # the choices are str
+        want = f"one of {kwargs['choices']}"
+    elif kwargs.get("action") is argparse.BooleanOptionalAction:
+        ok, want = isinstance(value, bool), "True or False"
+    elif kwargs["type"] is _activation_name:
+        ok, want = isinstance(value, str), "an activation's name"
+    else:
+        integral = kwargs["type"] is int
+        kind = numbers.Integral if integral else numbers.Real
+
+        def fits(v: Any) -> bool:
+            return isinstance(v, kind) and not isinstance(v, bool)
+
+        if "nargs" in kwargs:  # --hidden 64 32
+            ok = isinstance(value, list | tuple) and bool(value) and all(map(fits, value))
+            want = f"a non-empty list of {'ints' if integral else 'numbers'}"
+        else:
+            ok, want = fits(value), "an int" if integral else "a number"
+    if not ok:
+        raise TypeError(
+            f"recipe {where!r}: {name!r} must be {want}, as --{name.replace('_', '-')} gives; "
+            f"got {show(value, 40)} ({type(value).__name__})"
+        )
 
 
 def build_parser(

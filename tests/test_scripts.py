@@ -277,6 +277,30 @@ def test_recipe_defaults_under_augmentation():
 
 
 @pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("lr", "0.1", r"recipe 'mlp': 'lr' must be a number, as --lr gives; got '0.1' \(str\)"),
+        ("hidden", 64, r"'hidden' must be a non-empty list of ints, as --hidden gives; got 64"),
+        ("hidden", [64, "a"], r"'hidden' must be a non-empty list of ints"),
+        ("epochs", 2.5, r"'epochs' must be an int, as --epochs gives; got 2.5 \(float\)"),
+        ("epochs", True, r"'epochs' must be an int"),
+        ("optimizer", "adagrad", r"'optimizer' must be one of \('sgd', "),
+        ("augment", 1, r"'augment' must be True or False"),
+        ("activation", 3, r"'activation' must be an activation's name"),
+        (experiment.WITH_AUGMENT, {"epochs": "50"}, r"recipe 'mlp/with_augment': 'epochs'"),
+    ],
+)
+def test_a_recipe_default_of_the_wrong_kind_is_refused_when_the_parser_is_built(
+    option, value, message
+):
+    """A recipe's values used to go unchecked, so ``"lr": "0.1"`` failed later,
+    inside math.isfinite, with Python's message."""
+    recipe = {**_RECIPES["mlp"], option: value}
+    with pytest.raises(TypeError, match=message):
+        experiment.build_parser("x", "x", {"mlp": recipe})
+
+
+@pytest.mark.parametrize(
     "argv, message",
     [
         (["--dropout", "1.5"], "--dropout"),
