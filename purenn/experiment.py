@@ -224,11 +224,13 @@ def _check_callable(value: object, name: str, signature: str) -> Callable:
 
 def _units(value: object, name: str, allow_empty: bool) -> list[int]:
     """A list or tuple of positive ints (layer widths) as a list of Python ints."""
-    if not isinstance(value, list | tuple) or (not value and not allow_empty):
+    if not isinstance(value, list | tuple):
         raise TypeError(
-            f"{name} must be a {'' if allow_empty else 'non-empty '}list or tuple of positive "
-            f"ints, e.g. [64, 32]; got {type(value).__name__} {show(value, 40)}"
+            f"{name} must be a list or tuple of positive ints, e.g. [64, 32]; got "
+            f"{type(value).__name__} {show(value, 40)}"
         )
+    if not value and not allow_empty:
+        raise ValueError(f"{name} must hold at least one positive int, e.g. [64, 32]; got []")
     return [positive_int(v, f"{name}[{i}]") for i, v in enumerate(value)]
 
 
@@ -356,9 +358,9 @@ def _check_default(where: str, name: str, value: Any) -> None:
         def fits(v: Any) -> bool:
             return isinstance(v, kind) and not isinstance(v, bool)
 
-        if "nargs" in kwargs:  # --hidden 64 32
-            ok = isinstance(value, list | tuple) and bool(value) and all(map(fits, value))
-            want = f"a non-empty list of {'ints' if integral else 'numbers'}"
+        if "nargs" in kwargs:  # --hidden 64 32 (a recipe may leave it empty: no hidden layer)
+            ok = isinstance(value, list | tuple) and all(map(fits, value))
+            want = f"a list of {'ints' if integral else 'numbers'}"
         else:
             ok, want = fits(value), "an int" if integral else "a number"
     if not ok:
@@ -393,7 +395,7 @@ def build_parser(
         TypeError, ValueError: for a bad argument or recipe.
     """
     if not isinstance(dataset, str) or not dataset:
-        raise TypeError(
+        raise (ValueError if isinstance(dataset, str) else TypeError)(
             "dataset must be the data set's name, a non-empty str (it names the default "
             f"--out folder); got {show(dataset, 40)} ({type(dataset).__name__})"
         )
@@ -526,6 +528,12 @@ def parse_args(
         problems.append("--patience needs validation data: set --val-fraction above 0")
     if args.limit is not None and args.limit < 2:
         problems.append(f"--limit must be at least 2; got {args.limit}")
+    if args.seed < 0:
+        problems.append(f"--seed must be >= 0; got {args.seed}")
+    try:  # the command line's --activation is checked by argparse; a recipe's is not
+        get_activation(args.activation)
+    except ValueError as err:
+        problems.append(f"--activation: {err}")
     if problems:
         parser.error("; ".join(problems))
     return args
@@ -669,11 +677,8 @@ class Data:
             raise type(err)(
                 f"Data.test_raw (the test samples for purenn.plots.save_misclassified): {err}"
             ) from None
-        if self.augment is not None and not callable(self.augment):
-            raise TypeError(
-                "Data.augment must be None or a function augment(xb, rng) -> xb; got "
-                f"{type(self.augment).__name__} {show(self.augment, 40)}"
-            )
+        if self.augment is not None:
+            _check_callable(self.augment, "Data.augment", "augment(xb, rng) -> xb (or None)")
         if not isinstance(self.preprocessing, dict) or not storable(self.preprocessing):
             raise TypeError(
                 "Data.preprocessing must be a dict that purenn.save can store with the "
@@ -686,16 +691,6 @@ class Data:
         return tuple(self.train[0].shape[1:])
 
 
-def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
-    """Independent generators for the split, the initial weights and training."""
-    split, weights, training = np.random.SeedSequence(seed).spawn(3)
-    return (
-        np.random.default_rng(split),
-        np.random.default_rng(weights),
-        np.random.default_rng(training),
-    )
-
-
 def rng_streams(seed: int) -> tuple[np.random.Generator, ...]:
     """The three independent Generators a run of ``--seed seed`` draws from:
     ``(split, initial weights, training)`` (``scripts/baselines.py`` gives its
@@ -704,7 +699,12 @@ def rng_streams(seed: int) -> tuple[np.random.Generator, ...]:
     Raises:
         TypeError, ValueError: unless ``seed`` is an int >= 0.
     """
-    return _streams(as_seed(seed))
+    split, weights, training = np.random.SeedSequence(as_seed(seed)).spawn(3)
+    return (
+        np.random.default_rng(split),
+        np.random.default_rng(weights),
+        np.random.default_rng(training),
+    )
 
 
 def load_data(
@@ -759,7 +759,7 @@ def split_train_val(
     _check_args(args, "split_train_val", ("val_fraction", "seed"))
     if not args.val_fraction:
         return (x, y), None
-    rng = _streams(as_seed(args.seed, "args.seed"))[0]
+    rng = rng_streams(args.seed)[0]
     return train_val_split(x, y, args.val_fraction, rng)
 
 
@@ -1084,7 +1084,7 @@ def run(args: argparse.Namespace, data: Data) -> dict[str, Any]:
     args = argparse.Namespace(**vars(args))  # a copy: the caller's stays as parsed
     args.workers = 1 if group is None else group.size  # config records the ranks that trained
     args.quiet = args.quiet or not root
-    _, weights_rng, train_rng = _streams(args.seed)
+    _, weights_rng, train_rng = rng_streams(args.seed)
     spec = _spec(args, data)
     params = init(spec, weights_rng, dtype=args.dtype)
     n_train = data.train[0].shape[0]

@@ -141,16 +141,16 @@ class MPIGroup(ProcessGroup):
         mpi = _mpi()
         if comm is None:
             comm = mpi.COMM_WORLD
+        elif isinstance(comm, mpi.Comm) and comm == mpi.COMM_NULL:  # MPI.COMM_NULL is a Comm
+            raise ValueError(
+                "comm is a null communicator (MPI.COMM_NULL): this process is in no group; "
+                "pass MPI.COMM_WORLD, or a communicator this rank belongs to"
+            )
         elif not isinstance(comm, mpi.Intracomm):
             raise TypeError(
                 "comm must be an mpi4py intracommunicator, such as MPI.COMM_WORLD or one "
                 f"split from it, or None for MPI.COMM_WORLD; got {type(comm).__name__} "
                 f"{show(comm, 40)}"
-            )
-        elif comm == mpi.COMM_NULL:
-            raise ValueError(
-                "comm is a null communicator (MPI.COMM_NULL): this process is in no group; "
-                "pass MPI.COMM_WORLD, or a communicator this rank belongs to"
             )
         self.comm = comm
         self.rank = self.comm.Get_rank()

@@ -280,8 +280,8 @@ def test_recipe_defaults_under_augmentation():
     "option, value, message",
     [
         ("lr", "0.1", r"recipe 'mlp': 'lr' must be a number, as --lr gives; got '0.1' \(str\)"),
-        ("hidden", 64, r"'hidden' must be a non-empty list of ints, as --hidden gives; got 64"),
-        ("hidden", [64, "a"], r"'hidden' must be a non-empty list of ints"),
+        ("hidden", 64, r"'hidden' must be a list of ints, as --hidden gives; got 64"),
+        ("hidden", [64, "a"], r"'hidden' must be a list of ints"),
         ("epochs", 2.5, r"'epochs' must be an int, as --epochs gives; got 2.5 \(float\)"),
         ("epochs", True, r"'epochs' must be an int"),
         ("optimizer", "adagrad", r"'optimizer' must be one of \('sgd', "),
@@ -300,6 +300,22 @@ def test_a_recipe_default_of_the_wrong_kind_is_refused_when_the_parser_is_built(
         experiment.build_parser("x", "x", {"mlp": recipe})
 
 
+def test_a_recipe_may_leave_hidden_empty_and_its_activation_is_checked_by_name(capsys):
+    """``"hidden": []`` is softmax regression (build_mlp takes it); a misspelled
+    recipe activation is a usage error at parse time, not a failure in run()."""
+    empty = {"mlp": {**_RECIPES["mlp"], "hidden": []}}
+    args = experiment.parse_args(experiment.build_parser("x", "x", empty), empty, [])
+    assert args.hidden == []
+    assert experiment.build_mlp(4, args.hidden, args.activation, 0.0, 3).layer_names() == (
+        "dense_0",
+    )
+    typo = {"mlp": {**_RECIPES["mlp"], "activation": "rleu"}}
+    with pytest.raises(SystemExit) as exc:
+        experiment.parse_args(experiment.build_parser("x", "x", typo), typo, [])
+    assert exc.value.code == 2
+    assert "--activation: unknown activation 'rleu'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -307,6 +323,7 @@ def test_a_recipe_default_of_the_wrong_kind_is_refused_when_the_parser_is_built(
         (["--epochs", "0"], "--epochs"),
         (["--val-fraction", "0", "--patience", "3"], "--patience needs validation"),
         (["--optimizer", "lbfgs"], "invalid choice"),
+        (["--seed", "-1"], "--seed must be >= 0; got -1"),
     ],
 )
 def test_bad_options_are_refused_with_a_usage_error(argv, message, capsys):
@@ -622,7 +639,15 @@ _BAD_ARGUMENTS = {
     # was: KeyError 0
     "build_resnet.widths": (
         lambda: experiment.build_resnet((1, 8, 8), {"a": 1}, 0.0, 3),
-        TypeError, r"widths must be a non-empty list or tuple of positive ints.*got dict",
+        TypeError, r"widths must be a list or tuple of positive ints.*got dict",
+    ),
+    "build_resnet.widths empty": (
+        lambda: experiment.build_resnet((1, 8, 8), [], 0.0, 3),
+        ValueError, r"widths must hold at least one positive int, e.g. \[64, 32\]; got \[\]",
+    ),
+    "build_parser.dataset empty": (
+        lambda: experiment.build_parser("", "x", _RECIPES),
+        ValueError, r"dataset must be the data set's name, a non-empty str .*got ''",
     ),
     # was: AttributeError "'numpy.ndarray' object has no attribute 'epochs'"
     "make_optimizer.args": (
@@ -681,7 +706,7 @@ _BAD_ARGUMENTS = {
     ),
     "Data.augment": (
         lambda: _data(augment=-1),
-        TypeError, r"Data.augment must be None or a function augment\(xb, rng\) -> xb; got int",
+        TypeError, r"Data.augment must be a function augment\(xb, rng\) -> xb \(or None\); got int",
     ),
     "Data.preprocessing": (
         lambda: _data(preprocessing=np.zeros(3)),
