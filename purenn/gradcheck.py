@@ -61,7 +61,7 @@ import numpy as np
 
 from purenn._checks import as_seed, as_shape, positive_float, positive_int, show
 from purenn.activations import Activation, get_activation
-from purenn.base import Context, Layer
+from purenn.base import Context, Layer, Sublayer
 from purenn.core import loss as network_loss
 from purenn.core import loss_and_grads, params_dtype
 from purenn.losses import Loss, as_loss
@@ -918,6 +918,44 @@ class _LayerCheck:
             return
         self.run(self.params, self.x, self.r, False)
 
+    def sublayers(self) -> None:
+        """A container's ``sublayers``: :class:`purenn.Sublayer` records, each child
+        taking its ``in_shape``, and each child with params named by a ``path`` to
+        an entry of the container's params holding arrays of its ``param_shapes``."""
+        subs = self.layer.sublayers(self.in_shape)
+        if not isinstance(subs, tuple | list):
+            raise _fail("sublayers", f"sublayers must return a tuple; got {show(subs)}", self.label)
+        for i, item in enumerate(subs):
+            if not isinstance(item, Sublayer):
+                raise _fail(
+                    "sublayers",
+                    f"item {i} must be a purenn.Sublayer(path, layer, in_shape); got {show(item)}",
+                    self.label,
+                )
+            where = "/".join(map(str, item.path))
+            try:
+                item.layer.output_shape(item.in_shape)
+            except ValueError as err:
+                raise _fail(
+                    "sublayers", f"{where} refuses its in_shape {item.in_shape}: {err}", self.label
+                ) from err
+            if not item.layer.has_params:
+                continue
+            entry: Any = self.params
+            for key in item.path:
+                entry = entry.get(key) if isinstance(entry, dict) else None
+            want = item.layer.param_shapes(item.in_shape)
+            got = _tree_apply(np.shape, entry) if isinstance(entry, dict) else None
+            if got != want:
+                raise _fail(
+                    "sublayers",
+                    f"the path {where!r} names {show(got)} in the params init_params made, but "
+                    f"its layer's param_shapes({item.in_shape}) are {show(want)}; a path is the "
+                    "keys from the container's params down to the child's own dict",
+                    self.label,
+                    path=where,
+                )
+
     def purity(self) -> None:
         """Nothing lent is changed. Every call gets read-only x, params and dy, so
         NumPy refuses a write (see :meth:`name_the_written`); a layer may also have
@@ -1323,7 +1361,11 @@ def check_layer(
        the float64 values for a layer that draws no randomness), and
        ``init_params`` makes float32 params when asked;
     7. for a layer that ``uses_workspace``: a pass lent a :class:`purenn.Workspace`
-       gives the results of one without, also when its buffers are reused.
+       gives the results of one without, also when its buffers are reused;
+    8. for a container (a layer whose ``sublayers`` is not empty): every item
+       is a :class:`purenn.Sublayer` whose layer takes its ``in_shape``, and the
+       ``path`` of each child with params leads to an entry of the params holding
+       arrays of that child's ``param_shapes``.
 
     A container's (nested) params are checked leaf by leaf, with paths such as
     ``"train/conv2d_1/w"``. A layer with state (``init_state``) gets it as
@@ -1404,6 +1446,7 @@ def check_layer(
         check.float32()  # 6
         if layer.uses_workspace:
             check.workspace()  # 7
+        check.sublayers()  # 8
     except GradientCheckError as err:
         if err._writer is not None:
             check.name_the_written(err)

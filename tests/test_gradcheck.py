@@ -533,3 +533,44 @@ def test_seeds_max_entries_and_fn_are_checked_by_gradcheck():
         with pytest.raises(TypeError, match="fn must be a function of a params tree"):
             gc.check_function_grads(fn, params, params)
     assert gc.check_layer(pn.Dense(3), 4, seed=np.int64(3), max_entries=np.int64(8))
+
+
+# --------------------------------------------------------------------------- sublayers
+
+
+def _residual_with(sublayers):
+    """A Residual whose ``sublayers`` is replaced (its passes stay right)."""
+
+    @attrs.frozen
+    class Misnamed(pn.Residual):
+        def sublayers(self, in_shape):
+            return sublayers(self, in_shape)
+
+    return Misnamed([pn.Dense(4, "tanh")], shortcut=pn.Dense(4, "tanh"))
+
+
+def test_check_layer_checks_a_containers_sublayers_against_its_params():
+    good = pn.Residual([pn.Dense(4, "tanh")], shortcut=pn.Dense(4, "tanh"))
+    gc.check_layer(good, (3,))  # Residual's own sublayers pass
+    cases = [
+        (
+            lambda self, s: (pn.Sublayer(("dense_0",), pn.Dense(5, "tanh"), s),),
+            r"the path 'dense_0' names .* but its layer's param_shapes\(\(3,\)\) are",
+        ),
+        (
+            lambda self, s: (pn.Sublayer(("shortcut", "dense_9"), self.shortcut[0], s),),
+            r"the path 'shortcut/dense_9' names None in the params init_params made",
+        ),
+        (
+            lambda self, s: [("dense_0", self.layers[0], s)],
+            r"item 0 must be a purenn.Sublayer\(path, layer, in_shape\); got \('dense_0'",
+        ),
+        (
+            lambda self, s: (pn.Sublayer(("dense_0",), pn.Conv2D(2, 3), s),),
+            r"dense_0 refuses its in_shape \(3,\): .*",
+        ),
+    ]
+    for sublayers, message in cases:
+        with pytest.raises(gc.GradientCheckError, match=message) as caught:
+            gc.check_layer(_residual_with(sublayers), (3,))
+        assert caught.value.check == "sublayers"
