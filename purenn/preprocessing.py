@@ -440,6 +440,11 @@ def train_val_split(
         )
     if stratify:
         if ya.ndim == 2 and ya.dtype.kind in "biuf":  # one-hot (or scores): argmax
+            if ya.dtype.kind == "f" and not np.isfinite(ya).all():
+                raise ValueError(
+                    "train_val_split with stratify=True takes the class of (n, k) labels as "
+                    "their argmax, which NaN or inf make meaningless; y holds non-finite values"
+                )
             classes = ya.argmax(axis=1)
         elif ya.dtype.kind in "iu" and ya.dtype != np.bool_:
             classes = ya

@@ -274,3 +274,12 @@ def test_fitted_state_refuses_what_it_could_not_apply():
         MinMaxScaler(data_min=np.zeros(3), data_max=np.ones(2))
     with pytest.raises(TypeError, match="data_max must be an array of real numbers"):
         MinMaxScaler(data_min=np.zeros(1), data_max="x")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_stratified_split_refuses_one_hot_labels_with_nan_or_inf(bad):
+    """Was: the argmax of a row with NaN or inf silently picked its class."""
+    y = np.eye(3, dtype=np.float32)[np.arange(12) % 3]
+    y[4, 0] = bad
+    with pytest.raises(ValueError, match=r"argmax, which NaN or inf make meaningless"):
+        train_val_split(np.zeros((12, 2), np.float32), y, 0.25, np.random.default_rng(0))
