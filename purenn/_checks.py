@@ -47,6 +47,14 @@ def too_deep(name: str, path: str, limit: int) -> TooDeepError:
     )
 
 
+def check_callable(value: object, name: str, what: str) -> Any:
+    """``value`` if it is callable; else a TypeError ``"{name} must be {what}; got ..."``
+    (``what`` says how it is called: ``"a function augment(xb, rng) -> xb"``)."""
+    if not callable(value):
+        raise TypeError(f"{name} must be {what}; got {type(value).__name__} {show(value, 40)}")
+    return value
+
+
 def as_path(value: object, name: str = "path") -> Path:
     """``value`` as a ``Path``; a clear TypeError naming ``name`` for anything
     that is not a ``str`` or ``os.PathLike`` (pathlib's own message names no

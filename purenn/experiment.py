@@ -58,7 +58,15 @@ import attrs
 import numpy as np
 
 from purenn import optim, parallel, schedules
-from purenn._checks import as_array, as_seed, check_flag, nonnegative_float, positive_int, show
+from purenn._checks import (
+    as_array,
+    as_seed,
+    check_callable,
+    check_flag,
+    nonnegative_float,
+    positive_int,
+    show,
+)
 from purenn.activations import activation_names, get_activation
 from purenn.augment import augment_images, crop_images, flip_images
 from purenn.checkpoint import save, storable
@@ -212,14 +220,6 @@ def _check_parser(parser: object, fn: str) -> argparse.ArgumentParser:
             f"{type(parser).__name__} {show(parser, 40)}"
         )
     return parser
-
-
-def _check_callable(value: object, name: str, signature: str) -> Callable:
-    if not callable(value):
-        raise TypeError(
-            f"{name} must be a function {signature}; got {type(value).__name__} {show(value, 40)}"
-        )
-    return value
 
 
 def _units(value: object, name: str, allow_empty: bool) -> list[int]:
@@ -571,7 +571,7 @@ def script_main(main: Callable[[], Any]) -> None:
     """Run a training script's ``main()``; under ``mpiexec``, a rank that fails
     (an exception or a non-zero exit) ends the whole job instead of leaving the
     other ranks waiting (:func:`purenn.parallel.abort_on_error`)."""
-    _check_callable(main, "script_main: main", "main() taking no arguments")
+    check_callable(main, "script_main: main", "a function main() taking no arguments")
     if not parallel.under_mpi():
         main()
         return
@@ -586,9 +586,6 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- data
-
-
-_KINDS = ("image", "pendigits")  # how purenn.plots draws samples
 
 
 @attrs.frozen(eq=False)
@@ -654,8 +651,12 @@ class Data:
                     f"Data.{name}: y must hold class indices 0..{k - 1}, one per class name; "
                     f"got labels {y.min()}..{y.max()}"
                 )
-        if self.kind not in _KINDS:
-            raise ValueError(f"Data.kind must be one of {_KINDS}; got {show(self.kind, 40)}")
+        # the misclassified grid's own checks, run here rather than after training
+        # (purenn.plots imports matplotlib: only when a Data is made, as run() draws)
+        from purenn.plots import SAMPLE_KINDS, check_samples
+
+        if self.kind not in SAMPLE_KINDS:
+            raise ValueError(f"Data.kind must be one of {SAMPLE_KINDS}; got {show(self.kind, 40)}")
         raw, y_test = self.test_raw, self.test[1]
         if not isinstance(raw, np.ndarray):
             raise TypeError(
@@ -667,10 +668,6 @@ class Data:
                 f"Data.test_raw must hold the {len(y_test)} test samples in raw units; got shape "
                 f"{raw.shape}"
             )
-        # the misclassified grid's own checks, run here rather than after training
-        # (purenn.plots imports matplotlib: only when a Data is made, as run() draws)
-        from purenn.plots import check_samples
-
         try:
             check_samples(raw, y_test, y_test, self.kind, None)
         except (TypeError, ValueError) as err:
@@ -678,7 +675,9 @@ class Data:
                 f"Data.test_raw (the test samples for purenn.plots.save_misclassified): {err}"
             ) from None
         if self.augment is not None:
-            _check_callable(self.augment, "Data.augment", "augment(xb, rng) -> xb (or None)")
+            check_callable(
+                self.augment, "Data.augment", "a function augment(xb, rng) -> xb (or None)"
+            )
         if not isinstance(self.preprocessing, dict) or not storable(self.preprocessing):
             raise TypeError(
                 "Data.preprocessing must be a dict that purenn.save can store with the "
@@ -718,7 +717,9 @@ def load_data(
     from purenn.datasets import CorruptFileError, DataNotFoundError
 
     _check_parser(parser, "load_data")
-    _check_callable(loader, "load_data: loader", "loader(data_dir) -> ((x, y), (x_test, y_test))")
+    check_callable(
+        loader, "load_data: loader", "a function loader(data_dir) -> ((x, y), (x_test, y_test))"
+    )
     _check_args(args, "load_data", ("data_dir", "limit"))
     try:
         loaded = loader(args.data_dir)
@@ -777,7 +778,7 @@ def in_raw_units(
         TypeError: for an ``augment`` that is not callable or a ``scaler`` that is
             not a :class:`purenn.preprocessing.Standardizer`.
     """
-    _check_callable(augment, "in_raw_units: augment", "augment(raw, rng) -> raw")
+    check_callable(augment, "in_raw_units: augment", "a function augment(raw, rng) -> raw")
     if not isinstance(scaler, Standardizer):
         raise TypeError(
             "in_raw_units: scaler must be the purenn.preprocessing.Standardizer the network's "

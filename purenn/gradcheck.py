@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from purenn._checks import as_seed, as_shape, positive_float, positive_int, show
+from purenn._checks import as_seed, as_shape, check_callable, positive_float, positive_int, show
 from purenn.activations import Activation, get_activation
 from purenn.base import Context, Layer, Sublayer
 from purenn.core import loss as network_loss
@@ -332,11 +332,6 @@ def _check_max_entries(max_entries: Any) -> int | None:
     return None if max_entries is None else positive_int(max_entries, "max_entries")
 
 
-def _check_callable(fn: Any, name: str, what: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} must be {what}; got {type(fn).__name__} {show(fn, 40)}")
-
-
 def numeric_grads(
     fn: Callable[[dict], float], params: dict, *, eps: float = DEFAULT_EPS
 ) -> dict[str, np.ndarray]:
@@ -354,7 +349,7 @@ def numeric_grads(
     Raises:
         TypeError: for a leaf that is not a float64 array.
     """
-    _check_callable(fn, "fn", "a function of a params tree returning a float")
+    check_callable(fn, "fn", "a function of a params tree returning a float")
     eps = positive_float(eps, "eps")
     f0 = float(fn(params))
     out = {}
@@ -401,7 +396,7 @@ def check_function_grads(
             (and the layer, for a network's params).
         TypeError: for a leaf that is not a float64 array.
     """
-    _check_callable(fn, "fn", "a function of a params tree returning a float")
+    check_callable(fn, "fn", "a function of a params tree returning a float")
     eps, rtol, floor = _tolerances(eps, rtol, floor)
     max_entries, seed = _check_max_entries(max_entries), as_seed(seed)
     owner = _owner_in(params)
@@ -459,7 +454,7 @@ def check_input_grad(
         GradientCheckError: naming the index, error and both values.
         TypeError: if ``x`` is not a float64 array.
     """
-    _check_callable(fn, "fn", "a function of one array returning a float")
+    check_callable(fn, "fn", "a function of one array returning a float")
     eps, rtol, floor = _tolerances(eps, rtol, floor)
     max_entries, seed = _check_max_entries(max_entries), as_seed(seed)
     _require_float64(x, name)

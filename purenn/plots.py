@@ -86,6 +86,7 @@ __all__ = [
     "MAX_FPS",
     "MAX_HOLD_SECONDS",
     "MAX_RESOLUTION",
+    "SAMPLE_KINDS",
     "accuracy_curves",
     "boundary_animation",
     "check_samples",
@@ -112,7 +113,8 @@ FIGURE_NAMES = (
     "loss.gif",
 )
 
-_KINDS = ("image", "pendigits")
+SAMPLE_KINDS = ("image", "pendigits")
+"""The ``kind`` values of :func:`check_samples` and the misclassified grid."""
 _TRAIN_COLOR = "tab:blue"
 _VAL_COLOR = "tab:orange"
 _BEST_COLOR = "tab:green"
@@ -663,8 +665,8 @@ def check_samples(
     Raises:
         TypeError, ValueError: naming what is wrong.
     """
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}; got {show(kind)}")
+    if kind not in SAMPLE_KINDS:
+        raise ValueError(f"kind must be one of {SAMPLE_KINDS}; got {show(kind)}")
     if not isinstance(x, np.ndarray):
         raise TypeError(f"x must be a numpy array of samples; got {type(x).__name__}")
     if x.dtype.kind not in "iuf":

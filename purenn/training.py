@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from purenn._checks import as_generator, as_path, positive_int, show
+from purenn._checks import as_generator, as_path, check_callable, positive_int, show
 from purenn.callbacks import Hooks
 from purenn.checkpoint import save, storable
 from purenn.core import TrainPass, check_inputs, train_pass
@@ -548,8 +548,8 @@ def fit(
     if val is not None:
         val = _check_data(params, val, "val")
     loss_fn = params[SPEC_KEY].loss
-    if augment is not None and not callable(augment):
-        raise TypeError(f"augment must be a function (xb, rng) -> xb; got {show(augment)}")
+    if augment is not None:
+        check_callable(augment, "augment", "a function augment(xb, rng) -> xb")
     _check_optimizer(optimizer)
     rng = as_generator(rng)
     epochs = _check_int(epochs, "epochs", 0, MAX_EPOCHS)
